@@ -1,0 +1,37 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+
+/**
+ * One process-wide registry of pipeline counters. Nodes are re-created on every deploy, so metrics are
+ * get-or-create: a redeploy keeps counting instead of failing with "already registered".
+ * Rendered as Prometheus text by iotb-metrics and `GET /metrics`. Kept on globalThis so that a second copy
+ * of this module (tests load the TypeScript source beside the built nodes) counts into the same registry.
+ */
+export const metricsRegistry: Registry = ((globalThis as Record<symbol, Registry | undefined>)[
+  Symbol.for('node-red-contrib-iot-backend.metrics')
+] ??= new Registry());
+
+export function counter<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+): Counter<L> {
+  const existing = metricsRegistry.getSingleMetric(name);
+  if (existing) return existing as Counter<L>;
+  return new Counter({ name, help, labelNames, registers: [metricsRegistry] });
+}
+
+export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+  const existing = metricsRegistry.getSingleMetric(name);
+  if (existing) return existing as Gauge<L>;
+  return new Gauge({ name, help, labelNames, registers: [metricsRegistry] });
+}
+
+/**
+ * Messages that nodes refused, by stage and code: with stored and spooled counts this accounts for every
+ * message that entered the pipeline.
+ */
+export const rejectedTotal = counter(
+  'iotb_rejected_total',
+  'Messages refused, by pipeline stage and reason code',
+  ['stage', 'code'] as const,
+);

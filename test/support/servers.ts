@@ -1,0 +1,294 @@
+/**
+ * Real servers for tests, started on free loopback ports in temp dirs and stopped again:
+ * InfluxDB 1.x (Debian `influxdb`), Mosquitto, VictoriaMetrics, and a `node-red` process running a flow
+ * with this package loaded. A missing binary fails the test with how to install it; nothing is skipped.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const repoRoot = resolve(__dirname, '..', '..');
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const addr = srv.address();
+  srv.close();
+  await once(srv, 'close');
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
+export function tempDir(prefix: string): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), `iotb-${prefix}-`));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Throws a message that says how to install `bin` when it is not on this machine. */
+export function requireBinary(bin: string, debianPackage: string): string {
+  for (const dir of ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin']) {
+    const p = join(dir, bin);
+    if (existsSync(p)) return p;
+  }
+  try {
+    return execFileSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(
+      `${bin} is not installed: run \`apt-get install -y ${debianPackage}\` (.ci/run does this)`,
+    );
+  }
+}
+
+/** Resolves once something accepts TCP connections on host:port, or rejects when `child` exits first. */
+export async function waitForPort(
+  port: number,
+  child?: ChildProcess,
+  timeoutMs = 30_000,
+  host = '127.0.0.1',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child && child.exitCode !== null)
+      throw new Error(`process exited with ${child.exitCode} before port ${port} opened`);
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, host);
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50)); // poll interval: no event tells us a foreign process bound a port
+  }
+}
+
+/** Polls an HTTP URL until it answers with `status`. */
+export async function waitForHttp(
+  url: string,
+  status: number,
+  child?: ChildProcess,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child && child.exitCode !== null)
+      throw new Error(`process exited with ${child.exitCode} before ${url} answered`);
+    try {
+      const res = await fetch(url);
+      await res.arrayBuffer();
+      if (res.status === status) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface ManagedProcess {
+  child: ChildProcess;
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL: a crash. */
+  kill9(): Promise<void>;
+}
+
+const live = new Set<ManagedProcess>();
+process.on('exit', () => {
+  for (const p of live) p.child.kill('SIGKILL');
+});
+
+export function startProcess(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): ManagedProcess {
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (b: Buffer): void => {
+    out += b.toString();
+    if (out.length > 1_000_000) out = out.slice(-500_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = child.exitCode !== null ? Promise.resolve() : once(child, 'exit').then(() => undefined);
+  const proc: ManagedProcess = {
+    child,
+    output: () => out,
+    async stop(graceMs = 10_000) {
+      live.delete(proc);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+    async kill9() {
+      live.delete(proc);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+  live.add(proc);
+  return proc;
+}
+
+export interface Server {
+  port: number;
+  url: string;
+  dir: string;
+  proc: ManagedProcess;
+  /** Stops the process (keeping its data dir) and starts it again on the same port. */
+  restart(): Promise<void>;
+  /** Stops the process without removing data; `start()` brings it back. */
+  pause(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops and removes the data dir. */
+  stop(): Promise<void>;
+}
+
+function managedServer(
+  name: string,
+  port: number,
+  url: string,
+  dir: { path: string; remove(): void },
+  launch: () => ManagedProcess,
+  ready: (p: ManagedProcess) => Promise<void>,
+): Promise<Server> {
+  const server: Server = {
+    port,
+    url,
+    dir: dir.path,
+    proc: launch(),
+    async start() {
+      server.proc = launch();
+      try {
+        await ready(server.proc);
+      } catch (err) {
+        await server.proc.stop();
+        throw new Error(`${name} did not start: ${(err as Error).message}\n${server.proc.output()}`);
+      }
+    },
+    async pause() {
+      await server.proc.stop();
+    },
+    async restart() {
+      await server.proc.stop();
+      await server.start();
+    },
+    async stop() {
+      await server.proc.stop();
+      dir.remove();
+    },
+  };
+  return ready(server.proc).then(
+    () => server,
+    async (err: unknown) => {
+      await server.proc.stop();
+      dir.remove();
+      throw new Error(`${name} did not start: ${(err as Error).message}\n${server.proc.output()}`);
+    },
+  );
+}
+
+/** InfluxDB 1.x (`influxd` from Debian `influxdb`): HTTP API on a free port, data in a temp dir. */
+export async function startInfluxd(opts: { authEnabled?: boolean } = {}): Promise<Server> {
+  const bin = requireBinary('influxd', 'influxdb');
+  const dir = tempDir('influxd');
+  const port = await freePort();
+  const rpcPort = await freePort();
+  const conf = join(dir.path, 'influxdb.conf');
+  writeFileSync(
+    conf,
+    `reporting-disabled = true
+bind-address = "127.0.0.1:${rpcPort}"
+[meta]
+  dir = "${dir.path}/meta"
+[data]
+  dir = "${dir.path}/data"
+  wal-dir = "${dir.path}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:${port}"
+  auth-enabled = ${opts.authEnabled ? 'true' : 'false'}
+  log-enabled = false
+  max-body-size = 0
+[continuous_queries]
+  enabled = false
+`,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  return managedServer(
+    'influxd',
+    port,
+    url,
+    dir,
+    () => startProcess(bin, ['-config', conf]),
+    (p) => waitForHttp(`${url}/ping`, 204, p.child),
+  );
+}
+
+/** Mosquitto 2.x. `extraConfig` lines are appended (e.g. `max_queued_messages 100000` — say why in the test). */
+export async function startMosquitto(opts: { extraConfig?: string[] } = {}): Promise<Server> {
+  const bin = requireBinary('mosquitto', 'mosquitto');
+  const dir = tempDir('mosquitto');
+  const port = await freePort();
+  const conf = join(dir.path, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'log_dest stdout',
+      ...(opts.extraConfig ?? []),
+      '',
+    ].join('\n'),
+  );
+  return managedServer(
+    'mosquitto',
+    port,
+    `mqtt://127.0.0.1:${port}`,
+    dir,
+    () => startProcess(bin, ['-c', conf]),
+    (p) => waitForPort(port, p.child),
+  );
+}
+
+/** VictoriaMetrics: accepts InfluxDB line protocol on `/write` and `/api/v2/write`. */
+export async function startVictoriaMetrics(): Promise<Server> {
+  const bin = requireBinary('victoria-metrics', 'victoria-metrics');
+  const dir = tempDir('vm');
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  return managedServer(
+    'victoria-metrics',
+    port,
+    url,
+    dir,
+    () =>
+      startProcess(bin, [
+        `-httpListenAddr=127.0.0.1:${port}`,
+        `-storageDataPath=${dir.path}/data`,
+        '-retentionPeriod=100y',
+        '-search.latencyOffset=0s',
+        '-loggerLevel=ERROR',
+      ]),
+    (p) => waitForHttp(`${url}/health`, 200, p.child),
+  );
+}
