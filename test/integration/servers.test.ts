@@ -19,7 +19,7 @@ describe('test support servers', () => {
       });
       assert.equal(res.status, 204);
       res = await fetch(`${influx.url}/query?db=t&q=${encodeURIComponent('SELECT v FROM m')}`);
-      const body = (await res.json());
+      const body = await res.json();
       assert.deepEqual(body.results[0].series[0].values, [['2023-11-14T22:13:20Z', 1.5]]);
     } finally {
       await influx.stop();
