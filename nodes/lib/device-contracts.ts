@@ -1,0 +1,65 @@
+/**
+ * The contracts between the identity side (registry, broker) and the nodes that use it (validate, quality,
+ * command, presence). Small on purpose: a Redis/PostgreSQL registry or a clustered broker implements the
+ * same interfaces later (DESIGN.md, scale-out).
+ */
+import type { EventEmitter } from 'node:events';
+import type { DeviceRef } from './device-id';
+
+/** A command a device type accepts; `params` is a JSON Schema for the command's params, when given. */
+export interface CommandSpec {
+  params?: Record<string, unknown>;
+  /** Default timeout for this command (ms); the command node's default applies when absent. */
+  timeoutMs?: number;
+}
+
+/** A device type: the telemetry JSON Schema and the commands its devices accept. */
+export interface DeviceType {
+  name: string;
+  /** JSON Schema (2020-12) for one telemetry reading of this type. */
+  schema?: Record<string, unknown>;
+  commands?: Record<string, CommandSpec>;
+}
+
+/** A device as the registry stores it, without its credentials. */
+export interface DeviceRecord extends DeviceRef {
+  enabled: boolean;
+  createdAt: number;
+}
+
+/**
+ * Read side of the device registry. Emits 'revoked' (deviceId), 'disabled' (deviceId), 'enabled' (deviceId)
+ * and 'types' () when device types change.
+ */
+export interface DeviceDirectory extends EventEmitter {
+  getDevice(id: string): DeviceRecord | undefined;
+  getType(name: string): DeviceType | undefined;
+}
+
+/** A message a device published, after the broker authenticated it and checked its ACL. */
+export interface DeviceMessage {
+  device: DeviceRef;
+  /** Full MQTT topic, e.g. `devices/d1/telemetry`. */
+  topic: string;
+  /** The part after `devices/{id}/`: 'telemetry' | 'status' | 'commands/ack'. */
+  kind: string;
+  payload: Buffer;
+}
+
+/**
+ * What the broker offers the nodes that talk to devices. Emits:
+ * - 'online' (deviceId), 'offline' (deviceId)
+ * - 'message' (DeviceMessage)
+ * - 'delivered' (deviceId, topic, payload: Buffer): the device's connection acknowledged (PUBACK) a QoS 1
+ *   message we published to it.
+ */
+export interface DeviceLink extends EventEmitter {
+  isOnline(deviceId: string): boolean;
+  /** Publishes to `devices/{deviceId}/{subtopic}`; resolves once the broker has accepted it for delivery. */
+  publishToDevice(
+    deviceId: string,
+    subtopic: string,
+    payload: Buffer | string,
+    opts: { qos: 0 | 1 },
+  ): Promise<void>;
+}
