@@ -70,7 +70,7 @@ async function token(url: string, password: string): Promise<string> {
 }
 
 function readSecrets(userDir: string): Record<string, string> {
-  return JSON.parse(readFileSync(join(userDir, '.iotb-secrets.json'), 'utf8'));
+  return JSON.parse(readFileSync(join(userDir, '.iotb-secrets.json'), 'utf8')) as Record<string, string>;
 }
 
 function countMatches(text: string, re: RegExp): number {
@@ -164,7 +164,7 @@ describe('settings.js: first start and second start', () => {
   it('disables installing nodes from the palette and function external modules', async () => {
     const access = await token(url, password);
     const auth = { authorization: `Bearer ${access}` };
-    const settings = (await (await fetch(`${url}/settings`, { headers: auth })).json()) as any;
+    const settings: any = await (await fetch(`${url}/settings`, { headers: auth })).json();
     assert.equal(settings.externalModules.palette.allowInstall, false);
     assert.equal(settings.externalModules.palette.allowUpload, false);
     assert.equal(settings.functionExternalModules, false);
