@@ -17,6 +17,8 @@ export interface NodeRedOptions {
   redJs?: string;
   /** Extra settings, JSON-serialisable. */
   settings?: Record<string, unknown>;
+  /** Use this user dir (the caller removes it) instead of a fresh temp dir, e.g. one with packages installed. */
+  userDir?: string;
 }
 
 export interface NodeRedProcess {
@@ -34,7 +36,7 @@ export interface NodeRedProcess {
 }
 
 export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess> {
-  const dir = tempDir('node-red');
+  const dir = opts.userDir ? { path: opts.userDir, remove: () => undefined } : tempDir('node-red');
   const port = await freePort();
   const settings = {
     uiHost: '127.0.0.1',
