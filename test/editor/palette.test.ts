@@ -1,20 +1,24 @@
 /**
- * The editor in a real browser (Debian's chromium, driven by playwright-core) against a real node-red process
- * with this package loaded and an admin login: the palette shows the package's nodes under "IoT backend",
- * every one can be dragged onto the workspace and its edit dialog opened, and Import -> Examples lists the
- * shipped flows. Data-driven from package.json and the flows/ folder. On failure a screenshot is kept.
+ * The editor in a real browser (Debian's chromium, driven by playwright-core) against Node-RED started the way
+ * the README says (`npm start`: scripts/start.mjs with settings.js, first-start password): login with the
+ * printed password, the palette shows the package's nodes under "IoT backend", every one can be dragged onto
+ * the workspace and its edit dialog opened, and Import -> Examples lists the shipped flows. Data-driven from
+ * package.json and the flows/ folder. On failure a screenshot is kept.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { repoRoot, requireBinary, tempDir } from '../support/servers';
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const bcrypt = require('bcryptjs') as { hashSync(s: string, rounds: number): string };
+import {
+  freePort,
+  repoRoot,
+  requireBinary,
+  startProcess,
+  tempDir,
+  waitForOutput,
+  type ManagedProcess,
+} from '../support/servers';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
   name: string;
@@ -27,8 +31,9 @@ const CATEGORY = 'IoT backend';
 
 describe('the editor in a real browser', () => {
   const dir = tempDir('editor');
-  const password = randomBytes(12).toString('base64url');
-  let nr: NodeRedProcess;
+  let password: string;
+  let url: string;
+  let nodeRed: ManagedProcess;
   let context: BrowserContext;
   let page: Page;
   /** Types of the package, with their editor category, as the editor itself reports them. */
@@ -51,15 +56,17 @@ describe('the editor in a real browser', () => {
 
   before(async () => {
     const executablePath = requireBinary('chromium', 'chromium');
-    nr = await startNodeRed({
-      flows: [],
-      settings: {
-        adminAuth: {
-          type: 'credentials',
-          users: [{ username: 'admin', password: bcrypt.hashSync(password, 8), permissions: '*' }],
-        },
-      },
-    });
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      IOTB_USER_DIR: join(dir.path, 'user'),
+      IOTB_PORT: `${port}`,
+    };
+    for (const k of ['IOTB_ADMIN_PASSWORD_HASH', 'IOTB_ADMIN_USER', 'IOTB_HOST']) delete env[k];
+    nodeRed = startProcess(process.execPath, [join(repoRoot, 'scripts', 'start.mjs')], { env });
+    await waitForOutput(nodeRed, /Started flows/, 60_000);
+    password = /Editor password: (\S+)/.exec(nodeRed.output())?.[1] ?? '';
     context = await chromium.launchPersistentContext(join(dir.path, 'profile'), {
       executablePath,
       headless: true,
@@ -82,14 +89,14 @@ describe('the editor in a real browser', () => {
 
   after(async () => {
     await context?.close();
-    await nr?.stop();
+    await nodeRed?.stop();
     if (failed) console.log(`editor test failed: screenshots kept in ${dir.path}`);
     else dir.remove();
   });
 
-  it('logs in with the admin password', () =>
+  it('logs in with the password npm start printed on first start', () =>
     withScreenshot('login', async () => {
-      await page.goto(nr.url);
+      await page.goto(url);
       await page.locator('#node-dialog-login-username').fill('admin');
       await page.locator('#node-dialog-login-password').fill(password);
       await page.locator('#node-dialog-login-submit').click();
@@ -114,9 +121,11 @@ describe('the editor in a real browser', () => {
         pkg.name,
       );
       assert.deepEqual(sets.sort(), Object.keys(pkg['node-red'].nodes).sort());
-      const header = page.locator('.red-ui-palette-header', { hasText: CATEGORY });
+      const header = page
+        .locator('#red-ui-palette-container > .red-ui-palette-category > .red-ui-palette-header')
+        .filter({ hasText: new RegExp(`^\\s*${CATEGORY}\\s*$`) });
       await header.waitFor();
-      const category = page.locator('.red-ui-palette-category', { has: header });
+      const category = header.locator('xpath=..');
       for (const { type, category: cat } of types) {
         if (cat === 'config') continue; // config nodes live in the config sidebar, not the palette
         assert.equal(cat, CATEGORY, `${type} is in category ${cat}`);
