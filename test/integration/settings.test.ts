@@ -161,13 +161,14 @@ describe('settings.js: first start and second start', () => {
     }
   });
 
-  it('disables installing nodes from the palette and function external modules', async () => {
+  it('disables installing nodes from the palette, function external modules and telemetry', async () => {
     const access = await token(url, password);
     const auth = { authorization: `Bearer ${access}` };
     const settings: any = await (await fetch(`${url}/settings`, { headers: auth })).json();
     assert.equal(settings.externalModules.palette.allowInstall, false);
     assert.equal(settings.externalModules.palette.allowUpload, false);
     assert.equal(settings.functionExternalModules, false);
+    assert.equal(settings.telemetryEnabled, false);
     // With install disabled Node-RED does not even register the install route.
     const install = await fetch(`${url}/nodes`, {
       method: 'POST',
@@ -192,6 +193,7 @@ describe('settings.js with secrets from the environment', () => {
   const dir = tempDir('settings-env');
   const password = 'env-provided password 42';
   const env = {
+    IOTB_HOST: '127.0.0.2', // another loopback address: shows IOTB_HOST is honoured
     IOTB_ADMIN_USER: 'operator',
     IOTB_ADMIN_PASSWORD_HASH: bcrypt.hashSync(password, 10),
     IOTB_CREDENTIAL_SECRET: 'env-provided-credential-secret',
@@ -202,7 +204,7 @@ describe('settings.js with secrets from the environment', () => {
 
   before(async () => {
     port = await freePort();
-    url = `http://127.0.0.1:${port}`;
+    url = `http://127.0.0.2:${port}`;
   });
   after(async () => {
     await proc?.stop();
@@ -211,6 +213,8 @@ describe('settings.js with secrets from the environment', () => {
 
   it('uses them, prints no password and stores neither', async () => {
     proc = await startWithSettings(dir.path, port, env);
+    assert.match(proc.output(), new RegExp(`Server now running at http://127\\.0\\.0\\.2:${port}/`));
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/`), 'listening on 127.0.0.1 despite IOTB_HOST');
     assert.equal(countMatches(proc.output(), /password/i), 0, proc.output());
     assert.ok(!existsSync(join(dir.path, '.iotb-secrets.json')));
     const res = await login(url, password, 'operator');
