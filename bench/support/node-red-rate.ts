@@ -33,7 +33,10 @@ export interface RateCase {
   outputs?: number;
   /** Credentials of the node under test. */
   credentials?: Record<string, unknown>;
-  /** A fresh message for the i-th input (the node may mutate it). */
+  /**
+   * A fresh message for the i-th input of a round (the node may mutate it). The pass-through is fed by the
+   * first case's factory, so both chains carry the same messages.
+   */
   message: (i: number) => Record<string, unknown>;
 }
 
