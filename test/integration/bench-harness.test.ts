@@ -17,7 +17,7 @@ function median(values: number[]): number {
 
 describe('bench harness: messages/s of a node next to a pass-through node', () => {
   it('measures each case and the pass-through in alternating rounds and counts errors', async () => {
-    const benchDirsBefore = readdirSync(tmpdir()).filter((d) => d.startsWith('iotb-bench-'));
+    const benchDirsBefore = readdirSync(tmpdir()).filter((d) => d.startsWith('iotb-node-red-rate-'));
     const seen: number[] = [];
     const result: RateResult = await measureNodeRates({
       modules: [builtNode('metrics')],
@@ -68,7 +68,7 @@ describe('bench harness: messages/s of a node next to a pass-through node', () =
     // Each round numbers its messages from 0; the pass-through takes the first case's messages too:
     // (1 warm-up + 3 rounds) x (first case + pass-through).
     assert.equal(seen.filter((i) => i === 0).length, 8);
-    const benchDirsAfter = readdirSync(tmpdir()).filter((d) => d.startsWith('iotb-bench-'));
+    const benchDirsAfter = readdirSync(tmpdir()).filter((d) => d.startsWith('iotb-node-red-rate-'));
     assert.deepEqual(benchDirsAfter, benchDirsBefore, 'temp user dir left behind');
   });
 });
