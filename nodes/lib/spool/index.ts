@@ -269,11 +269,12 @@ function writeSeal(seg: Segment): void {
 }
 
 function removeSegment(seg: Segment): void {
-  unlinkSync(seg.file);
-  try {
-    unlinkSync(sealFile(seg));
-  } catch (err) {
-    if (errnoOf(err) !== 'ENOENT') throw err;
+  for (const file of [seg.file, sealFile(seg)]) {
+    try {
+      unlinkSync(file);
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw err;
+    }
   }
 }
 
@@ -312,6 +313,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
   private dirty = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private diskFull = false;
   private refusing = false;
   private lastError: string | undefined;
@@ -431,8 +433,12 @@ export class Spool extends EventEmitter<SpoolEvents> {
   }
 
   /** Writes what is queued, syncs it, persists the ack position and releases the lock. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     try {
@@ -654,9 +660,10 @@ export class Spool extends EventEmitter<SpoolEvents> {
   }
 
   private dropOldestSegment(): void {
-    const seg = this.segments.shift()!;
+    const seg = this.segments[0];
     const dropped = Math.max(0, seg.endSeq - this.ackPos.seq);
     removeSegment(seg);
+    this.segments.shift();
     this.totalBytes -= seg.size;
     this.ackPos = { segment: this.segments[0].id, offset: 0, seq: seg.endSeq };
     this.counters.droppedOldest += dropped;
@@ -830,10 +837,12 @@ export class Spool extends EventEmitter<SpoolEvents> {
       if (first.id === pos.segment && pos.offset >= first.size)
         pos = { segment: this.segments[1].id, offset: 0, seq: pos.seq };
       if (first.id >= pos.segment) break;
+      removeSegment(first);
       this.segments.shift();
       this.totalBytes -= first.size;
-      removeSegment(first);
     }
+    // Only if segment files went missing behind our back: continue at the next one that exists.
+    if (this.segments[0].id > pos.segment) pos = { segment: this.segments[0].id, offset: 0, seq: pos.seq };
     this.counters.ackedTotal += pos.seq - this.ackPos.seq;
     this.ackPos = pos;
     if (compare(this.readPos, pos) < 0) this.readPos = pos;
