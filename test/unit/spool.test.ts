@@ -419,16 +419,19 @@ describe('spool', () => {
     assert.deepEqual(kept, strings(range(s.droppedOldest, total)), 'what is kept is the newest, in order');
   });
 
-  it('records appended by a process killed with SIGKILL mid-append are all there after recovery', async () => {
-    // Three crash rounds: each child recovers the spool, numbers on from what it finds, and is killed while
-    // appending batches of 300 records (~30 kB writes, segments of 256 kB, fsync 'always').
+  it('records appended by a process killed with SIGKILL mid-append are all there after recovery', async (t) => {
+    // Three crash rounds, one per fsync policy (a process crash loses nothing with any of them: written data
+    // is in the page cache). Each child recovers the spool, numbers on from what it finds, and is killed while
+    // appending batches of 300 records (~30 kB writes, segments of 256 kB).
     let lastAcked = -1;
-    for (let round = 0; round < 3; round++) {
-      const child = spawnChild('append', dir, '300');
+    let torn = 0;
+    for (const [round, policy] of (['always', 'interval', 'never'] as const).entries()) {
+      const child = spawnChild('append', dir, '300', policy);
       try {
-        const start = Number((await waitForLine(child, /start (\d+)/))[1]);
-        assert.ok(start > lastAcked, `round ${round}: the child found every acknowledged record (${start})`);
-        const target = start + 300 * (5 + round * 7);
+        const [, start, tornBytes] = await waitForLine(child, /start (\d+) torn (\d+)/);
+        assert.ok(Number(start) > lastAcked, `round ${round}: the child found every acknowledged record`);
+        torn += Number(tornBytes);
+        const target = Number(start) + 300 * (5 + round * 7);
         const [, n] = await waitForLine(child, new RegExp(`acked (${target + 299})\\b`));
         lastAcked = Math.max(lastAcked, Number(n));
       } finally {
@@ -436,6 +439,9 @@ describe('spool', () => {
       }
     }
     const spool = await openSpool({ segmentBytes: 256 * 1024 });
+    torn += spool.recovery.tornTailBytesTruncated;
+    // Linux rarely tears a page-cache write on SIGKILL; torn tails are tested deterministically above.
+    t.diagnostic(`torn tail bytes truncated over all recoveries: ${torn}`);
     const got = await drain(spool, false, 5000);
     assert.ok(got.length > lastAcked, `${got.length} records, last acknowledged was ${lastAcked}`);
     // Exactly the records 0..n-1, in order: nothing lost, nothing duplicated, no damaged record surfaced.
