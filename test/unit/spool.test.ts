@@ -3,12 +3,14 @@ import { once } from 'node:events';
 import {
   closeSync,
   ftruncateSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
   statSync,
   unlinkSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -325,6 +327,17 @@ describe('spool', () => {
       strings(range(0, 20)).filter((_, i) => i !== 3),
     );
     assert.equal(spool.stats().corruptSkipped, 1);
+    spool.rewind();
+    await drain(spool, true);
+    assert.equal(spool.stats().pendingRecords, 0, 'the pending count re-aligns past damage found late');
+  });
+
+  it('a lock file with garbage in it (not written by a spool) is taken over', async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'LOCK'), 'not a pid');
+    const spool = await openSpool();
+    assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), `${process.pid}\n`);
+    await spool.append([rec(1)]);
   });
 
   it('one writer: a second open fails clearly, in this process and from another one; a dead holder is taken over', async () => {
