@@ -35,7 +35,9 @@ const POOL = Array.from({ length: 1000 }, (_, i) =>
   ),
 );
 const RECORD_BYTES = POOL.reduce((n, r) => n + r.length, 0) / POOL.length;
-const BATCHES = Array.from({ length: POOL.length / BATCH }, (_, k) => POOL.slice(k * BATCH, (k + 1) * BATCH));
+function batchesOf(size: number): Buffer[][] {
+  return Array.from({ length: POOL.length / size }, (_, k) => POOL.slice(k * size, (k + 1) * size));
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -55,7 +57,8 @@ function scratch(): string {
 }
 
 /** Appends for `seconds` with `concurrency` appenders in flight; returns records/s. */
-async function appendRate(fsync: FsyncPolicy, concurrency: number): Promise<number> {
+async function appendRate(fsync: FsyncPolicy, batch: number, concurrency: number): Promise<number> {
+  const batches = batchesOf(batch);
   const dir = scratch();
   const spool = await Spool.open({ dir, fsync, maxBytes: 64 * 1024 * 1024 * 1024 });
   try {
@@ -64,8 +67,8 @@ async function appendRate(fsync: FsyncPolicy, concurrency: number): Promise<numb
     const deadline = started + seconds * 1000;
     const appender = async (k: number): Promise<void> => {
       for (let i = k; performance.now() < deadline; i += concurrency) {
-        await spool.append(BATCHES[i % BATCHES.length]);
-        records += BATCH;
+        await spool.append(batches[i % batches.length]);
+        records += batch;
       }
     };
     await Promise.all(Array.from({ length: concurrency }, (_, k) => appender(k)));
@@ -93,18 +96,20 @@ function dropCaches(): void {
 
 async function main(): Promise<void> {
   console.log(
-    `spool benchmark · Node ${process.version} · ${seconds} s per run · ${runs} runs · records ~${Math.round(RECORD_BYTES)} B in batches of ${BATCH} · dir ${args.dir}`,
+    `spool benchmark · Node ${process.version} · ${seconds} s per run · ${runs} runs · records ~${Math.round(RECORD_BYTES)} B · dir ${args.dir}`,
   );
-  const cases: Array<[FsyncPolicy, number]> = [
-    ['never', 1],
-    ['interval', 1],
-    ['always', 1],
-    ['always', 16],
+  // [policy, records per append call, calls in flight]
+  const cases: Array<[FsyncPolicy, number, number]> = [
+    ['never', BATCH, 1],
+    ['interval', BATCH, 1],
+    ['always', BATCH, 1],
+    ['always', BATCH, 16],
+    ['interval', 1, 100],
   ];
-  for (const [policy, concurrency] of cases) {
+  for (const [policy, batch, concurrency] of cases) {
     const rates: number[] = [];
-    for (let r = 0; r < runs; r++) rates.push(await appendRate(policy, concurrency));
-    const label = `append fsync=${policy}, ${concurrency} appender${concurrency > 1 ? 's' : ''} in flight`;
+    for (let r = 0; r < runs; r++) rates.push(await appendRate(policy, batch, concurrency));
+    const label = `append fsync=${policy}, ${batch} record${batch > 1 ? 's' : ''} per call, ${concurrency} call${concurrency > 1 ? 's' : ''} in flight`;
     console.log(summary(label, rates, 'records/s'));
     console.log(`  = ${((median(rates) * RECORD_BYTES) / 1e6).toFixed(1)} MB/s of records`);
   }
