@@ -332,6 +332,26 @@ describe('spool', () => {
     assert.equal(spool.stats().pendingRecords, 0, 'the pending count re-aligns past damage found late');
   });
 
+  it("a segment cut short behind the spool's back while open: the reader reports the lost bytes and goes on", async () => {
+    const spool = await openSpool({ segmentBytes: 4096 });
+    await appendEach(spool, 0, 120, 10);
+    const perRecord = HEADER_BYTES + rec(0).length;
+    const first = segmentFiles(dir)[0];
+    const size = statSync(first).size;
+    const fd = openSync(first, 'r+');
+    ftruncateSync(fd, 5 * perRecord + 7);
+    closeSync(fd);
+    const events: CorruptEvent[] = [];
+    spool.on('corrupt', (e) => events.push(e));
+    const got = await drain(spool, false);
+    const lostInFirst = size / perRecord - 5;
+    assert.deepEqual(got, [...strings(range(0, 5)), ...strings(range(5 + lostInFirst, 120))]);
+    assert.equal(
+      events.reduce((n, e) => n + e.bytes, 0),
+      size - 5 * perRecord,
+    );
+  });
+
   it('a lock file with garbage in it (not written by a spool) is taken over', async () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'LOCK'), 'not a pid');

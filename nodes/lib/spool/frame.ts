@@ -95,8 +95,8 @@ export async function findNextFrame(fd: number, from: number, end: number): Prom
   const chunk = Buffer.allocUnsafe(SEARCH_CHUNK);
   let start = from;
   while (start < end) {
-    const n = await readFully(fd, chunk, Math.min(SEARCH_CHUNK, end - start), start);
-    if (n === 0) return end;
+    const want = Math.min(SEARCH_CHUNK, end - start);
+    const n = await readFully(fd, chunk, want, start);
     let rel = 0;
     for (;;) {
       const at = chunk.indexOf(MAGIC_BYTES, rel);
@@ -106,7 +106,7 @@ export async function findNextFrame(fd: number, from: number, end: number): Prom
       if (verdict === INCOMPLETE && (await frameAt(fd, start + at, end)) > 0) return start + at;
       rel = at + 1;
     }
-    if (start + n >= end) return end;
+    if (start + n >= end || n < want) return end;
     start += n - 3; // a magic may straddle the chunk boundary
   }
   return end;
@@ -162,8 +162,14 @@ export async function walkFrames(
   let pos = from;
   while (pos < end) {
     if (buf.length !== size || (fresh && pos !== from)) buf = Buffer.allocUnsafe(size);
-    const n = await readFully(fd, buf, Math.min(buf.length, end - pos), pos);
-    const atEof = pos + n >= end;
+    const want = Math.min(buf.length, end - pos);
+    const n = await readFully(fd, buf, want, pos);
+    if (n === 0) {
+      // The file ends before `end` (cut short behind our back): the rest is gone.
+      visitor.damaged(pos, end);
+      return end;
+    }
+    const atEof = n < want || pos + n >= end;
     let rel = 0;
     while (rel < n) {
       const verdict = checkFrame(buf, rel, n - rel);
