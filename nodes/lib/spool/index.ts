@@ -310,7 +310,9 @@ export class Spool extends EventEmitter<SpoolEvents> {
   /** Serializes reads; only the reader opens and closes readFd. */
   private reader: Promise<unknown> = Promise.resolve();
   private readFd: { id: number; fd: number } | undefined;
+  /** Written since the last fsync (policy 'interval'). */
   private dirty = false;
+  private syncing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -443,6 +445,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
     clearInterval(this.timer);
     try {
       await this.exclusive(async () => {
+        await this.syncing;
         if (this.writeFd >= 0) await datasync(this.writeFd);
       });
       await this.reader;
@@ -745,6 +748,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
         throw err;
       }
     }
+    await this.syncing;
     closeSync(this.writeFd);
     this.writeFd = fd;
     this.dirty = false;
@@ -752,15 +756,20 @@ export class Spool extends EventEmitter<SpoolEvents> {
     this.segments.push({ id, file, size: 0, endSeq: prev.endSeq, records: 0, damaged: new Map() });
   }
 
-  private async syncIfDirty(): Promise<void> {
-    if (!this.dirty || this.writeFd < 0) return;
+  /** The 'interval' fsync. It runs beside writes; a roll or close waits for it before closing the fd. */
+  private syncIfDirty(): void {
+    if (!this.dirty || this.writeFd < 0 || this.syncing) return;
     this.dirty = false;
-    try {
-      await datasync(this.writeFd);
-    } catch (err) {
-      this.dirty = true;
-      this.lastError = `fsync failed: ${(err as Error).message}`;
-    }
+    this.syncing = datasync(this.writeFd).then(
+      () => {
+        this.syncing = undefined;
+      },
+      (err: Error) => {
+        this.syncing = undefined;
+        this.dirty = true;
+        this.lastError = `fsync failed: ${err.message}`;
+      },
+    );
   }
 
   // ---- reading and acknowledging ----
@@ -867,7 +876,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
 
   /** Periodic work for the policies 'interval' and 'never': sync the segment ('interval'), persist the ack. */
   private tick(): void {
-    if (this.opts.fsync === 'interval') void this.exclusive(() => this.syncIfDirty());
+    if (this.opts.fsync === 'interval') this.syncIfDirty();
     if (this.ackDirty) this.tryPersistAck();
   }
 
