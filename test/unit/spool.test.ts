@@ -256,16 +256,17 @@ describe('spool', () => {
     assert.deepEqual(await drain(spool), strings(range(0, 10)));
   });
 
-  // A finished segment has a seal (its size and record count) so that open() does not read it through; damage
-  // in it is then found by the reader. Without the seal, open() scans the segment and finds it right away.
-  for (const foundAtOpen of [false, true]) {
+  // open() checks every frame of the last segment (the one a crash can have torn); older segments are counted
+  // from their seal (or, without one, by their headers) and their CRCs are checked by the reader.
+  for (const where of ['older sealed', 'older unsealed', 'last'] as const) {
     for (const [what, at] of [
       ['payload', HEADER_BYTES + 10],
       ['length field', 9],
       ['magic', 0],
       ['checksum', 5],
     ] as const) {
-      it(`a flipped byte (${what}) in an older segment, found ${foundAtOpen ? 'at open' : 'when read'}: that one record is skipped and counted, the rest kept`, async () => {
+      const foundAtOpen = where === 'last';
+      it(`a flipped byte (${what}) in the ${where} segment, found ${foundAtOpen ? 'at open' : 'when read'}: that one record is skipped and counted once, the rest kept`, async () => {
         let spool = await openSpool({ segmentBytes: 4096 });
         await appendEach(spool, 0, 150, 1);
         await spool.close();
@@ -273,13 +274,14 @@ describe('spool', () => {
         const files = segmentFiles(dir);
         assert.equal(files.length, 3);
         assert.ok(statSync(`${files[1]}.sealed`).isFile());
-        if (foundAtOpen) unlinkSync(`${files[1]}.sealed`);
-        // Flip one byte of a record in the middle segment.
+        if (where === 'older unsealed') unlinkSync(`${files[1]}.sealed`);
+        // Flip one byte of the sixth record in the middle or the last segment.
+        const segment = where === 'last' ? 2 : 1;
         const perRecord = HEADER_BYTES + rec(0).length;
         const perSegment = Math.floor(4096 / perRecord);
-        const victim = perSegment + 5;
-        const offset = (victim - perSegment) * perRecord + at;
-        const fd = openSync(files[1], 'r+');
+        const victim = segment * perSegment + 5;
+        const offset = 5 * perRecord + at;
+        const fd = openSync(files[segment], 'r+');
         const byte = Buffer.alloc(1);
         readSync(fd, byte, 0, 1, offset);
         byte[0] ^= 0x5a;
@@ -289,15 +291,16 @@ describe('spool', () => {
         const corrupt: CorruptEvent[] = [];
         spool = await openSpool({ segmentBytes: 4096 });
         spool.on('corrupt', (e) => corrupt.push(e));
-        assert.equal(spool.recovery.scannedSegments, foundAtOpen ? 2 : 1);
+        assert.equal(spool.recovery.scannedSegments, where === 'older unsealed' ? 2 : 1);
         assert.equal(spool.recovery.corruptSkipped, foundAtOpen ? 1 : 0);
+        assert.equal(spool.recovery.corruptBytes, foundAtOpen ? perRecord : 0);
         assert.equal(spool.recovery.tornTailBytesTruncated, 0);
         const expected = strings(range(0, 150)).filter((_, i) => i !== victim);
         assert.deepEqual(await drain(spool, false), expected);
         assert.equal(spool.stats().corruptSkipped, 1, 'counted once');
         assert.deepEqual(
           corrupt,
-          foundAtOpen ? [] : [{ file: files[1], offset: offset - at, bytes: perRecord }],
+          foundAtOpen ? [] : [{ file: files[segment], offset: offset - at, bytes: perRecord }],
           'the reader reports damage it finds, and only that',
         );
         spool.rewind();

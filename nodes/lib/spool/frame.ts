@@ -55,14 +55,16 @@ export const INVALID = -1;
 /**
  * Checks the frame at `buf[off]` with `avail` bytes of it in the buffer. Returns the frame's total size when it
  * is complete and intact, INCOMPLETE when more bytes are needed to tell, INVALID when it is not a frame.
+ * Without `verify` only the header is checked (magic and a plausible length), not the CRC.
  */
-export function checkFrame(buf: Buffer, off: number, avail: number): number {
+export function checkFrame(buf: Buffer, off: number, avail: number, verify = true): number {
   if (avail < 4) return INCOMPLETE;
   if (buf.readUInt32BE(off) !== FRAME_MAGIC) return INVALID;
   if (avail < HEADER_BYTES) return INCOMPLETE;
   const len = buf.readUInt32BE(off + 8);
   if (len > MAX_RECORD_BYTES) return INVALID;
   if (avail < HEADER_BYTES + len) return INCOMPLETE;
+  if (!verify) return HEADER_BYTES + len;
   const crc = requireCrc32()(buf.subarray(off + 8, off + HEADER_BYTES + len));
   return crc === buf.readUInt32BE(off + 4) ? HEADER_BYTES + len : INVALID;
 }
@@ -143,17 +145,24 @@ export interface FrameVisitor {
   damaged(from: number, to: number): void;
 }
 
+export interface WalkOptions {
+  /** Bytes read at a time (more for a larger frame). */
+  chunkBytes: number;
+  /** Every read goes into a new buffer, so the visitor may keep subarrays of it. */
+  fresh: boolean;
+  /** Check each frame's CRC; without it only headers are checked (damage is still resynced by CRC). */
+  verify: boolean;
+}
+
 /**
- * Walks the frames in [from, end) of a segment file, reading `chunkBytes` at a time (more for a larger frame),
- * and resyncs past damaged bytes. With `fresh` every read goes into a new buffer, so the visitor may keep
- * subarrays of it. Returns the offset where it stopped: after the last frame taken, or `end`.
+ * Walks the frames in [from, end) of a segment file and resyncs past damaged bytes. Returns the offset where
+ * it stopped: after the last frame taken, or `end`.
  */
 export async function walkFrames(
   fd: number,
   from: number,
   end: number,
-  chunkBytes: number,
-  fresh: boolean,
+  { chunkBytes, fresh, verify }: WalkOptions,
   visitor: FrameVisitor,
 ): Promise<number> {
   const chunk = Math.max(HEADER_BYTES, Math.min(chunkBytes, end - from));
@@ -172,7 +181,7 @@ export async function walkFrames(
     const atEof = n < want || pos + n >= end;
     let rel = 0;
     while (rel < n) {
-      const verdict = checkFrame(buf, rel, n - rel);
+      const verdict = checkFrame(buf, rel, n - rel, verify);
       if (verdict > 0) {
         const action = visitor.frame(buf, rel + HEADER_BYTES, verdict - HEADER_BYTES, pos + rel);
         if (action === STOP) return pos + rel;

@@ -532,22 +532,31 @@ export class Spool extends EventEmitter<SpoolEvents> {
   }
 
   /**
-   * Counts the intact frames of `seg` from `from`, records its damaged regions, and in the last segment cuts
-   * off a torn tail: damage with nothing intact after it is a write interrupted by a crash.
+   * Counts the frames of `seg` from `from`. The last segment — the one a crash can have torn — is checked
+   * frame by frame: its damaged regions are recorded, and damage with nothing intact after it (a write
+   * interrupted by a crash) is cut off. Older segments are only counted by their headers; the reader checks
+   * their CRCs (and reports damage) when it gets there, as for sealed segments.
    */
   private async scan(fd: number, seg: Segment, from: number, last: boolean): Promise<number> {
     const damaged: Array<[number, number]> = [];
     let records = 0;
-    await walkFrames(fd, from, seg.size, SCAN_CHUNK, false, {
-      frame: () => {
-        records++;
-        return TAKE;
+    await walkFrames(
+      fd,
+      from,
+      seg.size,
+      { chunkBytes: SCAN_CHUNK, fresh: false, verify: last },
+      {
+        frame: () => {
+          records++;
+          return TAKE;
+        },
+        knownDamage: () => undefined,
+        damaged: (a, b) => void damaged.push([a, b]),
       },
-      knownDamage: () => undefined,
-      damaged: (a, b) => void damaged.push([a, b]),
-    });
+    );
+    if (!last) return records;
     const tail = damaged.at(-1);
-    if (last && tail !== undefined && tail[1] === seg.size) {
+    if (tail !== undefined && tail[1] === seg.size) {
       damaged.pop();
       ftruncateSync(fd, tail[0]);
       fsyncSync(fd);
@@ -818,7 +827,13 @@ export class Spool extends EventEmitter<SpoolEvents> {
           this.emit('corrupt', { file: seg.file, offset: from, bytes: to - from });
         },
       };
-      const offset = await walkFrames(this.readerFd(seg), pos.offset, seg.size, chunk, true, visitor);
+      const offset = await walkFrames(
+        this.readerFd(seg),
+        pos.offset,
+        seg.size,
+        { chunkBytes: chunk, fresh: true, verify: true },
+        visitor,
+      );
       // At a segment's end the count is re-aligned with it, past damage the reader found only now.
       if (offset === seg.size) seq = seg.endSeq;
       pos = { segment: seg.id, offset, seq };
