@@ -9,6 +9,7 @@ import {
   readFileSync,
   readSync,
   statSync,
+  symlinkSync,
   unlinkSync,
   writeFileSync,
   writeSync,
@@ -365,11 +366,14 @@ describe('spool', () => {
 
   it('one writer: a second open fails clearly, in this process and from another one; a dead holder is taken over', async () => {
     const spool = await openSpool();
-    await assert.rejects(Spool.open({ dir }), (err: unknown) => {
-      assert.ok(err instanceof SpoolLockedError);
-      assert.match(err.message, /already open in this process/);
-      return true;
-    });
+    const alias = join(tmp.path, 'alias');
+    symlinkSync(dir, alias);
+    for (const sameDir of [dir, `${dir}/`, alias])
+      await assert.rejects(Spool.open({ dir: sameDir }), (err: unknown) => {
+        assert.ok(err instanceof SpoolLockedError);
+        assert.match(err.message, /already open in this process/);
+        return true;
+      });
     await spool.close();
     open.length = 0;
 

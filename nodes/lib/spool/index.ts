@@ -14,6 +14,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   unlinkSync,
   write,
 } from 'node:fs';
@@ -352,7 +353,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
     requireCrc32();
     const opts = settings(options);
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-    const lockFile = join(opts.dir, 'LOCK');
+    // The real path: two spellings of one dir in this process must meet at the same lock.
+    const lockFile = join(realpathSync(opts.dir), 'LOCK');
     acquireLock(lockFile, `spool ${opts.dir}`);
     const spool = new Spool(opts, lockFile);
     try {
