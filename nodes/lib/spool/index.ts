@@ -793,7 +793,13 @@ export class Spool extends EventEmitter<SpoolEvents> {
     let pos = compare(this.readPos, this.ackPos) < 0 ? this.ackPos : this.readPos;
     let seq = pos.seq;
     let stopped = false;
-    const chunk = Math.max(64 * 1024, Math.min(SCAN_CHUNK, maxBytes + HEADER_BYTES * maxRecords));
+    // Read about what the batch needs (records keep their chunk alive); a short guess only costs another read.
+    const pending = this.pendingRecords();
+    const avgFrame = pending > 0 ? this.pendingBytes() / pending : 128;
+    const chunk = Math.max(
+      4096,
+      Math.min(SCAN_CHUNK, maxBytes + HEADER_BYTES * maxRecords, Math.ceil(maxRecords * avgFrame * 1.25)),
+    );
     while (!stopped && records.length < maxRecords) {
       if (compare(pos, this.ackPos) < 0) {
         pos = this.ackPos; // the oldest were dropped meanwhile
