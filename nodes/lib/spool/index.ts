@@ -195,20 +195,20 @@ function settings(opts: SpoolOptions): Settings {
   const whenFull = opts.whenFull ?? 'refuse';
   if (whenFull !== 'refuse' && whenFull !== 'drop-oldest')
     throw new TypeError(`spool: whenFull must be 'refuse' or 'drop-oldest' (got ${String(whenFull)})`);
-  const positive = (name: string, v: number | undefined, def: number, min: number): number => {
+  const atLeast = (name: string, v: number | undefined, def: number, min: number): number => {
     const n = v ?? def;
     if (!Number.isFinite(n) || n < min) throw new RangeError(`spool: ${name} must be a number >= ${min}`);
     return Math.floor(n);
   };
-  const maxBytes = positive('maxBytes', opts.maxBytes, 1024 * MiB, 64 * 1024);
+  const maxBytes = atLeast('maxBytes', opts.maxBytes, 1024 * MiB, 64 * 1024);
   // Space is freed a whole segment at a time, so a segment is at most a quarter of the bound.
-  const segmentBytes = Math.min(positive('segmentBytes', opts.segmentBytes, 64 * MiB, 4096), maxBytes / 4);
+  const segmentBytes = Math.min(atLeast('segmentBytes', opts.segmentBytes, 64 * MiB, 4096), maxBytes / 4);
   return {
     dir: opts.dir,
     segmentBytes: Math.floor(segmentBytes),
     maxBytes,
     fsync,
-    fsyncIntervalMs: positive('fsyncIntervalMs', opts.fsyncIntervalMs, 1000, 1),
+    fsyncIntervalMs: atLeast('fsyncIntervalMs', opts.fsyncIntervalMs, 1000, 1),
     whenFull,
   };
 }
