@@ -4,6 +4,8 @@
  *   append <dir> <n> [fsync]  opens the spool (recovering it), numbers on from the records already in it, and
  *                       appends batches of <n> records forever, printing "acked <last number>" after each
  *                       append resolves (fsync policy default 'always')
+ *   deliver <dir> <n> <fsync>  appends records 0..999, reads and acknowledges the first <n> (an interval
+ *                       policy waits a minute between syncs), prints "delivered <n>" and keeps running
  */
 import { Spool, type FsyncPolicy } from '../../nodes/lib/spool';
 
@@ -17,9 +19,28 @@ export function spoolRecord(i: number): Buffer {
 
 async function main(): Promise<void> {
   const [mode, dir, batchArg, fsync = 'always'] = process.argv.slice(2);
-  const spool = await Spool.open({ dir, segmentBytes: 256 * 1024, fsync: fsync as FsyncPolicy });
+  const spool = await Spool.open({
+    dir,
+    segmentBytes: 16 * 1024,
+    fsync: fsync as FsyncPolicy,
+    fsyncIntervalMs: mode === 'deliver' ? 60_000 : 1000,
+  });
   if (mode === 'hold') {
     process.stdout.write('ready\n');
+    setInterval(() => undefined, 60_000);
+    return;
+  }
+  if (mode === 'deliver') {
+    const records: Buffer[] = [];
+    for (let i = 0; i < 1000; i++) records.push(spoolRecord(i));
+    await spool.append(records);
+    let delivered = 0;
+    while (delivered < Number(batchArg)) {
+      const b = await spool.readBatch(Math.min(100, Number(batchArg) - delivered), 1 << 20);
+      await spool.ack(b!.end);
+      delivered += b!.records.length;
+    }
+    process.stdout.write(`delivered ${delivered}\n`);
     setInterval(() => undefined, 60_000);
     return;
   }
