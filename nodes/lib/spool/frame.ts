@@ -10,7 +10,7 @@ import * as zlib from 'node:zlib';
  * with 0xF5, a byte that never occurs in UTF-8, so line protocol records cannot imitate a frame start; after
  * damage the reader finds the next frame by searching for the magic and checking that frame's CRC.
  */
-export const FRAME_MAGIC = 0xf59a1ce7;
+const FRAME_MAGIC = 0xf59a1ce7;
 export const HEADER_BYTES = 12;
 /** Largest payload accepted in one record (InfluxDB's own default request limit is 25 MB for a whole batch). */
 export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
@@ -25,13 +25,6 @@ export function requireCrc32(): Crc32 {
   if (!zlibCrc32)
     throw new Error(`the spool needs zlib.crc32 (Node >= 20.15 or >= 22.2); this is Node ${process.version}`);
   return zlibCrc32;
-}
-
-/** Bytes that `records` occupy as frames. */
-export function framedSize(records: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const r of records) n += HEADER_BYTES + r.length;
-  return n;
 }
 
 /** Writes `records` as frames into `into` from `at`; returns the offset after the last frame. */
@@ -49,8 +42,8 @@ export function encodeFrames(records: readonly Uint8Array[], into: Buffer, at: n
   return o;
 }
 
-export const INCOMPLETE = 0;
-export const INVALID = -1;
+const INCOMPLETE = 0;
+const INVALID = -1;
 
 /**
  * Checks the frame at `buf[off]` with `avail` bytes of it in the buffer. Returns the frame's total size when it
@@ -70,12 +63,12 @@ export function checkFrame(buf: Buffer, off: number, avail: number, verify = tru
 }
 
 /** Payload length of a frame that checkFrame accepted. */
-export function payloadLength(buf: Buffer, off: number): number {
+function payloadLength(buf: Buffer, off: number): number {
   return buf.readUInt32BE(off + 8);
 }
 
 /** Reads exactly `length` bytes (fewer only at end of file). */
-export async function readFully(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+async function readFully(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
   let got = 0;
   while (got < length) {
     const n = await new Promise<number>((resolve, reject) => {
@@ -93,7 +86,7 @@ const SEARCH_CHUNK = 1024 * 1024;
  * Offset of the first intact frame in [from, end) of the file, or `end` when there is none: the resync after
  * a damaged record. Candidates are found by their magic and accepted only with a matching CRC.
  */
-export async function findNextFrame(fd: number, from: number, end: number): Promise<number> {
+async function findNextFrame(fd: number, from: number, end: number): Promise<number> {
   const chunk = Buffer.allocUnsafe(SEARCH_CHUNK);
   let start = from;
   while (start < end) {
