@@ -8,7 +8,7 @@
  * (`ts`) drives every decision, so the same input sequence always gives the same output.
  */
 import { type CheckName, type FieldQuality } from './flags';
-import { meanOf, medianOf, robustScale } from './robust';
+import * as robust from './robust';
 import {
   type FieldRuleInput,
   type ReplaceMethod,
@@ -17,23 +17,30 @@ import {
   type Action,
   resolveRule,
 } from './rules';
-import {
-  D_FIELD_VALUES,
-  D_FILLED,
+import * as layout from './state';
+import { MemoryStateStore } from './state';
+
+// Local copies: a loader that compiles named imports to getters (tsx, esbuild) would otherwise put a
+// function call behind every record offset on the hot path.
+const { meanOf, medianOf, robustScale } = robust;
+const {
+  C_FIELD_VALUES,
+  C_FILLED,
   D_FIRST_TS,
-  D_FLAT,
-  D_GAP_SLOTS,
-  D_IMPUTED,
+  C_FLAT,
+  C_GAP_SLOTS,
+  C_IMPUTED,
   D_LAST_SEEN,
   D_LAST_TS,
-  D_MISSING,
-  D_ORDER,
-  D_RANGE,
-  D_RATE,
-  D_READINGS,
-  D_REJECTED,
-  D_SPIKE,
+  C_MISSING,
+  C_ORDER,
+  C_RANGE,
+  C_RATE,
+  C_READINGS,
+  C_REJECTED,
+  C_SPIKE,
   DEVICE_DOUBLES,
+  DEVICE_COUNTERS,
   F_FLAT_SINCE,
   F_LAST_TS,
   F_OUT,
@@ -47,8 +54,7 @@ import {
   I_COUNT,
   I_FLAT_RUN,
   I_HEAD,
-  MemoryStateStore,
-} from './state';
+} = layout;
 
 // Check bits.
 const RANGE_BAD = 1;
@@ -125,6 +131,7 @@ export class QualityEngine {
   private readonly fieldIndex = new Map<string, number>();
   private readonly fieldNames: string[] = [];
   private readonly explicit = new Map<string, FieldRuleInput>();
+  private readonly explicitNames: string[] = [];
   private readonly checkOtherFields: boolean;
   private readonly expectedIntervalMs: number;
   private readonly fillGaps: boolean;
@@ -164,6 +171,7 @@ export class QualityEngine {
       if (this.explicit.has(r.field)) throw new Error(`field "${r.field}" has two rules`);
       resolveRule(r.field, r); // reports configuration errors now, not on the first message
       this.explicit.set(r.field, r);
+      this.explicitNames.push(r.field);
     }
     this.checkOtherFields = opts.checkOtherFields ?? true;
     this.expectedIntervalMs = opts.expectedIntervalMs ?? 0;
@@ -198,9 +206,13 @@ export class QualityEngine {
     return this.fieldNames.length - 1;
   }
 
-  private ruleFor(type: string, fi: number): ResolvedRule | null {
+  private rulesOf(type: string): (ResolvedRule | null | undefined)[] {
     let table = this.rulesByType.get(type);
     if (!table) this.rulesByType.set(type, (table = []));
+    return table;
+  }
+
+  private ruleFor(type: string, fi: number, table = this.rulesOf(type)): ResolvedRule | null {
     const known = table[fi];
     if (known !== undefined) return known;
     const name = this.fieldNames[fi];
@@ -237,31 +249,35 @@ export class QualityEngine {
     const db = dev * DEVICE_DOUBLES;
     const d = store.deviceF64;
     d[db + D_LAST_SEEN] = now;
-    d[db + D_READINGS]++;
+    const c = store.deviceU32;
+    const cb = dev * DEVICE_COUNTERS;
+    c[cb + C_READINGS]++;
     if (Number.isNaN(d[db + D_FIRST_TS])) d[db + D_FIRST_TS] = ts;
     const devLastTs = d[db + D_LAST_TS];
     let gapSlots = 0;
     if (ts > devLastTs) {
       if (this.expectedIntervalMs > 0 && devLastTs !== -Infinity) {
         gapSlots = Math.max(0, Math.round((ts - devLastTs) / this.expectedIntervalMs) - 1);
-        d[db + D_GAP_SLOTS] += gapSlots;
+        c[cb + C_GAP_SLOTS] += gapSlots;
         this.gapFrom = devLastTs;
       }
       d[db + D_LAST_TS] = ts;
     }
     out.gapSlots = gapSlots;
     const filling = this.fillGaps && gapSlots > 0 && gapSlots <= this.maxFill;
+    const rules = this.rulesOf(type);
 
     for (const name in payload) {
       const v = payload[name];
       if (typeof v !== 'number' && v !== null) continue; // booleans and strings are not measured values
       const fi = this.indexOf(name);
       if (fi < 0) continue;
-      const rule = this.ruleFor(type, fi);
+      const known = rules[fi];
+      const rule = known === undefined ? this.ruleFor(type, fi, rules) : known;
       if (rule === null) continue;
       const slot = store.field(dev, fi, true);
       if (v === null || !Number.isFinite(v)) {
-        this.missing(slot, rule, ts, payload, db);
+        this.missing(slot, rule, ts, payload, cb);
         continue;
       }
       if (filling) {
@@ -269,13 +285,13 @@ export class QualityEngine {
         this.fillFromTs[fi] = store.fieldF64[b + F_OUT_TS];
         this.fillFromValue[fi] = store.fieldF64[b + F_OUT];
       }
-      store.deviceF64[db + D_FIELD_VALUES]++;
+      c[cb + C_FIELD_VALUES]++;
       const mask = this.check(slot, rule, ts, v);
       if (mask === 0) {
         if (filling) this.fill(fi, rule, ts, v, deviceId);
         continue;
       }
-      const rank = this.flagged(slot, rule, ts, v, mask, payload, db);
+      const rank = this.flagged(slot, rule, ts, v, mask, payload, cb);
       if (rank > rejectRank && rank === ACTION_RANK.reject) {
         rejectRank = rank;
         const q = out.quality![name];
@@ -283,18 +299,19 @@ export class QualityEngine {
       }
     }
 
-    for (const [name] of this.explicit) {
-      if (payload[name] === undefined) this.absent(name, type, dev, db, ts, payload);
+    const expected = this.explicitNames;
+    for (let i = 0; i < expected.length; i++) {
+      if (payload[expected[i]] === undefined) this.absent(expected[i], type, dev, cb, ts, payload);
     }
     if (upstream) {
       for (const name in upstream) {
         if (payload[name] === undefined && !this.explicit.has(name))
-          this.absent(name, type, dev, db, ts, payload);
+          this.absent(name, type, dev, cb, ts, payload);
       }
     }
-    if (out.rejected) store.deviceF64[db + D_REJECTED]++;
+    if (out.rejected) c[cb + C_REJECTED]++;
     const fills = out.fills as FilledReading[] | undefined; // set by fill(), which TypeScript cannot see
-    if (fills) store.deviceF64[db + D_FILLED] += fills.length;
+    if (fills) c[cb + C_FILLED] += fills.length;
     return out;
   }
 
@@ -302,14 +319,14 @@ export class QualityEngine {
     name: string,
     type: string,
     dev: number,
-    db: number,
+    cb: number,
     ts: number,
     payload: Record<string, unknown>,
   ): void {
     const fi = this.indexOf(name);
     if (fi < 0) return;
     const rule = this.ruleFor(type, fi);
-    if (rule !== null) this.missing(this.store.field(dev, fi, true), rule, ts, payload, db);
+    if (rule !== null) this.missing(this.store.field(dev, fi, true), rule, ts, payload, cb);
   }
 
   /** Runs the checks on value `v` and updates the record unless the reading is out of order. Returns the check bits. */
@@ -423,16 +440,16 @@ export class QualityEngine {
     v: number,
     mask: number,
     payload: Record<string, unknown>,
-    db: number,
+    cb: number,
   ): number {
-    const d = this.store.deviceF64;
+    const c = this.store.deviceU32;
     const checks: CheckName[] = [];
     const reasons: string[] = [];
     let action = 'flag' as Action;
     const use = (check: CheckName, a: Action, counter: number, reason: string): void => {
       checks.push(check);
       reasons.push(reason);
-      d[db + counter]++;
+      c[cb + counter]++;
       if (ACTION_RANK[a] > ACTION_RANK[action]) action = a;
     };
     const name = r.field;
@@ -440,37 +457,37 @@ export class QualityEngine {
       use(
         'order',
         'flag',
-        D_ORDER,
+        C_ORDER,
         `${name} at ${ts} is not newer than the last reading (${this.prevTs}); state left unchanged`,
       );
     if (mask & RANGE_BAD)
-      use('range', r.rangeAction, D_RANGE, `${name} ${v} is outside the gross range [${r.min}, ${r.max}]`);
+      use('range', r.rangeAction, C_RANGE, `${name} ${v} is outside the gross range [${r.min}, ${r.max}]`);
     if (mask & RANGE_SUSPECT)
       use(
         'range',
         r.rangeAction,
-        D_RANGE,
+        C_RANGE,
         `${name} ${v} is outside the suspect range [${r.suspectMin}, ${r.suspectMax}]`,
       );
     if (mask & SPIKE)
       use(
         'spike',
         r.spikeAction,
-        D_SPIKE,
+        C_SPIKE,
         `${name} ${v} is ${round2(Math.abs(v - this.median))} from the median ${this.median} of the last ${this.windowSize} values (limit ${round2(this.threshold)})`,
       );
     if (mask & RATE)
       use(
         'rate',
         r.rateAction,
-        D_RATE,
+        C_RATE,
         `${name} changed by ${round2(Math.abs(v - this.prevValue))} in ${round2((ts - this.prevValueTs) / 1000)} s (limit ${r.maxRate}/s)`,
       );
     if (mask & FLAT)
       use(
         'flatline',
         r.flatAction,
-        D_FLAT,
+        C_FLAT,
         `${name} has not changed for ${this.flatRun} readings (${round2((ts - this.prevTs) / 1000)} s)`,
       );
     const code = mask & RANGE_BAD ? 4 : 3;
@@ -489,7 +506,7 @@ export class QualityEngine {
         q.flag = 'imputed';
         q.method = r.replaceWith;
         payload[name] = est;
-        d[db + D_IMPUTED]++;
+        c[cb + C_IMPUTED]++;
       }
     }
     (this.outcome.quality ??= {})[name] = q;
@@ -502,11 +519,11 @@ export class QualityEngine {
     r: ResolvedRule,
     ts: number,
     payload: Record<string, unknown>,
-    db: number,
+    cb: number,
   ): void {
-    const d = this.store.deviceF64;
+    const c = this.store.deviceU32;
     const name = r.field;
-    d[db + D_MISSING]++;
+    c[cb + C_MISSING]++;
     const raw = payload[name];
     const est = this.estimate(slot, r, ts, r.impute);
     let q: FieldQuality;
@@ -533,7 +550,7 @@ export class QualityEngine {
         reason: `${name} is missing; imputed by ${r.impute}`,
       };
       payload[name] = est;
-      d[db + D_IMPUTED]++;
+      c[cb + C_IMPUTED]++;
     }
     (this.outcome.quality ??= {})[name] = q;
   }
@@ -573,29 +590,31 @@ export class QualityEngine {
   scorecard(deviceId?: string): DeviceScorecard[] {
     const cards: DeviceScorecard[] = [];
     const d = this.store.deviceF64;
+    const c = this.store.deviceU32;
     const card = (id: string, dev: number): void => {
       const b = dev * DEVICE_DOUBLES;
-      const values = d[b + D_FIELD_VALUES];
-      const missing = d[b + D_MISSING];
+      const cb = dev * DEVICE_COUNTERS;
+      const values = c[cb + C_FIELD_VALUES];
+      const missing = c[cb + C_MISSING];
       const pct = (x: number, of: number): number => (of > 0 ? round2((100 * x) / of) : 0);
-      const readings = d[b + D_READINGS];
-      const gaps = d[b + D_GAP_SLOTS];
+      const readings = c[cb + C_READINGS];
+      const gaps = c[cb + C_GAP_SLOTS];
       cards.push({
         device: id,
         readings,
         values,
         flaggedPct: {
-          range: pct(d[b + D_RANGE], values),
-          spike: pct(d[b + D_SPIKE], values),
-          rate: pct(d[b + D_RATE], values),
-          flatline: pct(d[b + D_FLAT], values),
-          order: pct(d[b + D_ORDER], values),
+          range: pct(c[cb + C_RANGE], values),
+          spike: pct(c[cb + C_SPIKE], values),
+          rate: pct(c[cb + C_RATE], values),
+          flatline: pct(c[cb + C_FLAT], values),
+          order: pct(c[cb + C_ORDER], values),
         },
         missingPct: pct(missing, values + missing),
-        imputedPct: pct(d[b + D_IMPUTED], values + missing),
-        rejected: d[b + D_REJECTED],
+        imputedPct: pct(c[cb + C_IMPUTED], values + missing),
+        rejected: c[cb + C_REJECTED],
         gapSlots: gaps,
-        filled: d[b + D_FILLED],
+        filled: c[cb + C_FILLED],
         completeness:
           this.expectedIntervalMs > 0 && readings > 0 ? round2(readings / (readings + gaps)) : null,
         firstTs: Number.isNaN(d[b + D_FIRST_TS]) ? null : d[b + D_FIRST_TS],

@@ -170,7 +170,9 @@ function oneOf<T extends string>(
 ): T | undefined {
   if (v === undefined || v === null || v === '') return undefined;
   if (!allowed.includes(v as T))
-    throw new RuleError(`field "${field}": ${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+    throw new RuleError(
+      `field "${field}": ${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`,
+    );
   return v as T;
 }
 

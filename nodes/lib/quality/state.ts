@@ -4,7 +4,7 @@
  *
  * Field record (window W, default 7): FIELD_DOUBLES + W doubles and FIELD_INTS int32 =
  * 8·(8+7) + 4·3 = 132 bytes. Device record: DEVICE_DOUBLES doubles (counters for the scorecard) and
- * `maxFields` int32 slot references. docs/quality.md has the measured total per device-field.
+ * DEVICE_COUNTERS uint32 and `maxFields` int32 slot references. docs/quality.md has the measured total per device-field.
  */
 import { createHash } from 'node:crypto';
 
@@ -25,23 +25,25 @@ export const I_COUNT = 1; // values in the ring (<= W)
 export const I_FLAT_RUN = 2; // identical readings in a row so far (1 = just this one)
 export const FIELD_INTS = 3;
 
-// Device record, doubles (scorecard counters and times).
+// Device record, doubles (times).
 export const D_LAST_SEEN = 0; // wall clock of the last update (TTL eviction)
 export const D_LAST_TS = 1; // newest event time (gap detection)
 export const D_FIRST_TS = 2;
-export const D_READINGS = 3;
-export const D_FIELD_VALUES = 4;
-export const D_RANGE = 5;
-export const D_SPIKE = 6;
-export const D_RATE = 7;
-export const D_FLAT = 8;
-export const D_ORDER = 9;
-export const D_MISSING = 10;
-export const D_IMPUTED = 11;
-export const D_REJECTED = 12;
-export const D_GAP_SLOTS = 13;
-export const D_FILLED = 14;
-export const DEVICE_DOUBLES = 15;
+export const DEVICE_DOUBLES = 3;
+// Device record, uint32 counters for the scorecard (wrap after 4e9, i.e. 136 years at one reading a second).
+export const C_READINGS = 0;
+export const C_FIELD_VALUES = 1;
+export const C_RANGE = 2;
+export const C_SPIKE = 3;
+export const C_RATE = 4;
+export const C_FLAT = 5;
+export const C_ORDER = 6;
+export const C_MISSING = 7;
+export const C_IMPUTED = 8;
+export const C_REJECTED = 9;
+export const C_GAP_SLOTS = 10;
+export const C_FILLED = 11;
+export const DEVICE_COUNTERS = 12;
 
 /**
  * Where the quality engine keeps its state. This in-process implementation is the only one today; a shared
@@ -55,6 +57,7 @@ export interface QualityStateStore {
   readonly fieldF64: Float64Array;
   readonly fieldI32: Int32Array;
   readonly deviceF64: Float64Array;
+  readonly deviceU32: Uint32Array;
   /** Device record index; -1 if absent and !create. */
   device(id: string, create: boolean): number;
   /** Field record index of `fieldIndex` (< maxFields) on device record `dev`; -1 if absent and !create. */
@@ -97,7 +100,7 @@ class RecordPool {
   }
 }
 
-function grown<T extends Float64Array | Int32Array>(old: T, length: number): T {
+function grown<T extends Float64Array | Int32Array | Uint32Array>(old: T, length: number): T {
   const next = new (old.constructor as new (n: number) => T)(length);
   next.set(old);
   return next;
@@ -107,6 +110,7 @@ export class MemoryStateStore implements QualityStateStore {
   fieldF64: Float64Array;
   fieldI32: Int32Array;
   deviceF64: Float64Array;
+  deviceU32: Uint32Array;
   /** Per device: maxFields field record indexes, -1 = none. */
   private deviceFields: Int32Array;
   private readonly ids = new Map<string, number>();
@@ -117,6 +121,7 @@ export class MemoryStateStore implements QualityStateStore {
   constructor(
     readonly window = 7,
     readonly maxFields = 16,
+    /** Capacity hint: devices expected, so that the slabs need not grow (and copy) while filling up. */
     initialDevices = 256,
   ) {
     if (!Number.isInteger(window) || window < 3 || window > 63) throw new RangeError('window must be 3..63');
@@ -124,6 +129,7 @@ export class MemoryStateStore implements QualityStateStore {
     this.devicePool = new RecordPool(initialDevices);
     this.fieldPool = new RecordPool(initialDevices * 4);
     this.deviceF64 = new Float64Array(initialDevices * DEVICE_DOUBLES);
+    this.deviceU32 = new Uint32Array(initialDevices * DEVICE_COUNTERS);
     this.deviceFields = new Int32Array(initialDevices * maxFields).fill(-1);
     this.fieldF64 = new Float64Array(this.fieldPool.capacity * this.fieldStride);
     this.fieldI32 = new Int32Array(this.fieldPool.capacity * FIELD_INTS);
@@ -134,11 +140,13 @@ export class MemoryStateStore implements QualityStateStore {
     if (found !== undefined || !create) return found ?? -1;
     const dev = this.devicePool.alloc((cap) => {
       this.deviceF64 = grown(this.deviceF64, cap * DEVICE_DOUBLES);
+      this.deviceU32 = grown(this.deviceU32, cap * DEVICE_COUNTERS);
       const fields = new Int32Array(cap * this.maxFields).fill(-1);
       fields.set(this.deviceFields);
       this.deviceFields = fields;
     });
-    this.deviceF64.fill(0, dev * DEVICE_DOUBLES, (dev + 1) * DEVICE_DOUBLES);
+    this.deviceU32.fill(0, dev * DEVICE_COUNTERS, (dev + 1) * DEVICE_COUNTERS);
+    this.deviceF64[dev * DEVICE_DOUBLES + D_LAST_SEEN] = 0;
     this.deviceF64[dev * DEVICE_DOUBLES + D_LAST_TS] = -Infinity;
     this.deviceF64[dev * DEVICE_DOUBLES + D_FIRST_TS] = NaN;
     this.deviceFields.fill(-1, dev * this.maxFields, (dev + 1) * this.maxFields);
@@ -218,12 +226,14 @@ export class MemoryStateStore implements QualityStateStore {
       devices.push([id, fields]);
     }
     const fieldLen = this.fieldStride + FIELD_INTS;
-    const body = new Float64Array(devices.length * DEVICE_DOUBLES + fieldRecords * fieldLen);
+    const deviceLen = DEVICE_DOUBLES + DEVICE_COUNTERS;
+    const body = new Float64Array(devices.length * deviceLen + fieldRecords * fieldLen);
     let o = 0;
     for (const [id, fields] of devices) {
       const dev = this.ids.get(id)!;
       body.set(this.deviceF64.subarray(dev * DEVICE_DOUBLES, (dev + 1) * DEVICE_DOUBLES), o);
       o += DEVICE_DOUBLES;
+      for (let i = 0; i < DEVICE_COUNTERS; i++) body[o++] = this.deviceU32[dev * DEVICE_COUNTERS + i];
       for (const f of fields) {
         const slot = this.deviceFields[dev * this.maxFields + f];
         body.set(this.fieldF64.subarray(slot * this.fieldStride, (slot + 1) * this.fieldStride), o);
@@ -234,7 +244,7 @@ export class MemoryStateStore implements QualityStateStore {
     const bodyBytes = new Uint8Array(body.buffer);
     const header = Buffer.from(
       JSON.stringify({
-        version: 1,
+        version: 2,
         window: this.window,
         maxFields: this.maxFields,
         fieldNames,
@@ -266,7 +276,7 @@ export class MemoryStateStore implements QualityStateStore {
     const bodyStart = MAGIC.length + 4 + headerLen;
     if (bodyStart > buf.length || (buf.length - bodyStart) % 8 !== 0) throw new Error('truncated');
     const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, bodyStart)) as StateHeader;
-    if (header.version !== 1) throw new Error(`unknown version ${String(header.version)}`);
+    if (header.version !== 2) throw new Error(`unknown version ${String(header.version)}`);
     if (header.window !== window) throw new Error(`saved with window ${header.window}, configured ${window}`);
     if (header.maxFields > maxFields)
       throw new Error(`saved with ${header.maxFields} fields per device, limit ${maxFields}`);
@@ -285,6 +295,7 @@ export class MemoryStateStore implements QualityStateStore {
       const dev = store.device(id, true);
       store.deviceF64.set(body.subarray(o, o + DEVICE_DOUBLES), dev * DEVICE_DOUBLES);
       o += DEVICE_DOUBLES;
+      for (let i = 0; i < DEVICE_COUNTERS; i++) store.deviceU32[dev * DEVICE_COUNTERS + i] = body[o++];
       for (const f of fields) {
         if (!Number.isInteger(f) || f < 0 || f >= header.fieldNames.length)
           throw new Error(`bad field index ${f}`);
