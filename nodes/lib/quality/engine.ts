@@ -269,7 +269,7 @@ export class QualityEngine {
 
     for (const name in payload) {
       const v = payload[name];
-      if (typeof v !== 'number' && v !== null) continue; // booleans and strings are not measured values
+      if ((typeof v !== 'number' && v !== null) || name === 'ts') continue; // only measured values; `ts` is time
       const fi = this.indexOf(name);
       if (fi < 0) continue;
       const known = rules[fi];
