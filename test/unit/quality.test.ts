@@ -225,9 +225,11 @@ describe('missing values', () => {
     assert.equal(one.value, 10); // one good value: carried forward
   });
 
-  it('no history: flagged missing, value absent; imputation off says so', () => {
-    const first = feed({ rules: [{ field: 'x' }] }, [undefined]).out[0];
-    assert.deepEqual([first.value, first.q?.flag], [undefined, 'missing']);
+  it('no history: null is flagged missing; a field the device never sent is not expected of it', () => {
+    const first = feed({ rules: [{ field: 'x' }] }, [null, undefined]).out;
+    assert.deepEqual([first[0].value, first[0].q?.flag, first[1].q?.flag], [null, 'missing', 'missing']);
+    const never = feed({ rules: [{ field: 'x' }] }, [undefined]).out[0];
+    assert.deepEqual([never.value, never.q], [undefined, undefined]);
     const off = feed({ rules: [{ field: 'x', impute: 'none' }] }, [1, null]).out[1];
     assert.match(off.q!.reason, /imputation is off/);
   });

@@ -323,10 +323,12 @@ export class QualityEngine {
     ts: number,
     payload: Record<string, unknown>,
   ): void {
-    const fi = this.indexOf(name);
-    if (fi < 0) return;
-    const rule = this.ruleFor(type, fi);
-    if (rule !== null) this.missing(this.store.field(dev, fi, true), rule, ts, payload, cb);
+    // Only a field this device has sent before can be missing: devices of other kinds share the rules.
+    const fi = this.fieldIndex.get(name);
+    const slot = fi === undefined ? -1 : this.store.field(dev, fi, false);
+    if (slot < 0) return;
+    const rule = this.ruleFor(type, fi!);
+    if (rule !== null) this.missing(slot, rule, ts, payload, cb);
   }
 
   /** Runs the checks on value `v` and updates the record unless the reading is out of order. Returns the check bits. */
