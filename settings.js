@@ -8,42 +8,80 @@ const path = require('node:path');
 const userDir = path.resolve(process.env.IOTB_USER_DIR || path.join(__dirname, '.node-red'));
 fs.mkdirSync(userDir, { recursive: true, mode: 0o700 });
 
+// The package's own atomic writer (tmp file, fsync, rename): a crash never leaves a half-written secret.
+let writeFileAtomicSync;
+try {
+  ({ writeFileAtomicSync } = require('./dist/nodes/lib/atomic-file.js'));
+} catch {
+  throw new Error('settings.js loads the built package: run `npm run build` first (`npm start` does)');
+}
+
 // Secrets generated on first start live here, readable by the owner only.
 const secretsFile = path.join(userDir, '.iotb-secrets.json');
 
 function readSecrets() {
+  let text;
   try {
-    return JSON.parse(fs.readFileSync(secretsFile, 'utf8'));
+    text = fs.readFileSync(secretsFile, 'utf8');
   } catch (err) {
     if (err.code === 'ENOENT') return {};
     throw new Error(`cannot read ${secretsFile}: ${err.message}`);
   }
+  const mode = fs.statSync(secretsFile).mode & 0o777;
+  if (mode & 0o077) {
+    process.stderr.write(
+      `WARNING: ${secretsFile} was readable by others (mode ${mode.toString(8)}); now 0600. ` +
+        'Consider its secrets exposed: delete the file to generate new ones.\n',
+    );
+    fs.chmodSync(secretsFile, 0o600);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`cannot parse ${secretsFile}: ${err.message}`);
+  }
 }
 
-function writeSecrets(secrets) {
-  const tmp = `${secretsFile}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(secrets, null, 2), { mode: 0o600 });
-  fs.renameSync(tmp, secretsFile);
-}
-
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+const adminUser = process.env.IOTB_ADMIN_USER || 'admin';
 const secrets = readSecrets();
-let secretsChanged = false;
+const generated = {};
 
 // Admin password: a bcrypt hash from the environment, or one generated once and printed once
 // (the Jenkins/Grafana first-run pattern). Only the hash is ever stored.
 let adminHash = process.env.IOTB_ADMIN_PASSWORD_HASH || secrets.adminPasswordHash;
+if (process.env.IOTB_ADMIN_PASSWORD_HASH && !BCRYPT_HASH.test(adminHash)) {
+  throw new Error(
+    'IOTB_ADMIN_PASSWORD_HASH is not a bcrypt hash: create one with ' +
+      "`node -e \"console.log(require('bcryptjs').hashSync(process.argv[1], 12))\" '<password>'`",
+  );
+}
+let password;
 if (!adminHash) {
   const bcrypt = require('bcryptjs');
-  const password = crypto.randomBytes(18).toString('base64url');
+  password = crypto.randomBytes(18).toString('base64url');
   adminHash = bcrypt.hashSync(password, 12);
-  secrets.adminPasswordHash = adminHash;
-  secretsChanged = true;
+  generated.adminPasswordHash = adminHash;
+}
+
+// Key that encrypts flows_cred.json: from the environment, else generated once and kept 0600.
+let credentialSecret = process.env.IOTB_CREDENTIAL_SECRET || secrets.credentialSecret;
+if (!credentialSecret) {
+  credentialSecret = crypto.randomBytes(32).toString('hex');
+  generated.credentialSecret = credentialSecret;
+}
+
+// Stored before the password is shown: a password printed but never stored would lock the operator out.
+if (Object.keys(generated).length > 0) {
+  writeFileAtomicSync(secretsFile, JSON.stringify({ ...secrets, ...generated }, null, 2), 0o600);
+}
+if (password) {
   process.stdout.write(
     [
       '',
       '*************************************************************',
       ' node-red-contrib-iot-backend: first start',
-      ` Editor user: ${process.env.IOTB_ADMIN_USER || 'admin'}`,
+      ` Editor user: ${adminUser}`,
       ` Editor password: ${password}`,
       ' This password is shown once. Only its bcrypt hash is stored in',
       ` ${secretsFile}`,
@@ -52,15 +90,6 @@ if (!adminHash) {
     ].join('\n'),
   );
 }
-
-// Key that encrypts flows_cred.json: from the environment, else generated once and kept 0600.
-let credentialSecret = process.env.IOTB_CREDENTIAL_SECRET || secrets.credentialSecret;
-if (!credentialSecret) {
-  credentialSecret = crypto.randomBytes(32).toString('hex');
-  secrets.credentialSecret = credentialSecret;
-  secretsChanged = true;
-}
-if (secretsChanged) writeSecrets(secrets);
 
 module.exports = {
   userDir,
@@ -74,7 +103,7 @@ module.exports = {
 
   adminAuth: {
     type: 'credentials',
-    users: [{ username: process.env.IOTB_ADMIN_USER || 'admin', password: adminHash, permissions: '*' }],
+    users: [{ username: adminUser, password: adminHash, permissions: '*' }],
   },
 
   // The HTTP API (/api/...) authenticates every call itself (operator API key or device token).
@@ -84,11 +113,10 @@ module.exports = {
 
   editorTheme: {
     projects: { enabled: false },
-    // Installing nodes from the editor would run arbitrary code from the registry on the backend host.
-    palette: { upload: false },
     tours: false,
     codeEditor: { lib: 'monaco' },
   },
+  // Installing nodes from the editor would run arbitrary code from the registry on the backend host.
   externalModules: {
     autoInstall: false,
     palette: { allowInstall: false, allowUpload: false },

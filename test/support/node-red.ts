@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, repoRoot, startProcess, tempDir, type ManagedProcess } from './servers';
+import { freePort, repoRoot, startProcess, tempDir, waitForOutput, type ManagedProcess } from './servers';
 
 export interface NodeRedOptions {
   flows: unknown[];
@@ -17,6 +17,8 @@ export interface NodeRedOptions {
   redJs?: string;
   /** Extra settings, JSON-serialisable. */
   settings?: Record<string, unknown>;
+  /** Use this user dir (the caller removes it) instead of a fresh temp dir, e.g. one with packages installed. */
+  userDir?: string;
 }
 
 export interface NodeRedProcess {
@@ -34,7 +36,7 @@ export interface NodeRedProcess {
 }
 
 export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess> {
-  const dir = tempDir('node-red');
+  const dir = opts.userDir ? { path: opts.userDir, remove: () => undefined } : tempDir('node-red');
   const port = await freePort();
   const settings = {
     uiHost: '127.0.0.1',
@@ -65,37 +67,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     userDir: dir.path,
     proc: launch(),
     waitForOutput(re, timeoutMs = 30_000) {
-      const proc = nr.proc;
-      return new Promise((resolve, reject) => {
-        const check = (): boolean => {
-          const m = re.exec(proc.output());
-          if (m) {
-            cleanup();
-            resolve(m[0]);
-            return true;
-          }
-          return false;
-        };
-        const onExit = (): void => {
-          cleanup();
-          reject(new Error(`node-red exited before printing ${re}\n${proc.output()}`));
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`node-red did not print ${re} within ${timeoutMs} ms\n${proc.output()}`));
-        }, timeoutMs);
-        const onData = (): void => void check();
-        function cleanup(): void {
-          clearTimeout(timer);
-          proc.child.stdout?.off('data', onData);
-          proc.child.stderr?.off('data', onData);
-          proc.child.off('exit', onExit);
-        }
-        proc.child.stdout?.on('data', onData);
-        proc.child.stderr?.on('data', onData);
-        proc.child.once('exit', onExit);
-        check();
-      });
+      return waitForOutput(nr.proc, re, timeoutMs);
     },
     async restart() {
       await nr.proc.stop();

@@ -95,6 +95,8 @@ export interface ManagedProcess {
   child: ChildProcess;
   /** Everything the process printed so far (stdout and stderr). */
   output(): string;
+  /** True once the process has exited and its output has been read to the end. */
+  closed(): boolean;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL: a crash. */
@@ -123,10 +125,13 @@ export function startProcess(
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+  let closed = false;
+  child.once('close', () => (closed = true));
   const exited = child.exitCode !== null ? Promise.resolve() : once(child, 'exit').then(() => undefined);
   const proc: ManagedProcess = {
     child,
     output: () => out,
+    closed: () => closed,
     async stop(graceMs = 10_000) {
       live.delete(proc);
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -144,6 +149,46 @@ export function startProcess(
   };
   live.add(proc);
   return proc;
+}
+
+/** Resolves with the first match of `re` in what `proc` printed (now or later); rejects on exit or timeout. */
+export function waitForOutput(proc: ManagedProcess, re: RegExp, timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => {
+      const m = re.exec(proc.output());
+      if (m) {
+        cleanup();
+        resolve(m[0]);
+        return true;
+      }
+      return false;
+    };
+    const onExit = (): void => {
+      // Output still in the pipes is read before 'exit' only sometimes: look once more.
+      if (check()) return;
+      cleanup();
+      reject(new Error(`process exited before printing ${re}\n${proc.output()}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`process did not print ${re} within ${timeoutMs} ms\n${proc.output()}`));
+    }, timeoutMs);
+    const onData = (): void => void check();
+    function cleanup(): void {
+      clearTimeout(timer);
+      proc.child.stdout?.off('data', onData);
+      proc.child.stderr?.off('data', onData);
+      proc.child.off('close', onExit);
+    }
+    if (check()) return;
+    if (proc.closed()) {
+      onExit();
+      return;
+    }
+    proc.child.stdout?.on('data', onData);
+    proc.child.stderr?.on('data', onData);
+    proc.child.once('close', onExit);
+  });
 }
 
 export interface Server {

@@ -1,0 +1,182 @@
+/**
+ * The editor in a real browser (Debian's chromium, driven by playwright-core) against Node-RED started the way
+ * the README says (`npm start`: scripts/start.mjs with settings.js, first-start password): login with the
+ * printed password, the palette shows the package's nodes under "IoT backend", every one can be dragged onto
+ * the workspace and its edit dialog opened, and Import -> Examples lists the shipped flows. Data-driven from
+ * package.json and the flows/ folder. On failure a screenshot is kept.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import {
+  freePort,
+  repoRoot,
+  requireBinary,
+  startProcess,
+  tempDir,
+  waitForOutput,
+  type ManagedProcess,
+} from '../support/servers';
+
+const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+  name: string;
+  'node-red': { nodes: Record<string, string> };
+};
+const shippedFlows = readdirSync(join(repoRoot, 'flows'))
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => f.replace(/\.json$/, ''));
+const CATEGORY = 'IoT backend';
+
+describe('the editor in a real browser', () => {
+  const dir = tempDir('editor');
+  let password: string;
+  let url: string;
+  let nodeRed: ManagedProcess;
+  let context: BrowserContext;
+  let page: Page;
+  /** Types of the package, with their editor category, as the editor itself reports them. */
+  let types: { type: string; category: string }[];
+  let failed = false;
+  const pageErrors: string[] = [];
+
+  /** Runs a test body; on failure keeps a screenshot in the temp dir and says where. */
+  async function withScreenshot(name: string, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (err) {
+      failed = true;
+      const file = join(dir.path, `${name.replace(/\W+/g, '-')}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => undefined);
+      (err as Error).message += `\nscreenshot: ${file}`;
+      throw err;
+    }
+  }
+
+  before(async () => {
+    const executablePath = requireBinary('chromium', 'chromium');
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      IOTB_USER_DIR: join(dir.path, 'user'),
+      IOTB_PORT: `${port}`,
+    };
+    for (const k of ['IOTB_ADMIN_PASSWORD_HASH', 'IOTB_ADMIN_USER', 'IOTB_HOST']) delete env[k];
+    nodeRed = startProcess(process.execPath, [join(repoRoot, 'scripts', 'start.mjs')], { env });
+    await waitForOutput(nodeRed, /Started flows/, 60_000);
+    password = /Editor password: (\S+)/.exec(nodeRed.output())?.[1] ?? '';
+    context = await chromium.launchPersistentContext(join(dir.path, 'profile'), {
+      executablePath,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport: { width: 1400, height: 900 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.setDefaultTimeout(20_000);
+  });
+
+  after(async () => {
+    await context?.close();
+    await nodeRed?.stop();
+    if (failed) console.log(`editor test failed: screenshots kept in ${dir.path}`);
+    else dir.remove();
+  });
+
+  it('logs in with the password npm start printed on first start', () =>
+    withScreenshot('login', async () => {
+      await page.goto(url);
+      await page.locator('#node-dialog-login-username').fill('admin');
+      await page.locator('#node-dialog-login-password').fill(password);
+      await page.locator('#node-dialog-login-submit').click();
+      await page.locator('#red-ui-palette-container .red-ui-palette-node').first().waitFor();
+      types = await page.evaluate((module) => {
+        const RED = (globalThis as any).RED;
+        return (RED.nodes.registry.getNodeList() as { module: string; types: string[] }[])
+          .filter((s) => s.module === module)
+          .flatMap((s) => s.types)
+          .map((type) => ({ type, category: RED.nodes.getType(type).category as string }));
+      }, pkg.name);
+      assert.equal(new Set(types.map((t) => t.type)).size, types.length);
+    }));
+
+  it(`shows every node of package.json in the palette category "${CATEGORY}"`, () =>
+    withScreenshot('palette', async () => {
+      const sets = await page.evaluate(
+        (module) =>
+          ((globalThis as any).RED.nodes.registry.getNodeList() as { module: string; name: string }[])
+            .filter((s) => s.module === module)
+            .map((s) => s.name),
+        pkg.name,
+      );
+      assert.deepEqual(sets.sort(), Object.keys(pkg['node-red'].nodes).sort());
+      const header = page
+        .locator('#red-ui-palette-container > .red-ui-palette-category > .red-ui-palette-header')
+        .filter({ hasText: new RegExp(`^\\s*${CATEGORY}\\s*$`) });
+      await header.waitFor();
+      const category = header.locator('xpath=..');
+      for (const { type, category: cat } of types) {
+        if (cat === 'config') continue; // config nodes live in the config sidebar, not the palette
+        assert.equal(cat, CATEGORY, `${type} is in category ${cat}`);
+        await category
+          .locator(`.red-ui-palette-node[data-palette-type="${type}"]`)
+          .waitFor({ state: 'visible' });
+      }
+    }));
+
+  it('drags each node onto the workspace and opens its edit dialog', () =>
+    withScreenshot('edit-dialog', async () => {
+      const workspace = page.locator('#red-ui-workspace-chart');
+      const box = (await workspace.boundingBox())!;
+      let y = 80;
+      for (const { type, category } of types) {
+        if (category === 'config') continue;
+        const before = await countNodes(page, type);
+        const paletteNode = page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
+        await paletteNode.hover();
+        await page.mouse.down();
+        await page.mouse.move(box.x + 300, box.y + y, { steps: 10 });
+        await page.mouse.up();
+        y += 60;
+        assert.equal(await countNodes(page, type), before + 1, `${type} was not added`);
+
+        const id = await page.evaluate(
+          (t) => (globalThis as any).RED.nodes.filterNodes({ type: t }).at(-1).id as string,
+          type,
+        );
+        await page.locator(`[id="${id}"]`).dblclick();
+        const tray = page.locator('.red-ui-tray').last();
+        // The node's edit template, rendered into the dialog's form.
+        await tray.locator('#dialog-form .form-row').first().waitFor({ state: 'visible' });
+        await tray.locator('#node-dialog-cancel').click();
+        await tray.waitFor({ state: 'detached' });
+      }
+      assert.deepEqual(pageErrors, []);
+    }));
+
+  it('lists the shipped flows under Import -> Examples', () =>
+    withScreenshot('examples', async () => {
+      await page.locator('#red-ui-header-button-sidemenu').click();
+      await page.locator('#menu-item-import').click();
+      await page.locator('a[href="#red-ui-clipboard-dialog-import-tab-examples"]').click();
+      const library = page.locator('#red-ui-clipboard-dialog-import-tab-examples');
+      await library.getByText(pkg.name, { exact: true }).click();
+      for (const flow of shippedFlows) await library.getByText(flow, { exact: true }).waitFor();
+      assert.deepEqual(pageErrors, []);
+    }));
+});
+
+function countNodes(page: Page, type: string): Promise<number> {
+  return page.evaluate((t) => (globalThis as any).RED.nodes.filterNodes({ type: t }).length as number, type);
+}
