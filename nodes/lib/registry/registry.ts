@@ -35,6 +35,15 @@ export class RegistryError extends Error {
 }
 
 /** Type names share the device id alphabet: they become InfluxDB tag values and file-name parts. */
+/** What the iotb-registry config node offers: `RED.nodes.getNode(config.registry).registry`. */
+export interface RegistryHolder {
+  /** Undefined while the registry could not be opened (the config node logged why). */
+  registry?: Registry;
+}
+
+/** The id `verifyApiKey` answers for the operator key given in configuration. */
+export const CONFIG_API_KEY_ID = 'config';
+
 export const TYPE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 const MAX_NAME_LENGTH = 200;
 const MAX_META_BYTES = 4096;
@@ -44,6 +53,11 @@ export interface RegistryOptions {
   rotationGraceMs?: number;
   /** Clock, for tests of expiry. */
   now?: () => number;
+  /**
+   * An operator API key from configuration (Node-RED credentials), valid in addition to the stored ones
+   * and never written to the store: the key to bootstrap the HTTP API. Verifies as API key id 'config'.
+   */
+  operatorKey?: string;
 }
 
 /** The outcome of checking a device's token; failures are shared constants (no allocation per attempt). */
@@ -54,16 +68,14 @@ const UNKNOWN: VerifyResult = Object.freeze({ ok: false, reason: 'unknown_device
 const BAD_TOKEN: VerifyResult = Object.freeze({ ok: false, reason: 'bad_token' });
 const DISABLED: VerifyResult = Object.freeze({ ok: false, reason: 'disabled' });
 
-interface LiveCredential {
-  digest: Buffer;
-  expiresAt?: number;
-}
-
-/** A device in memory: what is stored, the public record handed out, and token digests ready to compare. */
+/**
+ * A device in memory: what is stored, plus the public record and the token digests as Buffers, both
+ * built on first use so that loading 100k devices does not pay for 100k of each.
+ */
 interface DeviceEntry {
   stored: StoredDevice;
-  record: DeviceRecord;
-  credentials: LiveCredential[];
+  record?: DeviceRecord;
+  digests?: Buffer[];
 }
 
 export interface NewDevice {
@@ -110,7 +122,9 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.hasher = new TokenHasher(secret);
     this.now = opts.now ?? Date.now;
     this.rotationGraceMs = opts.rotationGraceMs ?? 3_600_000;
-    const snap = store.load();
+    if (opts.operatorKey !== undefined && opts.operatorKey.length < 20)
+      throw new Error('the configured operator API key must be at least 20 characters');
+    const snap = store.load(); // last: nothing may throw once the store holds its lock
     for (const t of snap.types) this.types.set(t.name, t);
     for (const d of snap.devices) this.index(d);
     for (const k of snap.apiKeys) {
@@ -119,12 +133,14 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     }
     for (const p of snap.provisioning)
       this.provisioning.set(p.type, { ...p, digest: Buffer.from(p.hash, 'base64url') });
+    if (opts.operatorKey) this.apiKeyIndex.set(this.hasher.hash(opts.operatorKey), CONFIG_API_KEY_ID);
   }
 
   // ---- read side (DeviceDirectory) ----
 
   getDevice(id: string): DeviceRecord | undefined {
-    return this.devices.get(id)?.record;
+    const e = this.devices.get(id);
+    return e && recordOf(e);
   }
 
   getType(name: string): DeviceType | undefined {
@@ -138,14 +154,14 @@ export class Registry extends EventEmitter implements DeviceDirectory {
   listDevices(filter: { type?: string } = {}): DeviceRecord[] {
     const out: DeviceRecord[] = [];
     for (const e of this.devices.values())
-      if (!filter.type || e.record.type === filter.type) out.push(e.record);
+      if (!filter.type || e.stored.type === filter.type) out.push(recordOf(e));
     return out;
   }
 
   /** Whether the device has a token that currently verifies (false after revoke). */
   hasCredentials(id: string): boolean {
     const e = this.devices.get(id);
-    return !!e && e.credentials.some((c) => this.live(c));
+    return !!e && e.stored.credentials.some((c) => this.live(c));
   }
 
   /** Expiry of the device's tokens (for GET: never the hashes). */
@@ -176,10 +192,12 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     }
     const digest = this.hasher.digest(token);
     let match = false;
-    for (const c of e.credentials) if (digestsEqual(digest, c.digest) && this.live(c)) match = true;
+    const digests = (e.digests ??= e.stored.credentials.map((c) => Buffer.from(c.hash, 'base64url')));
+    for (let i = 0; i < digests.length; i++)
+      if (digestsEqual(digest, digests[i]) && this.live(e.stored.credentials[i])) match = true;
     if (!match) return BAD_TOKEN;
-    if (!e.record.enabled) return DISABLED;
-    return { ok: true, device: e.record };
+    if (!e.stored.enabled) return DISABLED;
+    return { ok: true, device: recordOf(e) };
   }
 
   /**
@@ -216,7 +234,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     };
     this.put(stored);
     this.emit('created', id);
-    return { device: this.devices.get(id)!.record, token };
+    return { device: recordOf(this.devices.get(id)!), token };
   }
 
   updateDevice(id: string, update: DeviceUpdate): DeviceRecord {
@@ -227,7 +245,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     if (update.name !== undefined) Object.assign(stored, checkName(update.name));
     if (update.meta !== undefined) Object.assign(stored, checkMeta(update.meta));
     this.put(stored);
-    return this.devices.get(id)!.record;
+    return recordOf(this.devices.get(id)!);
   }
 
   /**
@@ -255,7 +273,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.emitSecurity(
       securityEvent('token_rotated', 'registry', graceMs > 0 ? 'rotated_with_grace' : 'rotated', id),
     );
-    const device = this.devices.get(id)!.record;
+    const device = recordOf(this.devices.get(id)!);
     return previousExpiresAt === undefined ? { device, token } : { device, token, previousExpiresAt };
   }
 
@@ -265,7 +283,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.put({ ...e.stored, credentials: [] });
     this.emit('revoked', id);
     this.emitSecurity(securityEvent('revoked', 'registry', 'tokens_revoked', id));
-    return this.devices.get(id)!.record;
+    return recordOf(this.devices.get(id)!);
   }
 
   setEnabled(id: string, enabled: boolean): DeviceRecord {
@@ -277,7 +295,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
         securityEvent(enabled ? 'enabled' : 'disabled', 'registry', enabled ? 'enabled' : 'disabled', id),
       );
     }
-    return this.devices.get(id)!.record;
+    return recordOf(this.devices.get(id)!);
   }
 
   /** Deletes the device and its tokens. */
@@ -298,7 +316,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
   }
 
   /** Creates or replaces a type; its telemetry schema and command params schemas must compile. */
-  putType(type: DeviceType): DeviceType {
+  putType(type: DeviceType | Record<string, unknown>): DeviceType {
     this.assertOpen();
     const clean = checkDeviceType(type, this.ajv);
     this.commit({ op: 'putType', type: clean });
@@ -310,8 +328,8 @@ export class Registry extends EventEmitter implements DeviceDirectory {
   deleteType(name: string): void {
     if (!this.types.has(name)) throw new RegistryError('NOT_FOUND', `device type ${name} does not exist`);
     for (const e of this.devices.values())
-      if (e.record.type === name)
-        throw new RegistryError('CONFLICT', `device type ${name} is used by device ${e.record.id}`);
+      if (e.stored.type === name)
+        throw new RegistryError('CONFLICT', `device type ${name} is used by device ${e.stored.id}`);
     this.commit({ op: 'deleteType', name });
     this.types.delete(name);
     this.emit('types');
@@ -437,7 +455,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
 
   // ---- internals ----
 
-  private live(c: LiveCredential): boolean {
+  private live(c: StoredCredential): boolean {
     return c.expiresAt === undefined || c.expiresAt > this.now();
   }
 
@@ -464,20 +482,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
   }
 
   private index(stored: StoredDevice): void {
-    const record: DeviceRecord = Object.freeze({
-      id: stored.id,
-      type: stored.type,
-      ...(stored.name !== undefined ? { name: stored.name } : {}),
-      ...(stored.meta !== undefined ? { meta: stored.meta } : {}),
-      enabled: stored.enabled,
-      createdAt: stored.createdAt,
-    });
-    const credentials = stored.credentials.map((c) =>
-      c.expiresAt === undefined
-        ? { digest: Buffer.from(c.hash, 'base64url') }
-        : { digest: Buffer.from(c.hash, 'base64url'), expiresAt: c.expiresAt },
-    );
-    this.devices.set(stored.id, { stored, record, credentials });
+    this.devices.set(stored.id, { stored });
     for (const c of stored.credentials) this.tokenIndex.set(c.hash, stored.id);
   }
 
@@ -497,6 +502,15 @@ export class Registry extends EventEmitter implements DeviceDirectory {
   private emitSecurity(ev: SecurityEvent): void {
     this.emit('security', ev);
   }
+}
+
+function recordOf(e: DeviceEntry): DeviceRecord {
+  if (e.record) return e.record;
+  const d = e.stored;
+  const record: DeviceRecord = { id: d.id, type: d.type, enabled: d.enabled, createdAt: d.createdAt };
+  if (d.name !== undefined) record.name = d.name;
+  if (d.meta !== undefined) record.meta = d.meta;
+  return (e.record = Object.freeze(record));
 }
 
 function notFound(id: string): RegistryError {
