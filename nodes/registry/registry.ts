@@ -69,9 +69,13 @@ export = function register(RED: NodeAPI): void {
       this.registry = undefined;
     });
   }
-  RED.nodes.registerType('iotb-registry', RegistryNode as (this: Node, config: RegistryNodeDef) => void, {
-    credentials: { secret: { type: 'password' }, apiKey: { type: 'password' } },
-  });
+  RED.nodes.registerType<RegistryConfigNode, RegistryNodeDef, unknown, RegistryCredentials>(
+    'iotb-registry',
+    RegistryNode,
+    {
+      credentials: { secret: { type: 'password' }, apiKey: { type: 'password' } },
+    },
+  );
 };
 
 function parseJson(text: string | undefined, what: string): Record<string, unknown> | undefined {
