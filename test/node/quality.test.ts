@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -8,27 +7,8 @@ import { tempDir } from '../support/servers';
 import { metricsRegistry } from '../../nodes/lib/metrics';
 
 const qualityNode = nodeModule('quality');
+const registryNode = nodeModule('registry');
 const T0 = 1_700_000_000_000;
-
-/**
- * Stand-in for the registry config node (built on another branch): a config node whose `.registry`
- * implements DeviceDirectory with one device type. Named as what it is; the real one replaces it on merge.
- */
-function stubRegistryNode(RED: any): void {
-  RED.nodes.registerType('iotb-registry', function (this: any, config: any) {
-    RED.nodes.createNode(this, config);
-    const dir = new EventEmitter() as any;
-    dir.getDevice = () => undefined;
-    dir.getType = (name: string) =>
-      name === 'thermo'
-        ? {
-            name,
-            schema: { type: 'object', properties: { t: { type: 'number', minimum: -20, maximum: 50 } } },
-          }
-        : undefined;
-    this.registry = dir;
-  });
-}
 
 /** Resolves with the first `n` messages arriving at helper node `id`. */
 function messages(id: string, n: number): Promise<any[]> {
@@ -93,15 +73,33 @@ describe('iotb-quality node', () => {
   });
 
   it('reads the gross range from the device type schema of the selected registry', async () => {
-    await helper.load(
-      [stubRegistryNode, qualityNode],
-      [{ id: 'reg', type: 'iotb-registry' }, ...flow({ registry: 'reg' })],
-    );
-    const got = nextMessage(helper.getNode('out'));
-    helper.getNode('q').receive(reading('d1', 0, { t: 51 }));
-    const msg = await got;
-    assert.deepEqual([msg.quality.t.flag, msg.quality.t.code], ['bad', 4]);
-    assert.match(msg.quality.t.reason, /\[-20, 50\]/);
+    const dir = tempDir('quality-registry');
+    try {
+      helper.settings({ userDir: dir.path });
+      const schema = { type: 'object', properties: { t: { type: 'number', minimum: -20, maximum: 50 } } };
+      await helper.load(
+        [registryNode, qualityNode],
+        [
+          {
+            id: 'reg',
+            type: 'iotb-registry',
+            file: 'registry.json',
+            types: [{ name: 'thermo', schema: JSON.stringify(schema) }],
+          },
+          ...flow({ registry: 'reg' }),
+        ],
+        { reg: { secret: 'test-only-registry-secret-0123456789abcdef' } },
+      );
+      const got = nextMessage(helper.getNode('out'));
+      helper.getNode('q').receive(reading('d1', 0, { t: 51 }));
+      const msg = await got;
+      assert.deepEqual([msg.quality.t.flag, msg.quality.t.code], ['bad', 4]);
+      assert.match(msg.quality.t.reason, /\[-20, 50\]/);
+    } finally {
+      await helper.unload();
+      helper.settings({});
+      dir.remove();
+    }
   });
 
   it('handles an array of readings element by element, with quality as a parallel array', async () => {
