@@ -18,7 +18,7 @@ import {
   resolveRule,
 } from './rules';
 import * as layout from './state';
-import { MemoryStateStore } from './state';
+import { MemoryStateStore, type QualityStateStore } from './state';
 
 // Local copies: a loader that compiles named imports to getters (tsx, esbuild) would otherwise put a
 // function call behind every record offset on the hot path.
@@ -80,7 +80,8 @@ export interface QualityOptions {
   maxFill?: number;
   /** JSON Schema of a device type, for gross ranges (the registry's `getType(name).schema`). */
   schemaFor?: (type: string) => unknown;
-  store?: MemoryStateStore;
+  /** Where the per device and field records live; default: a new in-process MemoryStateStore. */
+  store?: QualityStateStore;
   /** Field names the store's records were saved with (restored state). */
   fieldNames?: readonly string[];
 }
@@ -126,7 +127,7 @@ const ACTION_RANK: Record<Action, number> = { flag: 0, replace: 1, reject: 2 };
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export class QualityEngine {
-  readonly store: MemoryStateStore;
+  readonly store: QualityStateStore;
   readonly window: number;
   private readonly fieldIndex = new Map<string, number>();
   private readonly fieldNames: string[] = [];

@@ -29,9 +29,11 @@ export function opcUaStatus(q: FieldQuality | undefined): { name: string; code: 
   if (!q) return { name: 'Good', code: 0x00000000 };
   switch (q.flag) {
     case 'suspect':
+      // Outside the suspect span is what EngineeringUnitsExceeded means; spike, rate, flat line and order
+      // have no sub-code of their own: plain Uncertain, the reason says which.
       return q.check === 'range'
         ? { name: 'UncertainEngineeringUnitsExceeded', code: 0x40940000 }
-        : { name: 'UncertainSensorNotAccurate', code: 0x40930000 };
+        : { name: 'Uncertain', code: 0x40000000 };
     case 'bad':
       return { name: 'BadOutOfRange', code: 0x803c0000 };
     case 'imputed':

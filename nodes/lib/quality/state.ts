@@ -54,6 +54,8 @@ export const DEVICE_COUNTERS = 12;
 export interface QualityStateStore {
   readonly window: number;
   readonly maxFields: number;
+  /** Doubles per field record: FIELD_DOUBLES + window. */
+  readonly fieldStride: number;
   readonly fieldF64: Float64Array;
   readonly fieldI32: Int32Array;
   readonly deviceF64: Float64Array;
@@ -68,6 +70,10 @@ export interface QualityStateStore {
   evictIdle(cutoff: number): number;
   readonly deviceCount: number;
   readonly fieldCount: number;
+  /** Bytes held by the records (allocated, including room to grow). */
+  readonly slabBytes: number;
+  /** A snapshot for the state file (see MemoryStateStore.serialize). */
+  serialize(fieldNames: readonly string[]): Uint8Array;
 }
 
 /** Growable pool of fixed-size records with a free list. */
