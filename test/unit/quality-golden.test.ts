@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { format } from 'prettier';
 import { QualityEngine, type QualityOptions } from '../../nodes/lib/quality/engine';
 import { MemoryStateStore } from '../../nodes/lib/quality/state';
 import { repoRoot } from '../support/servers';
@@ -39,10 +40,11 @@ function run(restoreAt = -1): unknown {
 }
 
 describe('golden file', () => {
-  it('the fixed input gives the recorded output', () => {
+  it('the fixed input gives the recorded output', async () => {
     const got = run();
     const file = join(dir, 'expected.json');
-    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, `${JSON.stringify(got, null, 1)}\n`);
+    if (process.env.UPDATE_GOLDEN === '1')
+      writeFileSync(file, await format(JSON.stringify(got), { parser: 'json', filepath: file }));
     assert.deepEqual(got, JSON.parse(readFileSync(file, 'utf8')));
   });
 
