@@ -62,6 +62,14 @@ export interface ListenOptions {
   ws?: { host: string; port: number; path: string };
 }
 
+/** What the iotb-broker config node offers: `RED.nodes.getNode(config.broker).broker` (a DeviceLink). */
+export interface BrokerHolder {
+  /** Undefined when the node has no usable registry or TLS files. */
+  broker?: DeviceBroker;
+}
+
+export type BrokerState = 'starting' | 'listening' | 'failed' | 'closed';
+
 export interface BrokerOptions {
   registry: Registry;
   /** First topic level, default 'devices'. */
@@ -126,7 +134,7 @@ function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError 
  * password = token, client id = device id), confines each device to its own topics, enforces the limits,
  * tracks presence, and implements `DeviceLink` for command dispatch. Emits 'online'/'offline' (deviceId),
  * 'message' (DeviceMessage), 'delivered' (deviceId, topic, payload), 'connection' (ConnectionEvent),
- * 'security' (SecurityEvent) and 'error' only for listener failures.
+ * 'security' (SecurityEvent), 'state' (BrokerState) and 'error' only for listener failures.
  */
 export class DeviceBroker extends EventEmitter implements DeviceLink {
   readonly limits: BrokerLimits;
@@ -147,10 +155,14 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   private rateLimitedSinceEvent = 0;
   private lastRateLimitEvent = 0;
   private closing: Promise<void> | undefined;
+  private started = false;
+  private currentState: BrokerState = 'starting';
   private readonly onRevoked = (id: string): void => this.disconnect(id);
   private readonly onRemoved = (id: string): void => void this.presence.delete(id);
+  private readonly onRegistrySecurity = (ev: SecurityEvent): void => this.emitSecurity(ev);
 
-  private constructor(opts: BrokerOptions) {
+  /** Creates the broker without listening: `start` opens the listeners (nodes can hold it meanwhile). */
+  constructor(opts: BrokerOptions) {
     super();
     this.registry = opts.registry;
     this.topicPrefix = opts.topicPrefix ?? 'devices';
@@ -160,17 +172,41 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.lockout = new Lockout(l.lockoutThreshold, l.lockoutBaseMs, l.lockoutMaxMs, l.maxTrackedKeys);
   }
 
-  /** Creates the broker and starts its listeners; rejects (with everything closed again) when a port is taken. */
+  /** Creates a broker and starts it. */
   static async start(opts: BrokerOptions, listen: ListenOptions): Promise<DeviceBroker> {
     const broker = new DeviceBroker(opts);
-    await broker.init();
+    await broker.start(listen);
+    return broker;
+  }
+
+  /** Starts aedes and the listeners; rejects (with everything closed again) e.g. when a port is taken. */
+  async start(listen: ListenOptions): Promise<void> {
     try {
-      await broker.listen(listen);
+      await this.init();
+      if (this.closing) throw new Error('the broker was closed while starting');
+      await this.listen(listen);
+      this.setState('listening');
     } catch (err) {
-      await broker.close();
+      this.setState('failed');
+      await this.close();
       throw err;
     }
-    return broker;
+  }
+
+  /** 'starting' -> 'listening' | 'failed' -> 'closed' ('failed' stays); emitted as 'state'. */
+  get state(): BrokerState {
+    return this.currentState;
+  }
+
+  private setState(state: BrokerState): void {
+    if (this.currentState === state || this.currentState === 'failed') return;
+    this.currentState = state;
+    this.emit('state', state);
+  }
+
+  /** True once the listeners accept connections, until `close`. */
+  get running(): boolean {
+    return this.started && !this.closing;
   }
 
   // ---- DeviceLink ----
@@ -187,7 +223,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   ): Promise<void> {
     if (!isValidDeviceId(deviceId))
       return Promise.reject(new Error(`device id "${String(deviceId)}" is not valid`));
-    if (this.closing) return Promise.reject(new Error('the broker is closed'));
+    if (!this.running) return Promise.reject(new Error('the broker is not running'));
     const packet: PublishPacket = {
       cmd: 'publish',
       topic: `${this.topicPrefix}/${deviceId}/${subtopic}`,
@@ -221,6 +257,11 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       trackedAddresses: this.rate.size,
       trackedLockouts: this.lockout.size,
     };
+  }
+
+  /** The registered device (for `msg.device`), undefined when it is not (or no longer) registered. */
+  deviceRefOf(deviceId: string): DeviceRef | undefined {
+    return this.registry.getDevice(deviceId);
   }
 
   /** Closes the device's live session (revocation, disablement); a no-op when it is not connected. */
@@ -299,6 +340,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.on('revoked', this.onRevoked);
     this.registry.on('disabled', this.onRevoked);
     this.registry.on('removed', this.onRemoved);
+    this.registry.on('security', this.onRegistrySecurity); // revocations etc. reach the same event output
   }
 
   private async listen(opts: ListenOptions): Promise<void> {
@@ -306,7 +348,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     const mqtt = opts.tls
       ? createTlsServer({ ...opts.tls, handshakeTimeout: this.limits.connectTimeoutMs }, onSocket)
       : createNetServer(onSocket);
-    await this.start(mqtt, opts.host, opts.port);
+    await this.bind(mqtt, opts.host, opts.port);
     if (opts.ws) {
       const http = createHttpServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
@@ -320,11 +362,12 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
         const stream = createWebSocketStream(ws);
         this.accept(stream, req.socket.remoteAddress ?? 'unknown');
       });
-      await this.start(http, opts.ws.host, opts.ws.port);
+      await this.bind(http, opts.ws.host, opts.ws.port);
     }
+    this.started = true;
   }
 
-  private async start(server: NetServer | HttpServer, host: string, port: number): Promise<void> {
+  private async bind(server: NetServer | HttpServer, host: string, port: number): Promise<void> {
     server.on('connection', (s: Socket) => {
       this.rawSockets.add(s);
       s.once('close', () => this.rawSockets.delete(s));
@@ -522,6 +565,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.off('revoked', this.onRevoked);
     this.registry.off('disabled', this.onRevoked);
     this.registry.off('removed', this.onRemoved);
+    this.registry.off('security', this.onRegistrySecurity);
     const closed = this.servers.map((s) => (s.listening ? once(s, 'close') : Promise.resolve()));
     for (const s of this.servers) if (s.listening) s.close();
     this.wss?.close();
@@ -535,5 +579,6 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     for (const s of this.rawSockets) s.destroy();
     await Promise.all(closed);
     this.live.clear();
+    this.setState('closed');
   }
 }
