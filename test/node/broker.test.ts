@@ -96,7 +96,7 @@ describe('iotb-broker and iotb-device-in nodes', () => {
       { id: 'dev-1', type: 'thermo', name: 'Boiler' },
     );
     assert.deepEqual(
-      msgs.map((x) => x.kind),
+      msgs.map((x) => String(x.kind)),
       ['telemetry'],
       'status is not selected',
     );
