@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { DeviceDirectory } from '../lib/device-contracts';
@@ -91,6 +92,7 @@ export = function register(RED: NodeAPI): void {
 
     let readings = 0;
     let flagged = 0;
+    let untrackedWarned = 0;
     let dirty = false;
     const status = new Throttle(() => {
       this.status({
@@ -119,6 +121,12 @@ export = function register(RED: NodeAPI): void {
       );
       readings++;
       if (o.quality) flagged++;
+      if (engine.untracked.size > untrackedWarned) {
+        untrackedWarned = engine.untracked.size;
+        this.warn(
+          RED._('iotb-quality.warn.untracked', { max: maxFields, fields: [...engine.untracked].join(', ') }),
+        );
+      }
       return { quality: o.quality, rejected: o.rejected, fills: o.fills };
     };
 
@@ -252,11 +260,12 @@ export = function register(RED: NodeAPI): void {
         ),
       );
 
-    this.on('close', (done: () => void) => {
+    this.on('close', (removed: boolean, done: () => void) => {
       for (const t of timers) clearInterval(t);
       status.cancel();
       directory?.off('types', onTypes);
-      save();
+      if (!removed) save();
+      else if (stateFile) rmSync(stateFile, { force: true }); // the node is gone: so is its filter history
       done();
     });
   }

@@ -182,7 +182,7 @@ describe('iotb-quality node', () => {
     assert.match(String((await err).args[0]), /min \(5\) is above max \(1\)/);
   });
 
-  it('saves its state in the user dir on close', async () => {
+  it('saves its state in the user dir on close and deletes it when the node is removed', async () => {
     const dir = tempDir('quality-node');
     try {
       helper.settings({ userDir: dir.path });
@@ -191,7 +191,12 @@ describe('iotb-quality node', () => {
       helper.getNode('q').receive(reading('d1', 0, { t: 1 }));
       await got;
       await helper.unload();
-      assert.ok(existsSync(join(dir.path, 'iotb-quality', 'q.state')));
+      const file = join(dir.path, 'iotb-quality', 'q.state');
+      assert.ok(existsSync(file));
+
+      await helper.load(qualityNode, flow({ persist: true }));
+      await (helper as any).setFlows([{ id: 'other', type: 'helper' }], 'full'); // deployed without the node
+      assert.ok(!existsSync(file), 'a removed node leaves no state behind');
     } finally {
       helper.settings({});
       dir.remove();

@@ -143,7 +143,7 @@ export class QualityEngine {
   private readonly scratch: Float64Array;
   private readonly fillFromTs: Float64Array;
   private readonly fillFromValue: Float64Array;
-  /** Field names beyond maxFields, passed through unchecked (reported once each). */
+  /** Field names beyond maxFields, passed through unchecked (the first 100, for the node's warning). */
   readonly untracked = new Set<string>();
   private readonly outcome: ReadingOutcome = {
     quality: undefined,
@@ -199,7 +199,7 @@ export class QualityEngine {
     const found = this.fieldIndex.get(name);
     if (found !== undefined) return found;
     if (this.fieldNames.length >= this.store.maxFields) {
-      this.untracked.add(name);
+      if (this.untracked.size < 100) this.untracked.add(name); // a report, not another unbounded table
       return -1;
     }
     this.fieldIndex.set(name, this.fieldNames.length);
