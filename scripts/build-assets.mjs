@@ -2,8 +2,9 @@
 // and the shipped flows into examples/ (the only folder Node-RED lists under Import -> Examples).
 import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 const assetDirs = new Set(['icons', 'locales']);
 
 for (const name of readdirSync(join(root, 'nodes'))) {

@@ -4,8 +4,9 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 const userDir = resolve(process.env.IOTB_USER_DIR || join(root, '.node-red'));
 mkdirSync(userDir, { recursive: true, mode: 0o700 });
 

@@ -33,7 +33,10 @@ export interface RateCase {
   outputs?: number;
   /** Credentials of the node under test. */
   credentials?: Record<string, unknown>;
-  /** A fresh message for the i-th input (the node may mutate it). */
+  /**
+   * A fresh message for the i-th input of a round (the node may mutate it). The pass-through is fed by the
+   * first case's factory, so both chains carry the same messages.
+   */
   message: (i: number) => Record<string, unknown>;
 }
 
@@ -177,20 +180,28 @@ async function runRound(RED: EmbeddedRed, chain: Chain, roundMs: number, window:
   let last = start;
 
   await new Promise<void>((resolve, reject) => {
-    // A node that never calls done() for some messages would hang the round: fail with the reason instead.
+    // A node that stops calling done() would hang the round: a watchdog (not a per-message timer, which
+    // would cost in the measured path) fails the run when nothing completed for `stallMs`.
     const stallMs = Math.max(10_000, 10 * roundMs);
-    let stall = setTimeout(stalled, roundMs + stallMs);
-    function stalled(): void {
-      const done = chain.completed - startCompleted;
-      reject(
-        new Error(
-          `${chain.name}: ${sent - done} of ${sent} messages not completed within ${stallMs} ms after the ` +
-            'round: does the node call done() for every message?',
-        ),
-      );
-    }
+    let progress = chain.completed;
+    let progressAt = Date.now();
+    const watchdog = setInterval(() => {
+      if (chain.completed !== progress) {
+        progress = chain.completed;
+        progressAt = Date.now();
+      } else if (Date.now() - progressAt > stallMs) {
+        clearInterval(watchdog);
+        const done = chain.completed - startCompleted;
+        reject(
+          new Error(
+            `${chain.name}: no message completed for ${stallMs} ms (${sent - done} of ${sent} in flight): ` +
+              'does the node call done() for every message?',
+          ),
+        );
+      }
+    }, 250);
     const finish = (): void => {
-      clearTimeout(stall);
+      clearInterval(watchdog);
       last = process.hrtime.bigint();
       resolve();
     };
@@ -206,10 +217,6 @@ async function runRound(RED: EmbeddedRed, chain: Chain, roundMs: number, window:
       const done = chain.completed - startCompleted;
       if (!sending) {
         if (done >= sent) finish();
-        else {
-          clearTimeout(stall);
-          stall = setTimeout(stalled, stallMs);
-        }
       } else if (!refillScheduled && sent - done <= window >> 1) {
         // Refill outside the node's done() call stack: a synchronous node would otherwise recurse.
         refillScheduled = true;
@@ -235,7 +242,7 @@ export async function measureNodeRates(opts: RateOptions): Promise<RateResult> {
   opts.cases.forEach((c, i) => {
     if (c.credentials) credentials[`case${i}-node`] = c.credentials;
   });
-  const userDir = mkdtempSync(join(tmpdir(), 'iotb-bench-'));
+  const userDir = mkdtempSync(join(tmpdir(), 'iotb-node-red-rate-'));
   writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flow));
   writeFileSync(join(userDir, 'flows_cred.json'), JSON.stringify(credentials));
 

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PresenceTracker } from '../../nodes/lib/presence';
+
+describe('PresenceTracker', () => {
+  it('reports a device online when first seen and offline after the heartbeat timeout', () => {
+    const t = new PresenceTracker(1000);
+    assert.deepEqual(t.seen('a', 0), { deviceId: 'a', online: true, at: 0, reason: 'seen' });
+    assert.equal(t.seen('a', 500), undefined);
+    assert.deepEqual(t.sweep(1400), []);
+    assert.deepEqual(t.sweep(1500), [
+      { deviceId: 'a', online: false, at: 1500, reason: 'heartbeat timeout' },
+    ]);
+    assert.deepEqual(t.sweep(5000), [], 'an offline device is not reported twice');
+    assert.equal(t.seen('a', 6000)?.online, true);
+  });
+
+  it('keeps a device with a broker session online without heartbeats until it disconnects', () => {
+    const t = new PresenceTracker(1000);
+    assert.equal(t.connected('b', 0)?.reason, 'connected');
+    assert.deepEqual(t.sweep(10_000), []);
+    assert.deepEqual(t.disconnected('b', 10_001), {
+      deviceId: 'b',
+      online: false,
+      at: 10_001,
+      reason: 'disconnected',
+    });
+    assert.equal(t.disconnected('b', 10_002), undefined);
+  });
+
+  it('ignores a late message for last-seen and sweeps in last-seen order', () => {
+    const t = new PresenceTracker(100);
+    t.seen('x', 0);
+    t.seen('y', 50);
+    t.seen('x', 120);
+    t.seen('x', 10); // back-filled reading: older than what we know
+    assert.equal(t.get('x')?.lastSeen, 120);
+    assert.deepEqual(
+      t.sweep(160).map((c) => c.deviceId),
+      ['y'],
+    );
+  });
+
+  it('restores last-seen as offline and stays within its device bound', () => {
+    const t = new PresenceTracker(100, 2);
+    t.restore({ a: { lastSeen: 5 }, b: { lastSeen: 'bad' } });
+    assert.deepEqual(t.get('a'), { online: false, lastSeen: 5, connected: false });
+    assert.equal(t.get('b'), undefined);
+    t.seen('c', 10);
+    t.seen('d', 11);
+    assert.equal(t.size, 2);
+    assert.equal(t.get('a'), undefined, 'the offline device is forgotten first');
+  });
+});
