@@ -101,8 +101,8 @@ export async function diagnose(conn: InfluxConnection): Promise<Diagnosis> {
           };
         if (res.status !== 200)
           return { ok: false, message: `listing databases: ${influxErrorText(res)}`, version };
-        const rows = JSON.parse(res.body) as Record<string, unknown>[];
-        const names = rows.map((r) => String(r['iox::database'] ?? r.database ?? r.name ?? ''));
+        const rows = JSON.parse(res.body) as Record<string, string | undefined>[];
+        const names = rows.map((r) => r['iox::database'] ?? r.database ?? r.name ?? '');
         if (!names.includes(o.database))
           return {
             ok: false,
