@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { runQuery, toChart, type QueryLanguage } from '../lib/influx/query';
-import type { InfluxConfigNode } from '../influx/influx';
+import type { InfluxConfigNode } from '../influx/types';
 
 interface InfluxQueryDef extends NodeDef {
   influx: string;

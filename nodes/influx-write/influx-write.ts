@@ -8,7 +8,7 @@ import { shortError } from '../lib/influx/status';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
-import type { InfluxConfigNode } from '../influx/influx';
+import type { InfluxConfigNode } from '../influx/types';
 
 interface InfluxWriteDef extends NodeDef {
   influx: string;
@@ -76,7 +76,9 @@ export = function register(RED: NodeAPI): void {
       sender.on('state', (s: SenderStatus) => {
         if ((s.state === 'held' || s.state === 'retrying') && s.lastError !== lastReported) {
           lastReported = s.lastError;
-          node.error(RED._('iotb-influx-write.error.writeFailed', { error: s.lastError, queued: s.queued }));
+          node.error(
+            RED._('iotb-influx-write.error.writeFailed', { error: s.lastError ?? '', queued: s.queued }),
+          );
         }
         status.call();
       });

@@ -1,4 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { InfluxConfigNode, InfluxCredentials } from './types';
 import { InfluxConnection, type InfluxConnectionOptions, type InfluxFlavour } from '../lib/influx/connection';
 import { diagnose } from '../lib/influx/diagnose';
 
@@ -12,20 +13,6 @@ interface InfluxConfigDef extends NodeDef {
   timeoutS: number | string;
   gzip: boolean;
   rejectUnauthorized: boolean;
-}
-
-interface InfluxCredentials {
-  token?: string;
-  username?: string;
-  password?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
-
-export interface InfluxConfigNode extends Node<InfluxCredentials> {
-  /** The connection every user of this config node shares; closed when the config node closes. */
-  connection: InfluxConnection;
 }
 
 type ConfigFields = Partial<Omit<InfluxConfigDef, keyof NodeDef>>;
@@ -55,21 +42,26 @@ function connectionOptions(c: ConfigFields, creds: InfluxCredentials): InfluxCon
 
 /** iotb-influx: one InfluxDB server (API flavour, URL, TLS, credentials) shared by the write and query nodes. */
 export = function register(RED: NodeAPI): void {
-  function InfluxNode(this: InfluxConfigNode, config: InfluxConfigDef): void {
+  function InfluxNode(this: Node<InfluxCredentials>, config: InfluxConfigDef): void {
     RED.nodes.createNode(this, config);
-    this.connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
-    this.on('close', () => this.connection.close());
+    const connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
+    (this as InfluxConfigNode).connection = connection;
+    this.on('close', () => connection.close());
   }
-  RED.nodes.registerType('iotb-influx', InfluxNode, {
-    credentials: {
-      token: { type: 'password' },
-      username: { type: 'text' },
-      password: { type: 'password' },
-      ca: { type: 'text' },
-      cert: { type: 'text' },
-      key: { type: 'password' },
+  RED.nodes.registerType<Node<InfluxCredentials>, InfluxConfigDef, unknown, InfluxCredentials>(
+    'iotb-influx',
+    InfluxNode,
+    {
+      credentials: {
+        token: { type: 'password' },
+        username: { type: 'text' },
+        password: { type: 'password' },
+        ca: { type: 'text' },
+        cert: { type: 'text' },
+        key: { type: 'password' },
+      },
     },
-  });
+  );
 
   // "Test connection" in the dialog: the editor sends the form; secrets it does not hold (shown as
   // __PWRD__) come from the deployed node's credentials.

@@ -51,13 +51,13 @@ export async function runQuery(conn: InfluxConnection, req: QueryRequest): Promi
   const auth = conn.authHeaders();
   switch (req.language) {
     case 'influxql': {
+      assertReadOnlyInfluxQL(req.query);
       const q = new URLSearchParams({ q: req.query, epoch: 'ms' });
       const db = o.flavour === '2' ? o.bucket : o.database;
       if (db) q.set('db', db);
       if (o.flavour === '1' && o.retentionPolicy) q.set('rp', o.retentionPolicy);
       if (Object.keys(params).length) q.set('params', JSON.stringify(params));
       if (o.flavour === '3') q.set('format', 'json');
-      // GET: InfluxDB 1.x/2.x refuse writes and deletes over GET, so this node can only read.
       const res = await conn.request(
         'GET',
         `${o.flavour === '3' ? 'api/v3/query_influxql' : 'query'}?${q}`,
@@ -108,6 +108,44 @@ export async function runQuery(conn: InfluxConnection, req: QueryRequest): Promi
         throw new QueryError(`Flux query failed: ${e.message}`, e.statusCode);
       }
     }
+  }
+}
+
+const READ_STATEMENT = /^(SELECT|SHOW|EXPLAIN)\b/i;
+
+/**
+ * This node only reads: every InfluxQL statement must be SELECT, SHOW or EXPLAIN and none may use INTO.
+ * (InfluxDB 1.x runs even DROP DATABASE sent over GET, with just a deprecation warning.) Words inside
+ * 'strings', "identifiers" and comments do not count.
+ */
+export function assertReadOnlyInfluxQL(query: string): void {
+  const statements: string[] = [];
+  let cur = '';
+  for (let i = 0; i < query.length; i++) {
+    const ch = query[i];
+    if (ch === "'" || ch === '"') {
+      let j = i + 1;
+      while (j < query.length && query[j] !== ch) j += query[j] === '\\' ? 2 : 1;
+      cur += ' _ ';
+      i = j;
+    } else if (ch === '-' && query[i + 1] === '-') {
+      while (i < query.length && query[i] !== '\n') i++;
+      cur += ' ';
+    } else if (ch === '/' && query[i + 1] === '*') {
+      const end = query.indexOf('*/', i + 2);
+      i = end < 0 ? query.length : end + 1;
+      cur += ' ';
+    } else if (ch === ';') {
+      statements.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  statements.push(cur);
+  for (const st of statements.map((x) => x.trim()).filter(Boolean)) {
+    if (!READ_STATEMENT.test(st) || /\bINTO\b/i.test(st))
+      throw new QueryError(
+        `only reading queries (SELECT, SHOW, EXPLAIN; no INTO) are allowed: ${st.slice(0, 60)}`,
+      );
   }
 }
 
