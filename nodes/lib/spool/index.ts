@@ -1,0 +1,793 @@
+/**
+ * A durable on-disk spool: an append-only log of records (e.g. line-protocol points) that a sender reads,
+ * delivers and acknowledges. See docs/storage-spool.md for the format, the fsync policies and what each can
+ * lose on power failure.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  closeSync,
+  fdatasync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  write,
+} from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomicSync } from '../atomic-file';
+import {
+  encodeFrames,
+  HEADER_BYTES,
+  MAX_RECORD_BYTES,
+  requireCrc32,
+  STOP,
+  TAKE,
+  TAKE_AND_STOP,
+  walkFrames,
+  type FrameVisitor,
+} from './frame';
+import { acquireLock, releaseLock } from './lock';
+
+export { SpoolLockedError } from './lock';
+export { MAX_RECORD_BYTES } from './frame';
+
+export type FsyncPolicy = 'always' | 'interval' | 'never';
+export type WhenFull = 'refuse' | 'drop-oldest';
+
+export interface SpoolOptions {
+  /** Created if missing; holds the segments, the ack position and LOCK. */
+  dir: string;
+  /** Size at which a new segment file is started. Default 64 MiB; at most a quarter of maxBytes. */
+  segmentBytes?: number;
+  /** Bound on unacknowledged data on disk (frames included). Default 1 GiB. */
+  maxBytes?: number;
+  /** Default 'interval'. */
+  fsync?: FsyncPolicy;
+  /** Default 1000. */
+  fsyncIntervalMs?: number;
+  /** Default 'refuse'. */
+  whenFull?: WhenFull;
+}
+
+export interface SpoolStats {
+  pendingRecords: number;
+  pendingBytes: number;
+  segments: number;
+  /** Counters since this spool was opened. */
+  appendedTotal: number;
+  ackedTotal: number;
+  corruptSkipped: number;
+  tornTailBytesTruncated: number;
+  droppedOldest: number;
+  refusedFull: number;
+  /** The last failure, e.g. 'ENOSPC: disk full' while appends are stopped; cleared when appends work again. */
+  lastError?: string;
+}
+
+/**
+ * A place in the spool: the segment, the byte offset in it, and the record sequence number (counted from the
+ * ack position when the spool was opened). Positions are only meaningful to the Spool instance that made them.
+ */
+export interface SpoolPosition {
+  readonly segment: number;
+  readonly offset: number;
+  readonly seq: number;
+}
+
+export interface SpoolBatch {
+  records: Buffer[];
+  /** Position after the last record: pass it to ack() once the records are delivered. */
+  end: SpoolPosition;
+  /** Sum of the records' lengths. */
+  bytes: number;
+}
+
+/** What open() found and repaired. */
+export interface RecoveryReport {
+  ms: number;
+  segments: number;
+  pendingRecords: number;
+  pendingBytes: number;
+  corruptSkipped: number;
+  corruptBytes: number;
+  tornTailBytesTruncated: number;
+}
+
+export interface CorruptEvent {
+  file: string;
+  offset: number;
+  bytes: number;
+}
+
+export interface FullEvent {
+  policy: WhenFull;
+  /** Records refused (policy 'refuse') or dropped (policy 'drop-oldest'). */
+  records: number;
+}
+
+export interface SpoolEvents {
+  /** Records written (and, with fsync 'always', synced). */
+  appended: [records: number];
+  /** Spool full: an append was refused, or oldest records were dropped. */
+  full: [event: FullEvent];
+  /** The disk is full: appends stop (existing data is intact) until a write succeeds again. */
+  diskFull: [error: SpoolDiskFullError];
+  /** Appends work again after a disk-full period. */
+  recovered: [];
+  /** Damaged bytes were skipped while reading. */
+  corrupt: [event: CorruptEvent];
+}
+
+export class SpoolFullError extends Error {
+  readonly code = 'SPOOL_FULL';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SpoolFullError';
+  }
+}
+
+export class SpoolDiskFullError extends Error {
+  readonly code = 'ENOSPC';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SpoolDiskFullError';
+  }
+}
+
+const MiB = 1024 * 1024;
+const SEGMENT_FILE = /^(\d{12})\.seg$/;
+const ACK_FILE = 'ack.json';
+const STALE_ACK_TMP = /^ack\.json\.\d+\.tmp$/;
+const SCAN_CHUNK = 4 * MiB;
+/** The write buffer is kept for reuse up to this size; a larger group gets a one-off buffer. */
+const KEPT_WRITE_BUFFER = 8 * MiB;
+
+interface Segment {
+  id: number;
+  file: string;
+  /** Bytes of intact data (for the segment being written: the offset of the next frame). */
+  size: number;
+  /** Sequence number after the segment's last record. */
+  endSeq: number;
+  /** Damaged regions already counted: start offset -> end offset. */
+  damaged: Map<number, number>;
+}
+
+interface PendingAppend {
+  records: readonly Uint8Array[];
+  bytes: number;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+interface Settings {
+  dir: string;
+  segmentBytes: number;
+  maxBytes: number;
+  fsync: FsyncPolicy;
+  fsyncIntervalMs: number;
+  whenFull: WhenFull;
+}
+
+function settings(opts: SpoolOptions): Settings {
+  if (!opts || typeof opts.dir !== 'string' || opts.dir === '') throw new TypeError('spool: dir is required');
+  const fsync = opts.fsync ?? 'interval';
+  if (fsync !== 'always' && fsync !== 'interval' && fsync !== 'never')
+    throw new TypeError(`spool: fsync must be 'always', 'interval' or 'never' (got ${String(fsync)})`);
+  const whenFull = opts.whenFull ?? 'refuse';
+  if (whenFull !== 'refuse' && whenFull !== 'drop-oldest')
+    throw new TypeError(`spool: whenFull must be 'refuse' or 'drop-oldest' (got ${String(whenFull)})`);
+  const positive = (name: string, v: number | undefined, def: number, min: number): number => {
+    const n = v ?? def;
+    if (!Number.isFinite(n) || n < min) throw new RangeError(`spool: ${name} must be a number >= ${min}`);
+    return Math.floor(n);
+  };
+  const maxBytes = positive('maxBytes', opts.maxBytes, 1024 * MiB, 64 * 1024);
+  // Space is freed a whole segment at a time, so a segment is at most a quarter of the bound.
+  const segmentBytes = Math.min(positive('segmentBytes', opts.segmentBytes, 64 * MiB, 4096), maxBytes / 4);
+  return {
+    dir: opts.dir,
+    segmentBytes: Math.floor(segmentBytes),
+    maxBytes,
+    fsync,
+    fsyncIntervalMs: positive('fsyncIntervalMs', opts.fsyncIntervalMs, 1000, 1),
+    whenFull,
+  };
+}
+
+function compare(a: SpoolPosition, b: SpoolPosition): number {
+  return a.segment - b.segment || a.offset - b.offset;
+}
+
+function isPosition(p: unknown): p is SpoolPosition {
+  const q = p as SpoolPosition | null;
+  return (
+    typeof q === 'object' &&
+    q !== null &&
+    Number.isSafeInteger(q.segment) &&
+    Number.isSafeInteger(q.offset) &&
+    Number.isSafeInteger(q.seq)
+  );
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+function segmentName(id: number): string {
+  return `${String(id).padStart(12, '0')}.seg`;
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeAll(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (done: number): void => {
+      if (done === length) return resolve();
+      write(fd, buf, done, length - done, position + done, (err, n) => (err ? reject(err) : step(done + n)));
+    };
+    step(0);
+  });
+}
+
+function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export class Spool extends EventEmitter<SpoolEvents> {
+  /** Segments from the one holding the ack position to the one being written (the last). */
+  private readonly segments: Segment[] = [];
+  private writeFd = -1;
+  private ackPos: SpoolPosition = { segment: 0, offset: 0, seq: 0 };
+  private readPos: SpoolPosition = this.ackPos;
+  private ackPersisted = true;
+  /** Sum of the segments' sizes. */
+  private totalBytes = 0;
+  private writeBuf = Buffer.allocUnsafe(256 * 1024);
+  private queue: PendingAppend[] = [];
+  private drainScheduled = false;
+  /** Serializes writes, rolls and syncs. */
+  private writer: Promise<void> = Promise.resolve();
+  /** Serializes reads; only the reader opens and closes readFd. */
+  private reader: Promise<unknown> = Promise.resolve();
+  private readFd: { id: number; fd: number } | undefined;
+  private dirty = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private diskFull = false;
+  private refusing = false;
+  private lastError: string | undefined;
+  private readonly counters = {
+    appendedTotal: 0,
+    ackedTotal: 0,
+    corruptSkipped: 0,
+    tornTailBytesTruncated: 0,
+    droppedOldest: 0,
+    refusedFull: 0,
+  };
+  private corruptBytes = 0;
+  /** What open() found and repaired. */
+  recovery: RecoveryReport = {
+    ms: 0,
+    segments: 0,
+    pendingRecords: 0,
+    pendingBytes: 0,
+    corruptSkipped: 0,
+    corruptBytes: 0,
+    tornTailBytesTruncated: 0,
+  };
+
+  private constructor(
+    private readonly opts: Settings,
+    private readonly lockFile: string,
+  ) {
+    super();
+  }
+
+  /** Takes the lock (fails with SpoolLockedError if another process holds it) and recovers after a crash. */
+  static async open(options: SpoolOptions): Promise<Spool> {
+    requireCrc32();
+    const opts = settings(options);
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    const lockFile = join(opts.dir, 'LOCK');
+    acquireLock(lockFile, `spool ${opts.dir}`);
+    const spool = new Spool(opts, lockFile);
+    try {
+      await spool.recover();
+    } catch (err) {
+      if (spool.writeFd >= 0) closeSync(spool.writeFd);
+      releaseLock(lockFile);
+      throw err;
+    }
+    if (opts.fsync === 'interval') {
+      spool.timer = setInterval(() => void spool.exclusive(() => spool.syncIfDirty()), opts.fsyncIntervalMs);
+      spool.timer.unref();
+    }
+    return spool;
+  }
+
+  /**
+   * Appends records as one write. Resolves when they are written per the fsync policy ('always': synced to
+   * disk). Rejects with SpoolFullError (nothing of this call stored) or SpoolDiskFullError (nothing stored,
+   * the spool is unharmed). Concurrent calls are written together (group commit).
+   */
+  append(records: readonly Uint8Array[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`spool ${this.opts.dir} is closed`));
+    if (!Array.isArray(records))
+      return Promise.reject(new TypeError('spool: append takes an array of Buffers'));
+    let bytes = 0;
+    for (const r of records) {
+      if (!(r instanceof Uint8Array)) return Promise.reject(new TypeError('spool: records must be Buffers'));
+      if (r.length > MAX_RECORD_BYTES)
+        return Promise.reject(
+          new RangeError(`spool: a record of ${r.length} bytes is over the limit of ${MAX_RECORD_BYTES}`),
+        );
+      bytes += HEADER_BYTES + r.length;
+    }
+    if (records.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ records, bytes, resolve, reject });
+      if (!this.drainScheduled) {
+        this.drainScheduled = true;
+        void this.exclusive(() => this.drain());
+      }
+    });
+  }
+
+  /** The next unacknowledged records after the last read (or the ack position); null when there are none. */
+  readBatch(maxRecords: number, maxBytes: number): Promise<SpoolBatch | null> {
+    const run = this.reader.then(() => this.read(maxRecords, maxBytes));
+    this.reader = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Everything up to `end` is delivered: deletes the segments that are now fully acknowledged (first, so a
+   * full disk gets space back), then atomically replaces the ack position. If persisting fails the position
+   * still holds in memory and is written with the next ack or on close; after a crash before that, the
+   * records are read again (at-least-once).
+   */
+  ack(end: SpoolPosition): Promise<void> {
+    return new Promise((resolve) => {
+      this.ackSync(end);
+      resolve();
+    });
+  }
+
+  /** The next readBatch starts again at the ack position (after a failed send). */
+  rewind(): void {
+    this.readPos = this.ackPos;
+  }
+
+  stats(): SpoolStats {
+    const s: SpoolStats = {
+      pendingRecords: this.pendingRecords(),
+      pendingBytes: this.pendingBytes(),
+      segments: this.segments.length,
+      ...this.counters,
+    };
+    if (this.lastError !== undefined) s.lastError = this.lastError;
+    return s;
+  }
+
+  /** Writes what is queued, syncs it, persists the ack position and releases the lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    try {
+      await this.exclusive(async () => {
+        if (this.writeFd >= 0) await datasync(this.writeFd);
+      });
+      await this.reader;
+      if (!this.ackPersisted) this.persistAck();
+    } finally {
+      if (this.readFd) closeSync(this.readFd.fd);
+      this.readFd = undefined;
+      if (this.writeFd >= 0) closeSync(this.writeFd);
+      this.writeFd = -1;
+      releaseLock(this.lockFile);
+    }
+  }
+
+  // ---- recovery ----
+
+  private async recover(): Promise<void> {
+    const started = performance.now();
+    const { dir } = this.opts;
+    const names = readdirSync(dir);
+    for (const name of names) if (STALE_ACK_TMP.test(name)) unlinkSync(join(dir, name));
+    const ack = this.readAckFile();
+    const ids = names
+      .map((n) => SEGMENT_FILE.exec(n)?.[1])
+      .filter((id): id is string => id !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    // Segments before the ack position were fully acknowledged; a crash came before their deletion.
+    while (ids.length > 0 && ids[0] < ack.segment) unlinkSync(this.segmentFile(ids.shift()!));
+    if (ids.length === 0) {
+      const id = Math.max(ack.segment, 1);
+      closeSync(openSync(this.segmentFile(id), 'wx', 0o600));
+      fsyncDir(dir);
+      ids.push(id);
+    }
+    let seq = 0;
+    for (const [i, id] of ids.entries()) {
+      const file = this.segmentFile(id);
+      const fd = openSync(file, 'r+');
+      try {
+        const size = fstatSync(fd).size;
+        let from = 0;
+        if (i === 0 && id === ack.segment) from = Math.min(ack.offset, size);
+        const seg: Segment = { id, file, size, endSeq: 0, damaged: new Map() };
+        const damaged: Array<[number, number]> = [];
+        let records = 0;
+        await walkFrames(fd, from, size, SCAN_CHUNK, false, {
+          frame: () => {
+            records++;
+            return TAKE;
+          },
+          knownDamage: () => undefined,
+          damaged: (a, b) => void damaged.push([a, b]),
+        });
+        const last = damaged.at(-1);
+        if (i === ids.length - 1 && last !== undefined && last[1] === size) {
+          // Nothing intact after it in the last segment: a write torn by a crash, not damage.
+          damaged.pop();
+          ftruncateSync(fd, last[0]);
+          fsyncSync(fd);
+          seg.size = last[0];
+          this.counters.tornTailBytesTruncated += size - last[0];
+        }
+        for (const [a, b] of damaged) {
+          seg.damaged.set(a, b);
+          this.counters.corruptSkipped++;
+          this.corruptBytes += b - a;
+        }
+        seq += records;
+        seg.endSeq = seq;
+        if (i === 0) this.ackPos = { segment: id, offset: from, seq: 0 };
+        this.segments.push(seg);
+        this.totalBytes += seg.size;
+      } finally {
+        if (i < ids.length - 1) closeSync(fd);
+        else this.writeFd = fd;
+      }
+    }
+    this.readPos = this.ackPos;
+    if (ack.offset !== this.ackPos.offset || ack.segment !== this.ackPos.segment) this.tryPersistAck();
+    this.recovery = {
+      ms: Math.round(performance.now() - started),
+      segments: this.segments.length,
+      pendingRecords: this.pendingRecords(),
+      pendingBytes: this.pendingBytes(),
+      corruptSkipped: this.counters.corruptSkipped,
+      corruptBytes: this.corruptBytes,
+      tornTailBytesTruncated: this.counters.tornTailBytesTruncated,
+    };
+  }
+
+  /** The persisted ack position; a missing or unreadable file means "from the first segment" (nothing lost). */
+  private readAckFile(): { segment: number; offset: number } {
+    let text: string;
+    try {
+      text = readFileSync(join(this.opts.dir, ACK_FILE), 'utf8');
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return { segment: 0, offset: 0 };
+      throw err;
+    }
+    try {
+      const v = JSON.parse(text) as { segment?: unknown; offset?: unknown };
+      if (Number.isSafeInteger(v.segment) && Number.isSafeInteger(v.offset))
+        return { segment: v.segment as number, offset: v.offset as number };
+    } catch {
+      // fall through: the file is replaced atomically, so this is outside damage
+    }
+    this.lastError = `unreadable ${ACK_FILE}: reading from the first segment`;
+    return { segment: 0, offset: 0 };
+  }
+
+  // ---- writing ----
+
+  private exclusive(fn: () => Promise<void>): Promise<void> {
+    const run = this.writer.then(fn);
+    this.writer = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Writes everything queued so far as one group. */
+  private async drain(): Promise<void> {
+    this.drainScheduled = false;
+    const group = this.queue;
+    this.queue = [];
+    const accepted: PendingAppend[] = [];
+    let bytes = 0;
+    let records = 0;
+    for (const req of group) {
+      let refusal: Error | undefined;
+      try {
+        refusal = await this.makeRoom(req, bytes);
+      } catch (err) {
+        refusal = this.writeFailed(err); // rolling to a new segment failed
+      }
+      if (refusal) {
+        req.reject(refusal);
+        continue;
+      }
+      accepted.push(req);
+      bytes += req.bytes;
+      records += req.records.length;
+    }
+    if (accepted.length === 0) return;
+    try {
+      await this.writeGroup(accepted, bytes, records);
+    } catch (err) {
+      for (const req of accepted) req.reject(err as Error);
+      return;
+    }
+    this.refusing = false;
+    for (const req of accepted) req.resolve();
+    this.emit('appended', records);
+  }
+
+  /** Frees room for `req` (after `queued` bytes already accepted) per the full policy, or says why not. */
+  private async makeRoom(req: PendingAppend, queued: number): Promise<SpoolFullError | undefined> {
+    const { maxBytes, whenFull } = this.opts;
+    while (this.pendingBytes() + queued + req.bytes > maxBytes) {
+      if (whenFull === 'drop-oldest' && queued + req.bytes <= maxBytes) {
+        if (this.segments.length > 1) {
+          this.dropOldestSegment();
+          continue;
+        }
+        if (this.pendingBytes() > 0) {
+          await this.roll();
+          continue;
+        }
+      }
+      return this.refuse(req);
+    }
+    return undefined;
+  }
+
+  private refuse(req: PendingAppend): SpoolFullError {
+    const n = req.records.length;
+    this.counters.refusedFull += n;
+    if (!this.refusing) {
+      this.refusing = true;
+      this.emit('full', { policy: 'refuse', records: n });
+    }
+    const { maxBytes, dir } = this.opts;
+    const why =
+      req.bytes > maxBytes
+        ? `the batch (${req.bytes} bytes) is larger than the spool's maxBytes (${maxBytes})`
+        : `${this.pendingBytes()} of ${maxBytes} bytes are waiting for delivery`;
+    return new SpoolFullError(`spool full: ${n} records refused, ${why} (${dir})`);
+  }
+
+  private dropOldestSegment(): void {
+    const seg = this.segments.shift()!;
+    const dropped = Math.max(0, seg.endSeq - this.ackPos.seq);
+    unlinkSync(seg.file);
+    this.totalBytes -= seg.size;
+    this.ackPos = { segment: this.segments[0].id, offset: 0, seq: seg.endSeq };
+    this.counters.droppedOldest += dropped;
+    this.tryPersistAck();
+    this.emit('full', { policy: 'drop-oldest', records: dropped });
+  }
+
+  private async writeGroup(group: PendingAppend[], bytes: number, records: number): Promise<void> {
+    if (this.current().size > 0 && this.current().size + bytes > this.opts.segmentBytes) {
+      try {
+        await this.roll();
+      } catch (err) {
+        throw this.writeFailed(err);
+      }
+    }
+    let buf = this.writeBuf;
+    if (bytes > buf.length) {
+      buf = Buffer.allocUnsafe(bytes);
+      if (bytes <= KEPT_WRITE_BUFFER) this.writeBuf = buf;
+    }
+    let o = 0;
+    for (const req of group) o = encodeFrames(req.records, buf, o);
+    const seg = this.current();
+    try {
+      await writeAll(this.writeFd, buf, bytes, seg.size);
+      if (this.opts.fsync === 'always') await datasync(this.writeFd);
+    } catch (err) {
+      // Cut off whatever part of the group reached the file, so no partial frame stays behind.
+      try {
+        ftruncateSync(this.writeFd, seg.size);
+      } catch {
+        // The next write goes to seg.size anyway and overwrites the remains; recovery truncates them otherwise.
+      }
+      throw this.writeFailed(err);
+    }
+    seg.size += bytes;
+    seg.endSeq += records;
+    this.totalBytes += bytes;
+    this.counters.appendedTotal += records;
+    this.dirty = this.opts.fsync === 'interval';
+    if (this.diskFull) {
+      this.diskFull = false;
+      this.lastError = undefined;
+      this.emit('recovered');
+    }
+  }
+
+  private writeFailed(err: unknown): Error {
+    const code = errnoOf(err);
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      const e = new SpoolDiskFullError(
+        `ENOSPC: disk full under ${this.opts.dir}; spool appends stop until space returns (stored data is intact)`,
+      );
+      this.lastError = 'ENOSPC: disk full';
+      if (!this.diskFull) {
+        this.diskFull = true;
+        this.emit('diskFull', e);
+      }
+      return e;
+    }
+    this.lastError = `${code ?? 'error'}: ${(err as Error).message}`;
+    return err as Error;
+  }
+
+  /** Starts the next segment. The finished one is synced first unless the policy is 'never'. */
+  private async roll(): Promise<void> {
+    const prev = this.current();
+    const id = prev.id + 1;
+    const file = this.segmentFile(id);
+    const fd = openSync(file, 'wx', 0o600);
+    if (this.opts.fsync !== 'never') {
+      try {
+        await datasync(this.writeFd);
+        fsyncDir(this.opts.dir);
+      } catch (err) {
+        closeSync(fd);
+        unlinkSync(file);
+        throw err;
+      }
+    }
+    closeSync(this.writeFd);
+    this.writeFd = fd;
+    this.dirty = false;
+    this.segments.push({ id, file, size: 0, endSeq: prev.endSeq, damaged: new Map() });
+  }
+
+  private async syncIfDirty(): Promise<void> {
+    if (!this.dirty || this.writeFd < 0) return;
+    this.dirty = false;
+    try {
+      await datasync(this.writeFd);
+    } catch (err) {
+      this.dirty = true;
+      this.lastError = `fsync failed: ${(err as Error).message}`;
+    }
+  }
+
+  // ---- reading and acknowledging ----
+
+  private async read(maxRecords: number, maxBytes: number): Promise<SpoolBatch | null> {
+    if (this.closed) throw new Error(`spool ${this.opts.dir} is closed`);
+    if (!(maxRecords >= 1) || !(maxBytes >= 1)) throw new RangeError('spool: readBatch limits must be >= 1');
+    const records: Buffer[] = [];
+    let bytes = 0;
+    let pos = compare(this.readPos, this.ackPos) < 0 ? this.ackPos : this.readPos;
+    let seq = pos.seq;
+    let stopped = false;
+    const chunk = Math.max(64 * 1024, Math.min(SCAN_CHUNK, maxBytes + HEADER_BYTES * maxRecords));
+    while (!stopped && records.length < maxRecords) {
+      if (compare(pos, this.ackPos) < 0) pos = this.ackPos; // oldest dropped meanwhile
+      const idx = this.segments.findIndex((s) => s.id === pos.segment);
+      const seg = this.segments[idx];
+      if (pos.offset >= seg.size) {
+        if (idx === this.segments.length - 1) break;
+        pos = { segment: this.segments[idx + 1].id, offset: 0, seq: seg.endSeq };
+        seq = pos.seq;
+        continue;
+      }
+      const visitor: FrameVisitor = {
+        frame: (buf, start, length) => {
+          if (records.length > 0 && bytes + length > maxBytes) {
+            stopped = true;
+            return STOP;
+          }
+          records.push(buf.subarray(start, start + length));
+          bytes += length;
+          seq++;
+          if (records.length >= maxRecords || bytes >= maxBytes) {
+            stopped = true;
+            return TAKE_AND_STOP;
+          }
+          return TAKE;
+        },
+        knownDamage: (offset) => seg.damaged.get(offset),
+        damaged: (from, to) => {
+          seg.damaged.set(from, to);
+          this.counters.corruptSkipped++;
+          this.corruptBytes += to - from;
+          this.emit('corrupt', { file: seg.file, offset: from, bytes: to - from });
+        },
+      };
+      const offset = await walkFrames(this.readerFd(seg), pos.offset, seg.size, chunk, true, visitor);
+      pos = { segment: seg.id, offset, seq };
+    }
+    this.readPos = pos;
+    return records.length > 0 ? { records, end: pos, bytes } : null;
+  }
+
+  private readerFd(seg: Segment): number {
+    if (this.readFd?.id === seg.id) return this.readFd.fd;
+    if (this.readFd) closeSync(this.readFd.fd);
+    this.readFd = { id: seg.id, fd: openSync(seg.file, 'r') };
+    return this.readFd.fd;
+  }
+
+  private ackSync(end: SpoolPosition): void {
+    if (this.closed) throw new Error(`spool ${this.opts.dir} is closed`);
+    if (!isPosition(end)) throw new TypeError('spool: ack takes a position from readBatch');
+    if (compare(end, this.ackPos) <= 0) return; // already acknowledged, or dropped as oldest meanwhile
+    if (compare(end, this.readPos) > 0)
+      throw new RangeError('spool: cannot acknowledge records not yet read');
+    let pos = end;
+    while (this.segments.length > 1) {
+      const first = this.segments[0];
+      if (first.id === pos.segment && pos.offset >= first.size)
+        pos = { segment: this.segments[1].id, offset: 0, seq: pos.seq };
+      if (first.id >= pos.segment) break;
+      this.segments.shift();
+      this.totalBytes -= first.size;
+      unlinkSync(first.file);
+    }
+    this.counters.ackedTotal += pos.seq - this.ackPos.seq;
+    this.ackPos = pos;
+    if (compare(this.readPos, pos) < 0) this.readPos = pos;
+    this.persistAck();
+  }
+
+  private persistAck(): void {
+    this.ackPersisted = false;
+    writeFileAtomicSync(
+      join(this.opts.dir, ACK_FILE),
+      JSON.stringify({ segment: this.ackPos.segment, offset: this.ackPos.offset }),
+    );
+    this.ackPersisted = true;
+  }
+
+  private tryPersistAck(): void {
+    try {
+      this.persistAck();
+    } catch (err) {
+      this.lastError = `could not persist the ack position: ${(err as Error).message}`;
+    }
+  }
+
+  // ---- bookkeeping ----
+
+  private current(): Segment {
+    return this.segments[this.segments.length - 1];
+  }
+
+  private segmentFile(id: number): string {
+    return join(this.opts.dir, segmentName(id));
+  }
+
+  private pendingBytes(): number {
+    return this.totalBytes - this.ackPos.offset;
+  }
+
+  private pendingRecords(): number {
+    return Math.max(0, this.current().endSeq - this.ackPos.seq);
+  }
+}

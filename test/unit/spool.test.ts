@@ -1,0 +1,415 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import {
+  Spool,
+  SpoolFullError,
+  SpoolLockedError,
+  type FullEvent,
+  type SpoolOptions,
+} from '../../nodes/lib/spool';
+import { HEADER_BYTES } from '../../nodes/lib/spool/frame';
+import { repoRoot, startProcess, tempDir, type ManagedProcess } from '../support/servers';
+import { spoolRecord as rec } from '../support/spool-child';
+
+const childScript = join(repoRoot, 'test', 'support', 'spool-child.ts');
+
+function range(from: number, to: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = from; i < to; i++) out.push(rec(i));
+  return out;
+}
+
+/** Appends records from..to-1 in calls of `per`, so the segment size is respected (a call is never split). */
+async function appendEach(spool: Spool, from: number, to: number, per = 10): Promise<void> {
+  for (let i = from; i < to; i += per) await spool.append(range(i, Math.min(to, i + per)));
+}
+
+/** Reads every pending record (acknowledging as it goes when `ack`), as strings. */
+async function drain(spool: Spool, ack = true, maxRecords = 37): Promise<string[]> {
+  const out: string[] = [];
+  for (let b = await spool.readBatch(maxRecords, 1 << 20); b; b = await spool.readBatch(maxRecords, 1 << 20)) {
+    for (const r of b.records) out.push(r.toString());
+    if (ack) await spool.ack(b.end);
+  }
+  return out;
+}
+
+const strings = (records: Buffer[]): string[] => records.map((r) => r.toString());
+
+function segmentFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.seg'))
+    .sort()
+    .map((n) => join(dir, n));
+}
+
+/** Resolves when the child's output so far matches `re`; rejects if it exits first. */
+function waitForLine(proc: ManagedProcess, re: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    const onData = (): void => {
+      const m = re.exec(proc.output());
+      if (m) {
+        cleanup();
+        resolve(m);
+      }
+    };
+    const onExit = (): void => {
+      cleanup();
+      reject(new Error(`child exited before printing ${re}:\n${proc.output()}`));
+    };
+    const cleanup = (): void => {
+      proc.child.stdout!.off('data', onData);
+      proc.child.off('exit', onExit);
+    };
+    proc.child.stdout!.on('data', onData);
+    proc.child.once('exit', onExit);
+    onData();
+  });
+}
+
+function spawnChild(...args: string[]): ManagedProcess {
+  return startProcess(process.execPath, ['--import', 'tsx', childScript, ...args], { cwd: repoRoot });
+}
+
+describe('spool', () => {
+  let tmp: { path: string; remove(): void };
+  let dir: string;
+  const open: Spool[] = [];
+  const openSpool = async (opts: Partial<SpoolOptions> = {}): Promise<Spool> => {
+    const s = await Spool.open({ dir, ...opts });
+    open.push(s);
+    return s;
+  };
+
+  beforeEach(() => {
+    tmp = tempDir('spool');
+    dir = join(tmp.path, 'spool');
+  });
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+    tmp.remove();
+  });
+
+  it('round trip: records come back in append order, in batches bounded by count and bytes', async () => {
+    const spool = await openSpool({ segmentBytes: 8192 });
+    await appendEach(spool, 0, 100);
+    // Concurrent appends are written together but keep their call order.
+    await Promise.all([spool.append(range(100, 150)), spool.append(range(150, 151)), spool.append([])]);
+    assert.equal(spool.stats().pendingRecords, 151);
+    assert.equal(spool.stats().appendedTotal, 151);
+
+    const first = await spool.readBatch(10, 1 << 20);
+    assert.deepEqual(strings(first!.records), strings(range(0, 10)));
+    const len = rec(10).length;
+    const byBytes = await spool.readBatch(1000, 3 * len);
+    assert.deepEqual(strings(byBytes!.records), strings(range(10, 13)));
+    assert.equal(byBytes!.bytes, 3 * len);
+    const rest = await drain(spool, false, 1000);
+    assert.deepEqual(rest, strings(range(13, 151)));
+    assert.equal(await spool.readBatch(10, 1 << 20), null);
+    assert.ok(spool.stats().segments > 1, 'several segments were written');
+  });
+
+  it('a record larger than maxBytes of a read still comes out alone instead of blocking the spool', async () => {
+    const spool = await openSpool();
+    const big = Buffer.alloc(5000, 'x');
+    await spool.append([big, rec(1)]);
+    const b = await spool.readBatch(10, 100);
+    assert.equal(b!.records.length, 1);
+    assert.equal(b!.records[0].length, 5000);
+  });
+
+  it('ack persists the position and deletes only fully acknowledged segments', async () => {
+    const spool = await openSpool({ segmentBytes: 4096 });
+    await appendEach(spool, 0, 200, 1);
+    const before = segmentFiles(dir);
+    assert.ok(before.length >= 3);
+    const perSegment = Math.floor(4096 / (HEADER_BYTES + rec(0).length));
+    // Read and acknowledge one record less than the first segment holds: nothing may be deleted.
+    const b = await spool.readBatch(perSegment - 1, 1 << 20);
+    await spool.ack(b!.end);
+    assert.deepEqual(segmentFiles(dir), before);
+    const one = await spool.readBatch(1, 1 << 20);
+    await spool.ack(one!.end);
+    assert.deepEqual(segmentFiles(dir), before.slice(1), 'the first segment went when its last record was acked');
+    const ackFile = JSON.parse(readFileSync(join(dir, 'ack.json'), 'utf8'));
+    assert.equal(ackFile.offset, 0);
+    assert.equal(spool.stats().ackedTotal, perSegment);
+    assert.equal(spool.stats().pendingRecords, 200 - perSegment);
+    await drain(spool);
+    assert.equal(segmentFiles(dir).length, 1, 'the segment being written stays');
+    assert.equal(spool.stats().pendingBytes, 0);
+    assert.equal(spool.stats().pendingRecords, 0);
+  });
+
+  it('ack of a position that was not read is refused; a stale ack is ignored', async () => {
+    const spool = await openSpool();
+    await spool.append(range(0, 10));
+    const a = await spool.readBatch(5, 1 << 20);
+    await assert.rejects(spool.ack({ ...a!.end, offset: a!.end.offset + 1000 }), RangeError);
+    await spool.ack(a!.end);
+    await spool.ack(a!.end);
+    assert.equal(spool.stats().ackedTotal, 5);
+  });
+
+  it('restart resumes at the ack position; rewind re-reads what was not acknowledged', async () => {
+    let spool = await openSpool({ segmentBytes: 4096 });
+    await appendEach(spool, 0, 120);
+    const a = await spool.readBatch(50, 1 << 20);
+    await spool.ack(a!.end);
+    const unacked = await spool.readBatch(30, 1 << 20);
+    assert.deepEqual(strings(unacked!.records), strings(range(50, 80)));
+    spool.rewind();
+    const again = await spool.readBatch(30, 1 << 20);
+    assert.deepEqual(strings(again!.records), strings(range(50, 80)), 'rewind goes back to the ack position');
+    await spool.close();
+    open.length = 0;
+
+    spool = await openSpool({ segmentBytes: 4096 });
+    assert.equal(spool.recovery.pendingRecords, 70);
+    assert.equal(spool.recovery.corruptSkipped, 0);
+    assert.equal(spool.recovery.tornTailBytesTruncated, 0);
+    await spool.append(range(120, 130));
+    assert.deepEqual(await drain(spool), strings(range(50, 130)));
+  });
+
+  for (const policy of ['always', 'interval', 'never'] as const) {
+    it(`fsync '${policy}': appended records survive close and reopen`, async () => {
+      let spool = await openSpool({ fsync: policy, fsyncIntervalMs: 5, segmentBytes: 4096 });
+      await appendEach(spool, 0, 100);
+      await spool.close();
+      open.length = 0;
+      spool = await openSpool({ fsync: policy });
+      assert.deepEqual(await drain(spool), strings(range(0, 100)));
+    });
+  }
+
+  it('a truncated last segment: the torn record is cut off and counted, everything before it is kept', async () => {
+    let spool = await openSpool({ segmentBytes: 4096 });
+    await appendEach(spool, 0, 100, 1);
+    await spool.close();
+    open.length = 0;
+    const files = segmentFiles(dir);
+    const last = files.at(-1)!;
+    const lastSize = statSync(last).size;
+    const perRecord = HEADER_BYTES + rec(0).length;
+    const inLast = lastSize / perRecord;
+    assert.ok(Number.isInteger(inLast) && inLast > 2);
+    // Cut the last segment in the middle of its last record (header complete, payload partial).
+    const cut = lastSize - 20;
+    const fd = openSync(last, 'r+');
+    const { ftruncateSync } = await import('node:fs');
+    ftruncateSync(fd, cut);
+    closeSync(fd);
+
+    spool = await openSpool({ segmentBytes: 4096 });
+    assert.equal(spool.stats().tornTailBytesTruncated, perRecord - 20);
+    assert.equal(spool.stats().corruptSkipped, 0);
+    assert.equal(statSync(last).size, lastSize - perRecord, 'the partial frame is gone from the file');
+    assert.equal(spool.stats().pendingRecords, 99);
+    await spool.append([rec(1000)]);
+    assert.deepEqual(await drain(spool), [...strings(range(0, 99)), rec(1000).toString()]);
+  });
+
+  it('garbage after the last record (a write torn in its header, or zeros) is truncated as a torn tail', async () => {
+    let spool = await openSpool();
+    await spool.append(range(0, 10));
+    await spool.close();
+    open.length = 0;
+    const last = segmentFiles(dir).at(-1)!;
+    const size = statSync(last).size;
+    const fd = openSync(last, 'a');
+    writeSync(fd, Buffer.from([0xf5, 0x9a, 0x1c])); // half a magic
+    writeSync(fd, Buffer.alloc(500)); // zeros, as a file extended without its data
+    closeSync(fd);
+    spool = await openSpool();
+    assert.equal(spool.stats().tornTailBytesTruncated, 503);
+    assert.equal(statSync(last).size, size);
+    assert.deepEqual(await drain(spool), strings(range(0, 10)));
+  });
+
+  for (const [what, at] of [
+    ['payload', HEADER_BYTES + 10],
+    ['length field', 9],
+    ['magic', 0],
+    ['checksum', 5],
+  ] as const) {
+    it(`a flipped byte (${what}) in an older segment: that one record is skipped and counted, the rest kept`, async () => {
+      let spool = await openSpool({ segmentBytes: 4096 });
+      await appendEach(spool, 0, 150, 1);
+      await spool.close();
+      open.length = 0;
+      const files = segmentFiles(dir);
+      assert.ok(files.length >= 3);
+      // Flip one byte of a record in the second segment.
+      const perRecord = HEADER_BYTES + rec(0).length;
+      const perSegment = Math.floor(4096 / perRecord);
+      const victim = perSegment + 5;
+      const offset = (victim - perSegment) * perRecord + at;
+      const fd = openSync(files[1], 'r+');
+      const byte = Buffer.alloc(1);
+      const { readSync } = await import('node:fs');
+      readSync(fd, byte, 0, 1, offset);
+      byte[0] ^= 0x5a;
+      writeSync(fd, byte, 0, 1, offset);
+      closeSync(fd);
+
+      const corrupt: unknown[] = [];
+      spool = await openSpool({ segmentBytes: 4096 });
+      spool.on('corrupt', (e) => corrupt.push(e));
+      assert.equal(spool.recovery.corruptSkipped, 1);
+      assert.equal(spool.recovery.corruptBytes, perRecord);
+      assert.equal(spool.recovery.tornTailBytesTruncated, 0);
+      assert.equal(spool.stats().pendingRecords, 149);
+      const expected = strings(range(0, 150)).filter((_, i) => i !== victim);
+      assert.deepEqual(await drain(spool, false), expected);
+      assert.equal(spool.stats().corruptSkipped, 1, 'reading past the known damage does not count it twice');
+      assert.deepEqual(corrupt, []);
+      spool.rewind();
+      await drain(spool, true);
+      assert.equal(spool.stats().pendingRecords, 0);
+    });
+  }
+
+  it('damage that appears after open is skipped by the reader, counted and reported', async () => {
+    const spool = await openSpool({ segmentBytes: 4096 });
+    await spool.append(range(0, 20));
+    const fd = openSync(segmentFiles(dir)[0], 'r+');
+    writeSync(fd, Buffer.from('X'), 0, 1, (HEADER_BYTES + rec(0).length) * 3 + 20);
+    closeSync(fd);
+    const seen = once(spool, 'corrupt');
+    const got = await drain(spool, false);
+    const [event] = await seen;
+    assert.equal(event.bytes, HEADER_BYTES + rec(0).length);
+    assert.deepEqual(
+      got,
+      strings(range(0, 20)).filter((_, i) => i !== 3),
+    );
+    assert.equal(spool.stats().corruptSkipped, 1);
+  });
+
+  it('one writer: a second open fails clearly, in this process and from another one; a dead holder is taken over', async () => {
+    const spool = await openSpool();
+    await assert.rejects(Spool.open({ dir }), (err: unknown) => {
+      assert.ok(err instanceof SpoolLockedError);
+      assert.match(err.message, /already open in this process/);
+      return true;
+    });
+    await spool.close();
+    open.length = 0;
+
+    const holder = spawnChild('hold', dir);
+    try {
+      await waitForLine(holder, /ready/);
+      await assert.rejects(Spool.open({ dir }), (err: unknown) => {
+        assert.ok(err instanceof SpoolLockedError);
+        assert.equal(err.code, 'SPOOL_LOCKED');
+        assert.match(err.message, new RegExp(`in use by process ${holder.child.pid}`));
+        return true;
+      });
+    } finally {
+      await holder.kill9();
+    }
+    // The holder died without releasing its lock: the stale lock is taken over.
+    assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), `${holder.child.pid}\n`);
+    const again = await openSpool();
+    assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), `${process.pid}\n`);
+    await again.close();
+    open.length = 0;
+    assert.ok(!readdirSync(dir).includes('LOCK'), 'close releases the lock');
+  });
+
+  it("spool full, policy 'refuse': the whole append is refused with a clear error, counted, and nothing of it stored", async () => {
+    const spool = await openSpool({ maxBytes: 64 * 1024, whenFull: 'refuse' });
+    const fullEvents: FullEvent[] = [];
+    spool.on('full', (e) => fullEvents.push(e));
+    let i = 0;
+    let refused: unknown;
+    while (!refused) {
+      try {
+        await spool.append(range(i, i + 50));
+        i += 50;
+      } catch (err) {
+        refused = err;
+      }
+    }
+    assert.ok(refused instanceof SpoolFullError);
+    assert.equal(refused.code, 'SPOOL_FULL');
+    assert.match(refused.message, /spool full: 50 records refused, \d+ of 65536 bytes are waiting for delivery/);
+    const s = spool.stats();
+    assert.equal(s.pendingRecords, i);
+    assert.ok(s.pendingBytes <= 64 * 1024);
+    assert.equal(s.refusedFull, 50);
+    assert.deepEqual(fullEvents, [{ policy: 'refuse', records: 50 }]);
+    await assert.rejects(spool.append(range(i, i + 50)), SpoolFullError);
+    assert.equal(spool.stats().refusedFull, 100);
+    // Delivering frees room again.
+    const b = await spool.readBatch(100, 1 << 20);
+    await spool.ack(b!.end);
+    await spool.append(range(i, i + 50));
+    const all = await drain(spool);
+    assert.deepEqual(all, strings(range(100, i + 50)));
+    // A batch larger than the whole spool is refused even when empty.
+    await assert.rejects(spool.append([Buffer.alloc(70 * 1024)]), /larger than the spool's maxBytes/);
+  });
+
+  it("spool full, policy 'drop-oldest': the oldest records go, counted and reported, the newest are kept", async () => {
+    const maxBytes = 64 * 1024;
+    const spool = await openSpool({ maxBytes, segmentBytes: 8192, whenFull: 'drop-oldest' });
+    let droppedByEvents = 0;
+    spool.on('full', (e) => {
+      assert.equal(e.policy, 'drop-oldest');
+      droppedByEvents += e.records;
+    });
+    const total = 2000; // about three times what fits
+    for (let i = 0; i < total; i += 50) await spool.append(range(i, i + 50));
+    const s = spool.stats();
+    assert.ok(s.pendingBytes <= maxBytes, `${s.pendingBytes} <= ${maxBytes}`);
+    assert.ok(s.droppedOldest > 0);
+    assert.equal(s.droppedOldest, droppedByEvents);
+    assert.equal(s.droppedOldest + s.pendingRecords, total, 'every record is either kept or counted as dropped');
+    assert.equal(s.refusedFull, 0);
+    const kept = await drain(spool);
+    assert.deepEqual(kept, strings(range(s.droppedOldest, total)), 'what is kept is the newest, in order');
+  });
+
+  it('records appended by a process killed with SIGKILL mid-append are all there after recovery', async () => {
+    // Three crash rounds: each child recovers the spool, numbers on from what it finds, and is killed while
+    // appending batches of 300 records (~30 kB writes, segments of 256 kB, fsync 'always').
+    let lastAcked = -1;
+    for (let round = 0; round < 3; round++) {
+      const child = spawnChild('append', dir, '300');
+      try {
+        const start = Number((await waitForLine(child, /start (\d+)/))[1]);
+        assert.ok(start > lastAcked, `round ${round}: the child found every acknowledged record (${start})`);
+        const target = start + 300 * (5 + round * 7);
+        const [, n] = await waitForLine(child, new RegExp(`acked (${target + 299})\\b`));
+        lastAcked = Math.max(lastAcked, Number(n));
+      } finally {
+        await child.kill9();
+      }
+    }
+    const spool = await openSpool({ segmentBytes: 256 * 1024 });
+    const got = await drain(spool, false, 5000);
+    assert.ok(got.length > lastAcked, `${got.length} records, last acknowledged was ${lastAcked}`);
+    // Exactly the records 0..n-1, in order: nothing lost, nothing duplicated, no damaged record surfaced.
+    assert.deepEqual(got, strings(range(0, got.length)));
+    assert.equal(spool.stats().corruptSkipped, 0);
+  });
+
+  it('bad input is refused with a specific error', async () => {
+    await assert.rejects(Spool.open({ dir, fsync: 'sometimes' as never }), /fsync must be/);
+    await assert.rejects(Spool.open({ dir, whenFull: 'panic' as never }), /whenFull must be/);
+    await assert.rejects(Spool.open({ dir, maxBytes: -1 }), /maxBytes must be/);
+    const spool = await openSpool();
+    await assert.rejects(spool.append(['text' as never]), /records must be Buffers/);
+    await assert.rejects(spool.append([Buffer.alloc(17 * 1024 * 1024)]), /over the limit/);
+    await assert.rejects(spool.readBatch(0, 100), RangeError);
+    await assert.rejects(spool.ack({} as never), TypeError);
+    await spool.close();
+    await assert.rejects(spool.append([rec(1)]), /closed/);
+  });
+});
