@@ -9,7 +9,9 @@ import { Spool } from '../../nodes/lib/spool';
 /** Record number `i` as a line-protocol point; all records have the same length. */
 export function spoolRecord(i: number): Buffer {
   const device = String(i % 17).padStart(2, '0');
-  return Buffer.from(`telemetry,device=dev-${device},n=${String(i).padStart(9, '0')} value=21.5 ${1_700_000_000_000 + i}`);
+  return Buffer.from(
+    `telemetry,device=dev-${device},n=${String(i).padStart(9, '0')} value=21.5 ${1_700_000_000_000 + i}`,
+  );
 }
 
 async function main(): Promise<void> {

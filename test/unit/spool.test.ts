@@ -30,7 +30,11 @@ async function appendEach(spool: Spool, from: number, to: number, per = 10): Pro
 /** Reads every pending record (acknowledging as it goes when `ack`), as strings. */
 async function drain(spool: Spool, ack = true, maxRecords = 37): Promise<string[]> {
   const out: string[] = [];
-  for (let b = await spool.readBatch(maxRecords, 1 << 20); b; b = await spool.readBatch(maxRecords, 1 << 20)) {
+  for (
+    let b = await spool.readBatch(maxRecords, 1 << 20);
+    b;
+    b = await spool.readBatch(maxRecords, 1 << 20)
+  ) {
     for (const r of b.records) out.push(r.toString());
     if (ack) await spool.ack(b.end);
   }
@@ -134,7 +138,11 @@ describe('spool', () => {
     assert.deepEqual(segmentFiles(dir), before);
     const one = await spool.readBatch(1, 1 << 20);
     await spool.ack(one!.end);
-    assert.deepEqual(segmentFiles(dir), before.slice(1), 'the first segment went when its last record was acked');
+    assert.deepEqual(
+      segmentFiles(dir),
+      before.slice(1),
+      'the first segment went when its last record was acked',
+    );
     const ackFile = JSON.parse(readFileSync(join(dir, 'ack.json'), 'utf8'));
     assert.equal(ackFile.offset, 0);
     assert.equal(spool.stats().ackedTotal, perSegment);
@@ -338,7 +346,10 @@ describe('spool', () => {
     }
     assert.ok(refused instanceof SpoolFullError);
     assert.equal(refused.code, 'SPOOL_FULL');
-    assert.match(refused.message, /spool full: 50 records refused, \d+ of 65536 bytes are waiting for delivery/);
+    assert.match(
+      refused.message,
+      /spool full: 50 records refused, \d+ of 65536 bytes are waiting for delivery/,
+    );
     const s = spool.stats();
     assert.equal(s.pendingRecords, i);
     assert.ok(s.pendingBytes <= 64 * 1024);
@@ -370,7 +381,11 @@ describe('spool', () => {
     assert.ok(s.pendingBytes <= maxBytes, `${s.pendingBytes} <= ${maxBytes}`);
     assert.ok(s.droppedOldest > 0);
     assert.equal(s.droppedOldest, droppedByEvents);
-    assert.equal(s.droppedOldest + s.pendingRecords, total, 'every record is either kept or counted as dropped');
+    assert.equal(
+      s.droppedOldest + s.pendingRecords,
+      total,
+      'every record is either kept or counted as dropped',
+    );
     assert.equal(s.refusedFull, 0);
     const kept = await drain(spool);
     assert.deepEqual(kept, strings(range(s.droppedOldest, total)), 'what is kept is the newest, in order');
