@@ -16,15 +16,14 @@ interface InfluxQueryDef extends NodeDef {
 export = function register(RED: NodeAPI): void {
   function InfluxQueryNode(this: Node, config: InfluxQueryDef): void {
     RED.nodes.createNode(this, config);
-    const node = this;
     const influx = RED.nodes.getNode(config.influx) as InfluxConfigNode | null;
     let fixedParams: Record<string, unknown> = {};
     try {
       fixedParams = config.params ? (JSON.parse(config.params) as Record<string, unknown>) : {};
     } catch {
-      node.error(RED._('iotb-influx-query.error.params'));
+      this.error(RED._('iotb-influx-query.error.params'));
     }
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+    this.on('input', (msg: NodeMessageInFlow, send, done) => {
       const m = msg as NodeMessageInFlow & { query?: unknown; params?: unknown; chart?: unknown };
       if (!influx) return done(new Error(RED._('iotb-influx-query.error.noConfig')));
       const query = config.query || (typeof m.query === 'string' ? m.query : '');
@@ -33,12 +32,12 @@ export = function register(RED: NodeAPI): void {
         ...fixedParams,
         ...(typeof m.params === 'object' && m.params !== null ? (m.params as Record<string, unknown>) : {}),
       };
-      node.status({ fill: 'blue', shape: 'dot', text: RED._('iotb-influx-query.status.querying') });
+      this.status({ fill: 'blue', shape: 'dot', text: RED._('iotb-influx-query.status.querying') });
       runQuery(influx.connection, { language: config.language || 'influxql', query, params }).then(
         (rows) => {
           m.payload = rows;
           m.chart = toChart(rows);
-          node.status({
+          this.status({
             fill: 'green',
             shape: 'dot',
             text: RED._('iotb-influx-query.status.rows', { count: rows.length }),
@@ -47,7 +46,7 @@ export = function register(RED: NodeAPI): void {
           done();
         },
         (err: Error) => {
-          node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-query.status.failed') });
+          this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-query.status.failed') });
           done(err);
         },
       );

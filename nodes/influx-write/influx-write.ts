@@ -2,7 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
-import { pointsFromMessage, DEFAULT_POINT_DEFAULTS, type PointDefaults } from '../lib/influx/points';
+import {
+  AcceptanceClock,
+  pointsFromMessage,
+  DEFAULT_POINT_DEFAULTS,
+  type PointDefaults,
+} from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { shortError } from '../lib/influx/status';
 import { rejection, type Rejection } from '../lib/rejection';
@@ -36,11 +41,10 @@ const num = (v: unknown, dflt: number): number => {
 export = function register(RED: NodeAPI): void {
   function InfluxWriteNode(this: Node, config: InfluxWriteDef): void {
     RED.nodes.createNode(this, config);
-    const node = this;
     const influx = RED.nodes.getNode(config.influx) as InfluxConfigNode | null;
     if (!influx) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.noConfig') });
-      node.on('input', (_msg, _send, done) => done(new Error(RED._('iotb-influx-write.status.noConfig'))));
+      this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.noConfig') });
+      this.on('input', (_msg, _send, done) => done(new Error(RED._('iotb-influx-write.status.noConfig'))));
       return;
     }
     const defaults: PointDefaults = {
@@ -54,13 +58,14 @@ export = function register(RED: NodeAPI): void {
         .filter(Boolean),
     );
     const fieldTypes = new FieldTypes();
+    const clock = new AcceptanceClock();
     const userDir = RED.settings.userDir ?? process.cwd();
     const spoolRoot = join(userDir, 'iotb-spool');
     mkdirSync(spoolRoot, { recursive: true, mode: 0o700 });
 
     let sender: InfluxSender<unknown> | undefined;
     const opened = Spool.open({
-      dir: join(spoolRoot, node.id),
+      dir: join(spoolRoot, this.id),
       maxBytes: num(config.spoolMaxMB, 1024) * 1024 * 1024,
       fsync: config.fsync || 'interval',
       whenFull: config.whenFull || 'refuse',
@@ -68,29 +73,29 @@ export = function register(RED: NodeAPI): void {
       sender = new InfluxSender(spool, (body, signal) => influx.connection.write(body, signal), {
         batchRecords: num(config.batchRecords, 5000),
         flushIntervalMs: num(config.flushIntervalMs, 1000),
-        deadLetterFile: join(spoolRoot, `${node.id}.rejected.jsonl`),
+        deadLetterFile: join(spoolRoot, `${this.id}.rejected.jsonl`),
       });
       sender.on('rejected', (r: Rejection) => {
-        node.send([null, { payload: (r.details as { line: string }).line, rejection: r }, null]);
+        this.send([null, { payload: (r.details as { line: string }).line, rejection: r }, null]);
       });
       sender.on('state', (s: SenderStatus) => {
         if ((s.state === 'held' || s.state === 'retrying') && s.lastError !== lastReported) {
           lastReported = s.lastError;
-          node.error(
+          this.error(
             RED._('iotb-influx-write.error.writeFailed', { error: s.lastError ?? '', queued: s.queued }),
           );
         }
         status.call();
       });
       sender.on('written', () => status.call());
-      sender.on('error', (err: Error) => node.error(err));
+      sender.on('error', (err: Error) => this.error(err));
       spool.on('full', () => status.call());
       sender.start();
       return spool;
     });
     opened.catch((err: Error) => {
-      node.error(RED._('iotb-influx-write.error.spool', { error: err.message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.spoolError') });
+      this.error(RED._('iotb-influx-write.error.spool', { error: err.message }));
+      this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.spoolError') });
     });
     let lastReported: string | undefined;
     let lastWritten = 0;
@@ -109,13 +114,13 @@ export = function register(RED: NodeAPI): void {
       }
       const queued = fmt(s.queued);
       if (s.state === 'held' || s.state === 'retrying')
-        node.status({
+        this.status({
           fill: s.state === 'held' ? 'red' : 'yellow',
           shape: 'ring',
           text: RED._('iotb-influx-write.status.problem', { problem: RED._(shortError(s)), queued }),
         });
       else
-        node.status({
+        this.status({
           fill: 'green',
           shape: 'dot',
           text: RED._('iotb-influx-write.status.ok', { rate: fmt(rate), queued }),
@@ -129,7 +134,7 @@ export = function register(RED: NodeAPI): void {
         ? setInterval(() => {
             void opened.then((spool) => {
               if (sender)
-                node.send([
+                this.send([
                   null,
                   null,
                   { topic: 'stats', payload: { ...sender.snapshot(), rate, spool: spool.stats() } },
@@ -138,12 +143,12 @@ export = function register(RED: NodeAPI): void {
           }, statsEveryS * 1000)
         : undefined;
 
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+    this.on('input', (msg: NodeMessageInFlow, send, done) => {
       const m = msg as NodeMessageInFlow & Record<string, unknown>;
       let lines: Buffer[];
       const refused: { index: number; code: string; reason: string }[] = [];
       try {
-        const points = pointsFromMessage(m, defaults, Date.now());
+        const points = pointsFromMessage(m, defaults, clock);
         lines = [];
         points.forEach((p, index) => {
           try {
@@ -202,7 +207,7 @@ export = function register(RED: NodeAPI): void {
         });
     });
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    this.on('close', (_removed: boolean, done: () => void) => {
       clearInterval(ticker);
       if (statsTimer) clearInterval(statsTimer);
       status.cancel();
@@ -212,7 +217,7 @@ export = function register(RED: NodeAPI): void {
           await sender?.stop(timeoutMs);
           await spool.close();
         })
-        .catch((err: Error) => node.error(err))
+        .catch((err: Error) => this.error(err))
         .finally(done);
     });
   }

@@ -112,7 +112,7 @@ describe('sender against real InfluxDB 1.x', () => {
     const dead = readFileSync(join(r.dir, 'rejected.jsonl'), 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l));
+      .map((l) => JSON.parse(l) as { line: string; reason: string });
     assert.equal(dead.length, 1);
     assert.equal(dead[0].line, 'other,device=x v=2.5 2');
     assert.match(dead[0].reason, /field type conflict/);

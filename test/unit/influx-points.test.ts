@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeLine, LineProtocolError } from '../../nodes/lib/influx/line-protocol';
-import { DEFAULT_POINT_DEFAULTS, pointsFromMessage } from '../../nodes/lib/influx/points';
+import { AcceptanceClock, DEFAULT_POINT_DEFAULTS, pointsFromMessage } from '../../nodes/lib/influx/points';
 
 const NOW = 1_700_000_000_000;
 const lines = (msg: Parameters<typeof pointsFromMessage>[0]): string[] =>
-  pointsFromMessage(msg, DEFAULT_POINT_DEFAULTS, NOW).map((p) => encodeLine(p));
+  pointsFromMessage(msg, DEFAULT_POINT_DEFAULTS, new AcceptanceClock(() => NOW)).map((p) => encodeLine(p));
 
 describe('readings and points to line protocol', () => {
   it('maps a pipeline reading: device tags, one field per value, quality siblings, fixed timestamp', () => {
@@ -26,6 +26,14 @@ describe('readings and points to line protocol', () => {
     assert.deepEqual(lines({ device: { id: 'd1' }, payload: { v: 1 } }), [
       `telemetry,device=d1 v=1 ${NOW}000000`,
     ]);
+  });
+
+  it('gives readings accepted in the same millisecond distinct times', () => {
+    const clock = new AcceptanceClock(() => NOW);
+    const t = [1, 2, 3].map(
+      () => pointsFromMessage({ payload: { v: 1 } }, DEFAULT_POINT_DEFAULTS, clock)[0].timeNs,
+    );
+    assert.deepEqual(t, [`${NOW}000000`, `${NOW}000001`, `${NOW}000002`]);
   });
 
   it('takes explicit points and arrays of points or readings', () => {
@@ -50,7 +58,7 @@ describe('readings and points to line protocol', () => {
   it('refuses what is neither, with a reason', () => {
     for (const payload of ['text', 42, null, [1], { nested: { a: 1 } }]) {
       assert.throws(
-        () => pointsFromMessage({ payload }, DEFAULT_POINT_DEFAULTS, NOW),
+        () => pointsFromMessage({ payload }, DEFAULT_POINT_DEFAULTS, new AcceptanceClock()),
         (e: unknown) => e instanceof LineProtocolError && e.message.length > 10,
         JSON.stringify(payload),
       );

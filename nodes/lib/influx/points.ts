@@ -107,11 +107,32 @@ function readingPoint(
 const isExplicit = (v: unknown): v is Obj => isObject(v) && isObject(v.fields);
 
 /**
- * The points a message carries. Throws LineProtocolError for input that is not a reading or point;
- * `nowMs` is the acceptance time for points without their own timestamp.
+ * Acceptance times in ns, strictly increasing within this process: two readings of one device accepted in
+ * the same millisecond must not share a timestamp, or InfluxDB would keep only the last of them.
  */
-export function pointsFromMessage(msg: ReadingMessage, defaults: PointDefaults, nowMs: number): PointInput[] {
-  const nowNs = toTimeNs(nowMs);
+export class AcceptanceClock {
+  private last = 0n;
+
+  constructor(private readonly nowMs: () => number = Date.now) {}
+
+  next(): string {
+    let ns = BigInt(this.nowMs()) * 1_000_000n;
+    if (ns <= this.last) ns = this.last + 1n;
+    this.last = ns;
+    return ns.toString();
+  }
+}
+
+/**
+ * The points a message carries. Throws LineProtocolError for input that is not a reading or point;
+ * `clock` gives the acceptance time for points without their own timestamp.
+ */
+export function pointsFromMessage(
+  msg: ReadingMessage,
+  defaults: PointDefaults,
+  clock: AcceptanceClock,
+): PointInput[] {
+  const nowNs = clock.next();
   const payload = msg.payload;
   if (Array.isArray(payload)) {
     return payload.map((el: unknown, i) => {
