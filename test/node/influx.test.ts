@@ -143,7 +143,7 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     helper.getNode('q').receive({ params: { device: 'q1' } });
     const msg = await got;
     assert.deepEqual(
-      msg.payload.map((r: any) => [r.time, r.t]),
+      msg.payload.map((r: { time: number; t: number }) => [r.time, r.t]),
       [
         [1000, 1],
         [2000, 2],
