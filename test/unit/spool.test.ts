@@ -1,12 +1,23 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import {
   Spool,
   SpoolFullError,
   SpoolLockedError,
+  type CorruptEvent,
   type FullEvent,
   type SpoolOptions,
 } from '../../nodes/lib/spool';
@@ -126,8 +137,8 @@ describe('spool', () => {
     assert.equal(b!.records[0].length, 5000);
   });
 
-  it('ack persists the position and deletes only fully acknowledged segments', async () => {
-    const spool = await openSpool({ segmentBytes: 4096 });
+  it("ack persists the position (at once with fsync 'always') and deletes only fully acknowledged segments", async () => {
+    const spool = await openSpool({ segmentBytes: 4096, fsync: 'always' });
     await appendEach(spool, 0, 200, 1);
     const before = segmentFiles(dir);
     assert.ok(before.length >= 3);
@@ -166,22 +177,27 @@ describe('spool', () => {
   it('restart resumes at the ack position; rewind re-reads what was not acknowledged', async () => {
     let spool = await openSpool({ segmentBytes: 4096 });
     await appendEach(spool, 0, 120);
-    const a = await spool.readBatch(50, 1 << 20);
+    assert.equal(spool.stats().segments, 3);
+    const a = await spool.readBatch(25, 1 << 20);
     await spool.ack(a!.end);
     const unacked = await spool.readBatch(30, 1 << 20);
-    assert.deepEqual(strings(unacked!.records), strings(range(50, 80)));
+    assert.deepEqual(strings(unacked!.records), strings(range(25, 55)));
     spool.rewind();
     const again = await spool.readBatch(30, 1 << 20);
-    assert.deepEqual(strings(again!.records), strings(range(50, 80)), 'rewind goes back to the ack position');
+    assert.deepEqual(strings(again!.records), strings(range(25, 55)), 'rewind goes back to the ack position');
     await spool.close();
     open.length = 0;
 
     spool = await openSpool({ segmentBytes: 4096 });
-    assert.equal(spool.recovery.pendingRecords, 70);
+    assert.equal(spool.recovery.pendingRecords, 95);
     assert.equal(spool.recovery.corruptSkipped, 0);
     assert.equal(spool.recovery.tornTailBytesTruncated, 0);
+    // Finished segments are counted from their seals (the first one with the ack file's record count);
+    // only the one that was being written is read through.
+    assert.equal(spool.recovery.scannedSegments, 1);
     await spool.append(range(120, 130));
-    assert.deepEqual(await drain(spool), strings(range(50, 130)));
+    assert.deepEqual(await drain(spool), strings(range(25, 130)));
+    assert.equal(spool.stats().pendingRecords, 0);
   });
 
   for (const policy of ['always', 'interval', 'never'] as const) {
@@ -209,7 +225,6 @@ describe('spool', () => {
     // Cut the last segment in the middle of its last record (header complete, payload partial).
     const cut = lastSize - 20;
     const fd = openSync(last, 'r+');
-    const { ftruncateSync } = await import('node:fs');
     ftruncateSync(fd, cut);
     closeSync(fd);
 
@@ -239,47 +254,60 @@ describe('spool', () => {
     assert.deepEqual(await drain(spool), strings(range(0, 10)));
   });
 
-  for (const [what, at] of [
-    ['payload', HEADER_BYTES + 10],
-    ['length field', 9],
-    ['magic', 0],
-    ['checksum', 5],
-  ] as const) {
-    it(`a flipped byte (${what}) in an older segment: that one record is skipped and counted, the rest kept`, async () => {
-      let spool = await openSpool({ segmentBytes: 4096 });
-      await appendEach(spool, 0, 150, 1);
-      await spool.close();
-      open.length = 0;
-      const files = segmentFiles(dir);
-      assert.ok(files.length >= 3);
-      // Flip one byte of a record in the second segment.
-      const perRecord = HEADER_BYTES + rec(0).length;
-      const perSegment = Math.floor(4096 / perRecord);
-      const victim = perSegment + 5;
-      const offset = (victim - perSegment) * perRecord + at;
-      const fd = openSync(files[1], 'r+');
-      const byte = Buffer.alloc(1);
-      const { readSync } = await import('node:fs');
-      readSync(fd, byte, 0, 1, offset);
-      byte[0] ^= 0x5a;
-      writeSync(fd, byte, 0, 1, offset);
-      closeSync(fd);
+  // A finished segment has a seal (its size and record count) so that open() does not read it through; damage
+  // in it is then found by the reader. Without the seal, open() scans the segment and finds it right away.
+  for (const foundAtOpen of [false, true]) {
+    for (const [what, at] of [
+      ['payload', HEADER_BYTES + 10],
+      ['length field', 9],
+      ['magic', 0],
+      ['checksum', 5],
+    ] as const) {
+      it(`a flipped byte (${what}) in an older segment, found ${foundAtOpen ? 'at open' : 'when read'}: that one record is skipped and counted, the rest kept`, async () => {
+        let spool = await openSpool({ segmentBytes: 4096 });
+        await appendEach(spool, 0, 150, 1);
+        await spool.close();
+        open.length = 0;
+        const files = segmentFiles(dir);
+        assert.equal(files.length, 3);
+        assert.ok(statSync(`${files[1]}.sealed`).isFile());
+        if (foundAtOpen) unlinkSync(`${files[1]}.sealed`);
+        // Flip one byte of a record in the middle segment.
+        const perRecord = HEADER_BYTES + rec(0).length;
+        const perSegment = Math.floor(4096 / perRecord);
+        const victim = perSegment + 5;
+        const offset = (victim - perSegment) * perRecord + at;
+        const fd = openSync(files[1], 'r+');
+        const byte = Buffer.alloc(1);
+        readSync(fd, byte, 0, 1, offset);
+        byte[0] ^= 0x5a;
+        writeSync(fd, byte, 0, 1, offset);
+        closeSync(fd);
 
-      const corrupt: unknown[] = [];
-      spool = await openSpool({ segmentBytes: 4096 });
-      spool.on('corrupt', (e) => corrupt.push(e));
-      assert.equal(spool.recovery.corruptSkipped, 1);
-      assert.equal(spool.recovery.corruptBytes, perRecord);
-      assert.equal(spool.recovery.tornTailBytesTruncated, 0);
-      assert.equal(spool.stats().pendingRecords, 149);
-      const expected = strings(range(0, 150)).filter((_, i) => i !== victim);
-      assert.deepEqual(await drain(spool, false), expected);
-      assert.equal(spool.stats().corruptSkipped, 1, 'reading past the known damage does not count it twice');
-      assert.deepEqual(corrupt, []);
-      spool.rewind();
-      await drain(spool, true);
-      assert.equal(spool.stats().pendingRecords, 0);
-    });
+        const corrupt: CorruptEvent[] = [];
+        spool = await openSpool({ segmentBytes: 4096 });
+        spool.on('corrupt', (e) => corrupt.push(e));
+        assert.equal(spool.recovery.scannedSegments, foundAtOpen ? 2 : 1);
+        assert.equal(spool.recovery.corruptSkipped, foundAtOpen ? 1 : 0);
+        assert.equal(spool.recovery.tornTailBytesTruncated, 0);
+        const expected = strings(range(0, 150)).filter((_, i) => i !== victim);
+        assert.deepEqual(await drain(spool, false), expected);
+        assert.equal(spool.stats().corruptSkipped, 1, 'counted once');
+        assert.deepEqual(
+          corrupt,
+          foundAtOpen ? [] : [{ file: files[1], offset: offset - at, bytes: perRecord }],
+          'the reader reports damage it finds, and only that',
+        );
+        spool.rewind();
+        await drain(spool, true);
+        assert.equal(
+          spool.stats().corruptSkipped,
+          1,
+          'reading again past known damage does not count it again',
+        );
+        assert.equal(spool.stats().pendingRecords, 0);
+      });
+    }
   }
 
   it('damage that appears after open is skipped by the reader, counted and reported', async () => {

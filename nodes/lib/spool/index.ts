@@ -90,6 +90,8 @@ export interface SpoolBatch {
 export interface RecoveryReport {
   ms: number;
   segments: number;
+  /** Segments read through at open (the first and the last; others only without a valid seal). */
+  scannedSegments: number;
   pendingRecords: number;
   pendingBytes: number;
   corruptSkipped: number;
@@ -142,6 +144,8 @@ const MiB = 1024 * 1024;
 const SEGMENT_FILE = /^(\d{12})\.seg$/;
 const ACK_FILE = 'ack.json';
 const STALE_ACK_TMP = /^ack\.json\.\d+\.tmp$/;
+/** Written when a segment is finished: its size and record count, so open() need not scan it. */
+const SEAL_FILE = /^(\d{12})\.seg\.sealed$/;
 const SCAN_CHUNK = 4 * MiB;
 /** The write buffer is kept for reuse up to this size; a larger group gets a one-off buffer. */
 const KEPT_WRITE_BUFFER = 8 * MiB;
@@ -153,8 +157,17 @@ interface Segment {
   size: number;
   /** Sequence number after the segment's last record. */
   endSeq: number;
+  /** Intact frames in the whole file, when known (a segment scanned from its start or written here). */
+  records: number | undefined;
   /** Damaged regions already counted: start offset -> end offset. */
   damaged: Map<number, number>;
+}
+
+/** ack.json: the ack position, and how many records of its segment lie before it (if known). */
+interface AckFile {
+  segment: number;
+  offset: number;
+  records?: number;
 }
 
 interface PendingAppend {
@@ -231,6 +244,39 @@ function fsyncDir(dir: string): void {
   }
 }
 
+function sealFile(seg: Segment): string {
+  return `${seg.file}.sealed`;
+}
+
+/** The record count from a segment's seal, if the seal matches the file. */
+function readSeal(seg: Segment): number | undefined {
+  try {
+    const v = JSON.parse(readFileSync(sealFile(seg), 'utf8')) as { size?: unknown; records?: unknown };
+    if (v.size === seg.size && Number.isSafeInteger(v.records)) return v.records as number;
+  } catch {
+    // missing or unreadable: the segment is scanned instead
+  }
+  return undefined;
+}
+
+function writeSeal(seg: Segment): void {
+  if (seg.records === undefined) return;
+  try {
+    writeFileAtomicSync(sealFile(seg), JSON.stringify({ size: seg.size, records: seg.records }));
+  } catch {
+    // Without a seal the next open scans this segment; nothing else depends on it.
+  }
+}
+
+function removeSegment(seg: Segment): void {
+  unlinkSync(seg.file);
+  try {
+    unlinkSync(sealFile(seg));
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+  }
+}
+
 function writeAll(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const step = (done: number): void => {
@@ -251,7 +297,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
   private writeFd = -1;
   private ackPos: SpoolPosition = { segment: 0, offset: 0, seq: 0 };
   private readPos: SpoolPosition = this.ackPos;
-  private ackPersisted = true;
+  /** The ack position in memory is ahead of the one on disk. */
+  private ackDirty = false;
   /** Sum of the segments' sizes. */
   private totalBytes = 0;
   private writeBuf = Buffer.allocUnsafe(256 * 1024);
@@ -281,6 +328,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
   recovery: RecoveryReport = {
     ms: 0,
     segments: 0,
+    scannedSegments: 0,
     pendingRecords: 0,
     pendingBytes: 0,
     corruptSkipped: 0,
@@ -310,8 +358,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
       releaseLock(lockFile);
       throw err;
     }
-    if (opts.fsync === 'interval') {
-      spool.timer = setInterval(() => void spool.exclusive(() => spool.syncIfDirty()), opts.fsyncIntervalMs);
+    if (opts.fsync !== 'always') {
+      spool.timer = setInterval(() => spool.tick(), opts.fsyncIntervalMs);
       spool.timer.unref();
     }
     return spool;
@@ -354,9 +402,10 @@ export class Spool extends EventEmitter<SpoolEvents> {
 
   /**
    * Everything up to `end` is delivered: deletes the segments that are now fully acknowledged (first, so a
-   * full disk gets space back), then atomically replaces the ack position. If persisting fails the position
-   * still holds in memory and is written with the next ack or on close; after a crash before that, the
-   * records are read again (at-least-once).
+   * full disk gets space back) and atomically replaces the persisted ack position — before resolving with
+   * fsync 'always', otherwise within fsyncIntervalMs (an ack file costs two fsyncs; a sender acks often).
+   * After a crash before that, the records after the persisted position are read again (at-least-once).
+   * If persisting fails the position still holds in memory and is written again later.
    */
   ack(end: SpoolPosition): Promise<void> {
     return new Promise((resolve) => {
@@ -391,7 +440,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
         if (this.writeFd >= 0) await datasync(this.writeFd);
       });
       await this.reader;
-      if (!this.ackPersisted) this.persistAck();
+      if (this.ackDirty) this.persistAck();
     } finally {
       if (this.readFd) closeSync(this.readFd.fd);
       this.readFd = undefined;
@@ -422,47 +471,41 @@ export class Spool extends EventEmitter<SpoolEvents> {
       fsyncDir(dir);
       ids.push(id);
     }
+    for (const name of names) {
+      const sealed = SEAL_FILE.exec(name)?.[1];
+      if (sealed !== undefined && !ids.includes(Number(sealed))) unlinkSync(join(dir, name));
+    }
     let seq = 0;
+    let scanned = 0;
     for (const [i, id] of ids.entries()) {
+      const first = i === 0;
+      const last = i === ids.length - 1;
       const file = this.segmentFile(id);
-      const fd = openSync(file, 'r+');
+      const fd = openSync(file, last ? 'r+' : 'r');
       try {
         const size = fstatSync(fd).size;
-        let from = 0;
-        if (i === 0 && id === ack.segment) from = Math.min(ack.offset, size);
-        const seg: Segment = { id, file, size, endSeq: 0, damaged: new Map() };
-        const damaged: Array<[number, number]> = [];
-        let records = 0;
-        await walkFrames(fd, from, size, SCAN_CHUNK, false, {
-          frame: () => {
-            records++;
-            return TAKE;
-          },
-          knownDamage: () => undefined,
-          damaged: (a, b) => void damaged.push([a, b]),
-        });
-        const last = damaged.at(-1);
-        if (i === ids.length - 1 && last !== undefined && last[1] === size) {
-          // Nothing intact after it in the last segment: a write torn by a crash, not damage.
-          damaged.pop();
-          ftruncateSync(fd, last[0]);
-          fsyncSync(fd);
-          seg.size = last[0];
-          this.counters.tornTailBytesTruncated += size - last[0];
+        const from = first && id === ack.segment ? Math.min(ack.offset, size) : 0;
+        const seg: Segment = { id, file, size, endSeq: 0, records: undefined, damaged: new Map() };
+        // A sealed segment is counted from its seal (the first one with the ack file's count of records
+        // before the ack offset); the reader checks its frames anyway. The last one is always scanned.
+        const sealed = last ? undefined : readSeal(seg);
+        let records: number | undefined;
+        if (sealed !== undefined && from === 0) records = sealed;
+        else if (sealed !== undefined && ack.records !== undefined && ack.records <= sealed)
+          records = sealed - ack.records;
+        if (records === undefined) {
+          records = await this.scan(fd, seg, from, last);
+          scanned++;
         }
-        for (const [a, b] of damaged) {
-          seg.damaged.set(a, b);
-          this.counters.corruptSkipped++;
-          this.corruptBytes += b - a;
-        }
+        seg.records = from === 0 ? records : sealed;
         seq += records;
         seg.endSeq = seq;
-        if (i === 0) this.ackPos = { segment: id, offset: from, seq: 0 };
+        if (first) this.ackPos = { segment: id, offset: from, seq: 0 };
         this.segments.push(seg);
         this.totalBytes += seg.size;
       } finally {
-        if (i < ids.length - 1) closeSync(fd);
-        else this.writeFd = fd;
+        if (last) this.writeFd = fd;
+        else closeSync(fd);
       }
     }
     this.readPos = this.ackPos;
@@ -470,6 +513,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
     this.recovery = {
       ms: Math.round(performance.now() - started),
       segments: this.segments.length,
+      scannedSegments: scanned,
       pendingRecords: this.pendingRecords(),
       pendingBytes: this.pendingBytes(),
       corruptSkipped: this.counters.corruptSkipped,
@@ -478,8 +522,39 @@ export class Spool extends EventEmitter<SpoolEvents> {
     };
   }
 
+  /**
+   * Counts the intact frames of `seg` from `from`, records its damaged regions, and in the last segment cuts
+   * off a torn tail: damage with nothing intact after it is a write interrupted by a crash.
+   */
+  private async scan(fd: number, seg: Segment, from: number, last: boolean): Promise<number> {
+    const damaged: Array<[number, number]> = [];
+    let records = 0;
+    await walkFrames(fd, from, seg.size, SCAN_CHUNK, false, {
+      frame: () => {
+        records++;
+        return TAKE;
+      },
+      knownDamage: () => undefined,
+      damaged: (a, b) => void damaged.push([a, b]),
+    });
+    const tail = damaged.at(-1);
+    if (last && tail !== undefined && tail[1] === seg.size) {
+      damaged.pop();
+      ftruncateSync(fd, tail[0]);
+      fsyncSync(fd);
+      this.counters.tornTailBytesTruncated += seg.size - tail[0];
+      seg.size = tail[0];
+    }
+    for (const [a, b] of damaged) {
+      seg.damaged.set(a, b);
+      this.counters.corruptSkipped++;
+      this.corruptBytes += b - a;
+    }
+    return records;
+  }
+
   /** The persisted ack position; a missing or unreadable file means "from the first segment" (nothing lost). */
-  private readAckFile(): { segment: number; offset: number } {
+  private readAckFile(): AckFile {
     let text: string;
     try {
       text = readFileSync(join(this.opts.dir, ACK_FILE), 'utf8');
@@ -488,9 +563,12 @@ export class Spool extends EventEmitter<SpoolEvents> {
       throw err;
     }
     try {
-      const v = JSON.parse(text) as { segment?: unknown; offset?: unknown };
-      if (Number.isSafeInteger(v.segment) && Number.isSafeInteger(v.offset))
-        return { segment: v.segment as number, offset: v.offset as number };
+      const v = JSON.parse(text) as { segment?: unknown; offset?: unknown; records?: unknown };
+      if (Number.isSafeInteger(v.segment) && Number.isSafeInteger(v.offset)) {
+        const ack: AckFile = { segment: v.segment as number, offset: v.offset as number };
+        if (Number.isSafeInteger(v.records)) ack.records = v.records as number;
+        return ack;
+      }
     } catch {
       // fall through: the file is replaced atomically, so this is outside damage
     }
@@ -578,7 +656,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
   private dropOldestSegment(): void {
     const seg = this.segments.shift()!;
     const dropped = Math.max(0, seg.endSeq - this.ackPos.seq);
-    unlinkSync(seg.file);
+    removeSegment(seg);
     this.totalBytes -= seg.size;
     this.ackPos = { segment: this.segments[0].id, offset: 0, seq: seg.endSeq };
     this.counters.droppedOldest += dropped;
@@ -616,6 +694,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
     }
     seg.size += bytes;
     seg.endSeq += records;
+    if (seg.records !== undefined) seg.records += records;
     this.totalBytes += bytes;
     this.counters.appendedTotal += records;
     this.dirty = this.opts.fsync === 'interval';
@@ -662,7 +741,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
     closeSync(this.writeFd);
     this.writeFd = fd;
     this.dirty = false;
-    this.segments.push({ id, file, size: 0, endSeq: prev.endSeq, damaged: new Map() });
+    writeSeal(prev);
+    this.segments.push({ id, file, size: 0, endSeq: prev.endSeq, records: 0, damaged: new Map() });
   }
 
   private async syncIfDirty(): Promise<void> {
@@ -688,13 +768,15 @@ export class Spool extends EventEmitter<SpoolEvents> {
     let stopped = false;
     const chunk = Math.max(64 * 1024, Math.min(SCAN_CHUNK, maxBytes + HEADER_BYTES * maxRecords));
     while (!stopped && records.length < maxRecords) {
-      if (compare(pos, this.ackPos) < 0) pos = this.ackPos; // oldest dropped meanwhile
+      if (compare(pos, this.ackPos) < 0) {
+        pos = this.ackPos; // the oldest were dropped meanwhile
+        seq = pos.seq;
+      }
       const idx = this.segments.findIndex((s) => s.id === pos.segment);
       const seg = this.segments[idx];
       if (pos.offset >= seg.size) {
         if (idx === this.segments.length - 1) break;
-        pos = { segment: this.segments[idx + 1].id, offset: 0, seq: seg.endSeq };
-        seq = pos.seq;
+        pos = { segment: this.segments[idx + 1].id, offset: 0, seq: pos.seq };
         continue;
       }
       const visitor: FrameVisitor = {
@@ -721,6 +803,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
         },
       };
       const offset = await walkFrames(this.readerFd(seg), pos.offset, seg.size, chunk, true, visitor);
+      // At a segment's end the count is re-aligned with it, past damage the reader found only now.
+      if (offset === seg.size) seq = seg.endSeq;
       pos = { segment: seg.id, offset, seq };
     }
     this.readPos = pos;
@@ -748,21 +832,34 @@ export class Spool extends EventEmitter<SpoolEvents> {
       if (first.id >= pos.segment) break;
       this.segments.shift();
       this.totalBytes -= first.size;
-      unlinkSync(first.file);
+      removeSegment(first);
     }
     this.counters.ackedTotal += pos.seq - this.ackPos.seq;
     this.ackPos = pos;
     if (compare(this.readPos, pos) < 0) this.readPos = pos;
-    this.persistAck();
+    this.ackDirty = true;
+    if (this.opts.fsync === 'always') this.persistAck();
   }
 
   private persistAck(): void {
-    this.ackPersisted = false;
+    this.ackDirty = true;
     writeFileAtomicSync(
       join(this.opts.dir, ACK_FILE),
-      JSON.stringify({ segment: this.ackPos.segment, offset: this.ackPos.offset }),
+      JSON.stringify({ ...this.ackPos, seq: undefined, records: this.recordsBeforeAck() }),
     );
-    this.ackPersisted = true;
+    this.ackDirty = false;
+  }
+
+  /** Records in the first segment before the ack offset, when the segment's record count is known. */
+  private recordsBeforeAck(): number | undefined {
+    const first = this.segments[0];
+    return first.records === undefined ? undefined : this.ackPos.seq - (first.endSeq - first.records);
+  }
+
+  /** Periodic work for the policies 'interval' and 'never': sync the segment ('interval'), persist the ack. */
+  private tick(): void {
+    if (this.opts.fsync === 'interval') void this.exclusive(() => this.syncIfDirty());
+    if (this.ackDirty) this.tryPersistAck();
   }
 
   private tryPersistAck(): void {

@@ -1,0 +1,136 @@
+/**
+ * Disk full, for real: the spool lives on a 1 MiB tmpfs mounted for this test (needs root, as in CI), so
+ * writes fail with the kernel's own ENOSPC, including short writes that leave part of a frame behind.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Spool, SpoolDiskFullError } from '../../nodes/lib/spool';
+import { tempDir } from '../support/servers';
+import { spoolRecord } from '../support/spool-child';
+
+function mountTmpfs(path: string, size: string): void {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', path], { stdio: 'pipe' });
+  } catch (err) {
+    throw new Error(
+      `this test mounts a small tmpfs to fill it and needs root (mount -t tmpfs): ${(err as Error).message}`,
+    );
+  }
+}
+
+function segmentBytesOnDisk(dir: string): number {
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.seg'))
+    .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}
+
+describe('spool on a full disk', () => {
+  let tmp: { path: string; remove(): void };
+  let mnt: string;
+
+  before(() => {
+    tmp = tempDir('spool-enospc');
+    mnt = join(tmp.path, 'mnt');
+    mkdirSync(mnt);
+    mountTmpfs(mnt, '1m');
+  });
+  after(() => {
+    execFileSync('umount', [mnt]);
+    tmp.remove();
+  });
+
+  it('ENOSPC stops appends without damaging stored data, and appends resume when space returns', async () => {
+    const dir = join(mnt, 'spool');
+    const filler = join(mnt, 'filler');
+    const spool = await Spool.open({
+      dir,
+      segmentBytes: 96 * 1024,
+      maxBytes: 64 * 1024 * 1024,
+      fsync: 'always',
+    });
+    try {
+      const diskFull: SpoolDiskFullError[] = [];
+      let recovered = 0;
+      spool.on('diskFull', (e) => diskFull.push(e));
+      spool.on('recovered', () => recovered++);
+
+      // A filler file takes part of the space so that freeing it later gives room back.
+      writeFileSync(filler, Buffer.alloc(256 * 1024));
+      const stored: string[] = [];
+      let next = 0;
+      let failure: unknown;
+      const batchAt = (first: number): Buffer[] => {
+        const batch: Buffer[] = [];
+        for (let k = 0; k < 181; k++) batch.push(spoolRecord(first + k));
+        return batch;
+      };
+      // Batches of ~13 kB rarely end on a page boundary, so the failing write is typically a short one.
+      while (!failure) {
+        const batch = batchAt(next);
+        try {
+          await spool.append(batch);
+          for (const r of batch) stored.push(r.toString());
+          next += batch.length;
+        } catch (err) {
+          failure = err;
+        }
+      }
+      assert.ok(failure instanceof SpoolDiskFullError, (failure as Error).message);
+      assert.equal(failure.code, 'ENOSPC');
+      assert.match(failure.message, /disk full/);
+      assert.equal(diskFull.length, 1);
+      assert.equal(spool.stats().lastError, 'ENOSPC: disk full');
+      assert.ok(stored.length > 1000, `${stored.length} records fit before the disk was full`);
+
+      // No partial frame remains: the segment files hold exactly the frames of the stored records.
+      const frameBytes = stored.reduce((n, r) => n + 12 + Buffer.byteLength(r), 0);
+      assert.equal(segmentBytesOnDisk(dir), frameBytes);
+      assert.equal(spool.stats().pendingBytes, frameBytes);
+
+      // Still full: appends keep failing (and are not reported again), nothing changes on disk.
+      await assert.rejects(spool.append(batchAt(next)), SpoolDiskFullError);
+      assert.equal(diskFull.length, 1);
+      assert.equal(segmentBytesOnDisk(dir), frameBytes);
+
+      // Everything stored reads back intact while the disk is full, and acknowledging works (it frees space).
+      const half = await spool.readBatch(Math.floor(stored.length / 2), 1 << 30);
+      assert.deepEqual(
+        half!.records.map((r) => r.toString()),
+        stored.slice(0, half!.records.length),
+      );
+      await spool.ack(half!.end);
+      const ackedCount = half!.records.length;
+
+      // Space returns: the next append succeeds and the spool says so.
+      unlinkSync(filler);
+      await spool.append([spoolRecord(next)]);
+      stored.push(spoolRecord(next).toString());
+      assert.equal(recovered, 1);
+      assert.equal(spool.stats().lastError, undefined);
+
+      await spool.close();
+      const reopened = await Spool.open({ dir });
+      try {
+        assert.equal(reopened.recovery.tornTailBytesTruncated, 0);
+        assert.equal(reopened.recovery.corruptSkipped, 0);
+        const rest: string[] = [];
+        for (
+          let b = await reopened.readBatch(1000, 1 << 20);
+          b;
+          b = await reopened.readBatch(1000, 1 << 20)
+        ) {
+          for (const r of b.records) rest.push(r.toString());
+          await reopened.ack(b.end);
+        }
+        assert.deepEqual(rest, stored.slice(ackedCount));
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      await spool.close();
+    }
+  });
+});
