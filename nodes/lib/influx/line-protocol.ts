@@ -59,7 +59,30 @@ function checkText(what: string, s: string, maxBytes: number): void {
     throw new LineProtocolError('TOO_LONG', `${what} is longer than ${maxBytes} bytes`);
 }
 
+/**
+ * Strings that passed a check: device ids, tag keys and field names repeat on every point, so each is
+ * validated once (bounded: cleared when it grows past 10,000 entries).
+ */
+class Checked {
+  private readonly seen = new Set<string>();
+  has(s: string): boolean {
+    return this.seen.has(s);
+  }
+  add(s: string): void {
+    if (this.seen.size >= 10_000) this.seen.clear();
+    this.seen.add(s);
+  }
+}
+const checkedValues = new Checked();
+const checkedNames = new Checked();
+
 function checkKeyOrTagValue(what: string, s: string): void {
+  if (checkedValues.has(s)) return;
+  validateKeyOrTagValue(what, s);
+  checkedValues.add(s);
+}
+
+function validateKeyOrTagValue(what: string, s: string): void {
   if (s.length === 0) throw new LineProtocolError('EMPTY', `${what} is empty`);
   checkText(what, s, MAX_NAME_BYTES);
   if (CONTROL.test(s))
