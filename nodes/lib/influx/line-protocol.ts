@@ -98,12 +98,14 @@ function validateKeyOrTagValue(what: string, s: string): void {
 }
 
 function checkName(what: string, s: string): void {
-  checkKeyOrTagValue(what, s);
+  if (checkedNames.has(s)) return;
+  validateKeyOrTagValue(what, s);
   if (s.startsWith('_'))
     throw new LineProtocolError(
       'RESERVED_NAME',
       `${what} ${JSON.stringify(s)} starts with "_", reserved by InfluxDB`,
     );
+  checkedNames.add(s);
 }
 
 /** Formats a finite float the way InfluxDB reads it back as float (never with an `i` suffix). */
