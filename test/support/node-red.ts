@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, repoRoot, startProcess, tempDir, type ManagedProcess } from './servers';
+import { freePort, repoRoot, startProcess, tempDir, waitForPort, type ManagedProcess } from './servers';
 
 export interface NodeRedOptions {
   flows: unknown[];
@@ -59,6 +59,11 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     });
 
   const url = `http://127.0.0.1:${port}`;
+  // node-red starts the flows before it listens (red.js): "Started flows" alone can come before the port opens.
+  const ready = async (): Promise<void> => {
+    await nr.waitForOutput(/Started flows/);
+    await waitForPort(port, nr.proc.child);
+  };
   const nr: NodeRedProcess = {
     port,
     url,
@@ -100,12 +105,12 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     async restart() {
       await nr.proc.stop();
       nr.proc = launch();
-      await nr.waitForOutput(/Started flows/);
+      await ready();
     },
     async crashAndRestart() {
       await nr.proc.kill9();
       nr.proc = launch();
-      await nr.waitForOutput(/Started flows/);
+      await ready();
     },
     async stop() {
       await nr.proc.stop();
@@ -113,7 +118,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     },
   };
   try {
-    await nr.waitForOutput(/Started flows/);
+    await ready();
     if (opts.credentials) await deployWithCredentials(nr, opts.flows, opts.credentials);
   } catch (err) {
     await nr.stop();
