@@ -233,6 +233,38 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
     }
   });
 
+  it('mosquitto_sub: wildcard, $SYS and foreign subscriptions are denied; its own commands topic receives', async () => {
+    const sub = (topic: string) =>
+      run('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-i',
+        'dev-a',
+        '-u',
+        'dev-a',
+        '-P',
+        tokens['dev-a'],
+        '-t',
+        topic,
+        '-C',
+        '1',
+        '-W',
+        '5',
+      ]);
+    for (const topic of ['#', '+/#', '$SYS/#', 'devices/dev-b/commands', 'devices/+/telemetry']) {
+      const r = await sub(topic);
+      assert.match(r.stderr, /All subscription requests were denied/, topic);
+    }
+    // publish once the broker has granted its SUBSCRIBE
+    const subscribed = nextEvent<unknown>((broker as any).aedes, 'subscribe');
+    const own = sub('devices/dev-a/commands');
+    await subscribed;
+    await broker.publishToDevice('dev-a', 'commands', '{"id":"c9","name":"reboot"}', { qos: 1 });
+    assert.equal((await own).stdout.trim(), '{"id":"c9","name":"reboot"}');
+  });
+
   it("refuses a Will on another device's topic, and accepts one on its own", async () => {
     const code = await refusalCode(url, {
       ...auth('dev-a'),
