@@ -265,6 +265,13 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
     assert.equal((await own).stdout.trim(), '{"id":"c9","name":"reboot"}');
   });
 
+  it('refuses a keepalive above the limit, or none at all', async () => {
+    assert.equal(await refusalCode(url, { ...auth('dev-a'), keepalive: 0 }), 6);
+    assert.equal(await refusalCode(url, { ...auth('dev-a'), keepalive: 1201 }), 6);
+    const c = await connectDevice(url, { ...auth('dev-a'), keepalive: 1200 });
+    await c.endAsync();
+  });
+
   it("refuses a Will on another device's topic, and accepts one on its own", async () => {
     const code = await refusalCode(url, {
       ...auth('dev-a'),

@@ -373,6 +373,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       s.once('close', () => this.rawSockets.delete(s));
     });
     server.on('tlsClientError', (_err: Error, s: Socket) => s.destroy());
+    server.maxConnections = this.limits.maxConnections; // also bounds TLS handshakes not yet accepted
     this.servers.push(server);
     server.listen(port, host);
     await Promise.race([
