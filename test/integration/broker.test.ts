@@ -338,18 +338,39 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
   it('accepts both tokens during the rotation grace period and only the new one after it', async () => {
     const old = tokens['dev-rot'];
     const { token: fresh } = registry.rotateToken('dev-rot', 60_000);
+    tokens['dev-rot'] = fresh;
     for (const t of [old, fresh]) {
       const c = await connectDevice(url, auth('dev-rot', t));
       await c.endAsync();
     }
+    const online = nextEvent<string>(broker, 'online', (id) => id === 'dev-rot');
+    const live = await connectDevice(url, auth('dev-rot', old));
+    await online;
+    const ended = closed(live);
     clock += 60_000;
     try {
+      // the session that authenticated with the old token ends when the grace period does
+      await Promise.race([
+        ended,
+        new Promise((_, rej) => setTimeout(() => rej(new Error('old-token session still open')), 3000)),
+      ]);
+      live.end(true);
       assert.equal(await refusalCode(url, auth('dev-rot', old)), 4);
-      const c = await connectDevice(url, auth('dev-rot', fresh));
-      await c.endAsync();
+      const again = await connectDevice(url, auth('dev-rot', fresh));
+      await again.endAsync();
     } finally {
       clock -= 60_000;
     }
+  });
+
+  it('ends a session at once when its token is rotated away without grace', async () => {
+    const online = nextEvent<string>(broker, 'online', (id) => id === 'dev-rot');
+    const c = await connectDevice(url, auth('dev-rot'));
+    await online;
+    const ended = closed(c);
+    tokens['dev-rot'] = registry.rotateToken('dev-rot', 0).token;
+    await ended;
+    c.end(true);
   });
 
   it('publishes commands to a device and reports delivered when the device PUBACKs', async () => {
