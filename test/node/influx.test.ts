@@ -73,9 +73,10 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     const port = await freePort(); // nothing listens here: InfluxDB is down
     await helper.load(
       [influxNode, writeNode],
-      flow(`http://127.0.0.1:${port}`, { id: 'w', statsIntervalS: 0.2 }),
+      // its own spool: a reading of an earlier test may still be in flight in spool 'w' under load
+      flow(`http://127.0.0.1:${port}`, { id: 'w-down', statsIntervalS: 0.2 }),
     );
-    const w = helper.getNode('w');
+    const w = helper.getNode('w-down');
     for (let i = 0; i < 10; i++) {
       const ok = nextMessage(helper.getNode('ok'));
       w.receive({ device: { id: 'n2' }, payload: { v: i } });
@@ -86,7 +87,7 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     assert.equal(stats.payload.queued, 10);
     assert.equal(typeof stats.payload.spool.pendingBytes, 'number');
     await helper.unload();
-    const spool = await Spool.open({ dir: join(userDir.path, 'iotb-spool', 'w') });
+    const spool = await Spool.open({ dir: join(userDir.path, 'iotb-spool', 'w-down') });
     assert.equal(spool.stats().pendingRecords, 10);
     await spool.close();
   });
