@@ -88,7 +88,7 @@ function describeJsonError(text: string, err: unknown): string {
   // "what", drop the echo and V8's own position, and say where in line/column terms.
   const raw = err instanceof Error ? err.message : String(err);
   const what = raw
-    .replace(/, ".*" is not valid JSON$/s, '')
+    .replace(/, (?:\.\.\.)?".*" is not valid JSON$/s, '')
     .replace(/ in JSON at position \d+.*$/s, '')
     .replace(/ of JSON input$/, ' of input');
   const position = locateJsonError(text);

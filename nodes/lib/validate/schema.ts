@@ -90,7 +90,7 @@ function parseSchemaText(text: string): unknown {
   } catch (err) {
     const position = locateJsonError(text);
     const what = (err as Error).message
-      .replace(/, ".*" is not valid JSON$/s, '')
+      .replace(/, (?:\.\.\.)?".*" is not valid JSON$/s, '')
       .replace(/ in JSON at.*$/s, '');
     throw new SchemaError(
       `the schema is not valid JSON: ${what}${position >= 0 ? ` at position ${position}` : ''}`,
