@@ -243,7 +243,7 @@ describe('validatePayload', () => {
   it('refuses every reading with NO_SCHEMA when there is no schema', () => {
     const v = run('{"temperature":1}', {
       schema: undefined,
-      noSchemaReason: 'device type "x" has no schema',
+      noSchema: { code: 'NO_SCHEMA', reason: 'device type "x" has no schema' },
     });
     assert.deepEqual(v.rejected[0].rejection, {
       stage: 'validate',

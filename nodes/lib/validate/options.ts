@@ -50,4 +50,5 @@ export type RefusalCode =
   | 'TIMESTAMP'
   | 'ID'
   | 'DUPLICATE'
-  | 'NO_SCHEMA';
+  | 'NO_SCHEMA'
+  | 'SCHEMA_INVALID';

@@ -18,8 +18,8 @@ const MAX_ID_LENGTH = 128;
 export interface ValidateContext {
   /** Compiled schema for the readings; undefined when none could be found (every reading is refused). */
   schema: ReadingSchema | undefined;
-  /** Why there is no schema (for the NO_SCHEMA refusal). */
-  noSchemaReason?: string;
+  /** Why there is no schema: the refusal each reading gets then (NO_SCHEMA or SCHEMA_INVALID). */
+  noSchema?: Refusal;
   limits?: ValidateLimits;
   window?: TimestampWindow;
   /** Receive time (ms since epoch): the event time of readings without `ts`, and the window's reference. */
@@ -144,7 +144,7 @@ function judgeReading(
   }
 
   if (!ctx.schema) {
-    return { code: 'NO_SCHEMA', reason: ctx.noSchemaReason ?? 'no schema to validate against' };
+    return ctx.noSchema ?? { code: 'NO_SCHEMA', reason: 'no schema to validate against' };
   }
   const fields = hasTs || hasId ? withoutReserved(record) : record;
   const violation = ctx.schema.check(fields);
