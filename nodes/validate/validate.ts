@@ -53,6 +53,8 @@ interface NodeRules {
 /** A compiled schema, or the refusal every reading gets while it is missing or broken. */
 type SchemaChoice = ReadingSchema | Refusal;
 
+const NO_REGISTRY = 'no device registry configured: choose one, or another schema source';
+
 /** Devices remembered by the duplicate window when the node does not say. */
 const DEFAULT_DEDUP_DEVICES = 10_000;
 
@@ -125,7 +127,7 @@ export = function register(RED: NodeAPI): void {
     const report = (choice: SchemaChoice): SchemaChoice => {
       if (isRefusal(choice) && problem !== choice.reason) {
         problem = choice.reason;
-        this.error(RED._('iotb-validate.errors.schema', { reason: choice.reason }));
+        this.error(`schema problem: ${choice.reason}`);
         status.call();
       }
       return choice;
@@ -134,7 +136,7 @@ export = function register(RED: NodeAPI): void {
     // Fixed schemas compile now, so a broken one shows at deploy, not on the first message.
     let fixed: SchemaChoice | undefined;
     if (source === 'inline') {
-      fixed = report(compileChoice(config.schema, rules.options, RED._('iotb-validate.errors.inline')));
+      fixed = report(compileChoice(config.schema, rules.options, 'inline schema'));
     } else if (source === 'file') {
       fixed = report(loadSchemaFile(config.schemaFile, rules.options));
     }
@@ -153,24 +155,32 @@ export = function register(RED: NodeAPI): void {
     if (source === 'type') {
       const dir = directory();
       if (dir) dir.on('types', onTypes);
-      else report({ code: 'NO_SCHEMA', reason: RED._('iotb-validate.errors.noRegistry') });
+      else report({ code: 'NO_SCHEMA', reason: NO_REGISTRY });
     }
 
     const schemaFor = (msg: NodeMessageInFlow, device: DeviceRef | undefined): SchemaChoice => {
       if (fixed) return fixed;
       if (source === 'msg') {
         const prop = config.schemaProperty || 'schema';
-        const schema = RED.util.getMessageProperty(msg, prop) as unknown;
+        let schema: unknown;
+        try {
+          schema = RED.util.getMessageProperty(msg, prop);
+        } catch {
+          // getMessageProperty throws when a parent on the path is missing: no schema either way.
+        }
         if (schema === undefined) {
-          return { code: 'NO_SCHEMA', reason: RED._('iotb-validate.errors.noMsgSchema', { prop }) };
+          return { code: 'NO_SCHEMA', reason: `msg.${prop} holds no schema` };
         }
         return compileChoice(schema, rules.options, `msg.${prop}`);
       }
       const dir = directory();
-      if (!dir) return { code: 'NO_SCHEMA', reason: RED._('iotb-validate.errors.noRegistry') };
+      if (!dir) return { code: 'NO_SCHEMA', reason: NO_REGISTRY };
       const typeName = device?.type;
       if (typeof typeName !== 'string') {
-        return { code: 'NO_SCHEMA', reason: RED._('iotb-validate.errors.noDeviceType') };
+        return {
+          code: 'NO_SCHEMA',
+          reason: 'msg.device.type is missing: cannot choose a device type schema',
+        };
       }
       let choice = typeSchemas.get(typeName);
       if (!choice) {
@@ -179,12 +189,9 @@ export = function register(RED: NodeAPI): void {
           type?.schema === undefined
             ? {
                 code: 'NO_SCHEMA',
-                reason: RED._(
-                  type ? 'iotb-validate.errors.typeWithoutSchema' : 'iotb-validate.errors.unknownType',
-                  {
-                    type: typeName,
-                  },
-                ),
+                reason: type
+                  ? `device type ${typeName} has no telemetry schema`
+                  : `device type ${typeName} is not in the registry`,
               }
             : report(compileChoice(type.schema, rules.options, `device type ${typeName}`));
         typeSchemas.set(typeName, choice);
@@ -221,7 +228,7 @@ export = function register(RED: NodeAPI): void {
     });
 
     function loadSchemaFile(file: string, options: SchemaOptions): SchemaChoice {
-      if (!file) return { code: 'NO_SCHEMA', reason: RED._('iotb-validate.errors.noFile') };
+      if (!file) return { code: 'NO_SCHEMA', reason: 'no schema file configured' };
       const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
       const path = isAbsolute(file) ? file : join(userDir, file);
       let text: string;
@@ -253,7 +260,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const rules = rulesFrom(body.config ?? {});
-      const choice = compileChoice(body.schema, rules.options, RED._('iotb-validate.errors.inline'));
+      const choice = compileChoice(body.schema, rules.options, 'inline schema');
       if (isRefusal(choice)) {
         res.json({ schemaError: choice.reason });
         return;

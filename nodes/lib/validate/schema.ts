@@ -110,6 +110,7 @@ function compile(schema: object | boolean, options: SchemaOptions): ReadingSchem
     strict: true,
     strictTypes: false,
     strictTuples: false,
+    strictRequired: false,
     allowUnionTypes: true,
     logger: false,
   });
@@ -125,7 +126,9 @@ function compile(schema: object | boolean, options: SchemaOptions): ReadingSchem
   try {
     validate = ajv.compile(root);
   } catch (err) {
-    throw new SchemaError(`the schema is invalid: ${(err as Error).message}`);
+    throw new SchemaError(
+      `the schema is invalid: ${(err as Error).message.replace(/^schema is invalid: /, '')}`,
+    );
   }
   return {
     check(fields) {
