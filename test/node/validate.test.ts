@@ -134,7 +134,7 @@ describe('iotb-validate node', () => {
     const nodes = await load({ schema: '{"type": "object", "properties": {"t": {"type": "numbr"}}}' });
     const statuses = (nodes.v.status.getCalls() as any[])
       .filter((c) => c.thisValue === nodes.v)
-      .map((c) => c.args[0]);
+      .map((c): any => c.args[0]);
     assert.equal(statuses.at(-1).fill, 'red');
     assert.match(statuses.at(-1).text, /inline schema: the schema is invalid/);
     const errors = (helper.log().args as any[][]).filter(
@@ -177,7 +177,12 @@ describe('iotb-validate node', () => {
     assert.deepEqual(ok[0].timestamp, [now - 3000, now - 1000]);
     assert.deepEqual(ok[0].messageId, [`d7:${now - 3000}`, `d7:${now - 1000}`]);
     assert.deepEqual(
-      bad.map((m) => [m.rejection.details.index, m.rejection.code, m.payload.temperature, m.device.id]),
+      bad.map((m): unknown[] => [
+        m.rejection.details.index,
+        m.rejection.code,
+        m.payload.temperature,
+        m.device.id,
+      ]),
       [
         [1, 'SCHEMA', 999, 'd7'],
         [3, 'TIMESTAMP', 23, 'd7'],
@@ -192,7 +197,7 @@ describe('iotb-validate node', () => {
     nodes.v.receive({ payload: [{ temperature: 1 }, { temperature: 2 }, { humidity: 3 }] });
     const { ok, bad } = await out;
     assert.deepEqual(
-      ok.map((m) => m.payload),
+      ok.map((m): unknown => m.payload),
       [{ temperature: 1 }, { temperature: 2 }],
     );
     assert.equal(typeof ok[0].timestamp, 'number');
