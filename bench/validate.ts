@@ -99,7 +99,10 @@ async function nodeBench(): Promise<void> {
         outputs: 2,
         message: (i) => ({
           device: { id: `d${i % 100}`, type: 'thermo' },
-          payload: Buffer.from(`{"ts":${Date.now() - 1000},"temperature":21.5,"humidity":40,"battery":97}`),
+          // Distinct readings (as devices send them), so the duplicate window passes them all.
+          payload: Buffer.from(
+            `{"ts":${Date.now() - 1000},"temperature":${20 + (i % 1000) / 100},"humidity":40,"battery":97}`,
+          ),
         }),
       },
     ],
