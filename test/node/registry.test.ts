@@ -29,7 +29,11 @@ describe('iotb-registry config node', () => {
       file: 'devices.json',
       rotationGraceS: 30,
       types: [
-        { name: 'thermo', schema: '{"type":"object","properties":{"t":{"type":"number"}}}', commands: '{"reboot":{"timeoutMs":5000}}' },
+        {
+          name: 'thermo',
+          schema: '{"type":"object","properties":{"t":{"type":"number"}}}',
+          commands: '{"reboot":{"timeoutMs":5000}}',
+        },
         { name: 'broken', schema: '{not json' },
       ],
     },
@@ -45,7 +49,11 @@ describe('iotb-registry config node', () => {
     assert.equal(reg.verifyApiKey('operator-key-0123456789'), 'config');
     const { token } = reg.createDevice({ id: 'd1', type: 'thermo' });
     assert.ok(existsSync(join(dir.path, 'devices.json')));
-    assert.equal(existsSync(join(dir.path, 'devices.json.secret')), false, 'no secret file when credentials hold one');
+    assert.equal(
+      existsSync(join(dir.path, 'devices.json.secret')),
+      false,
+      'no secret file when credentials hold one',
+    );
 
     // Redeploy: the old node closes (lock released), the new one opens the same state.
     await helper.unload();
@@ -64,6 +72,9 @@ describe('iotb-registry config node', () => {
     assert.equal(statSync(secretFile).mode & 0o777, 0o600);
     await helper.unload();
     await helper.load(registryNode, flow, {});
-    assert.equal((helper.getNode('reg') as unknown as RegistryHolder).registry!.verifyToken('d1', token).ok, true);
+    assert.equal(
+      (helper.getNode('reg') as unknown as RegistryHolder).registry!.verifyToken('d1', token).ok,
+      true,
+    );
   });
 });

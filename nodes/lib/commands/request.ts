@@ -95,6 +95,10 @@ export class RequestValidator {
     const device = this.directory.getDevice(deviceId);
     if (!device) refuse('UNKNOWN_DEVICE', `device ${deviceId} is not registered (or was revoked)`);
     if (!device.enabled) refuse('DEVICE_DISABLED', `device ${deviceId} is disabled`);
+    // A registry that can tell (iotb-registry can) refuses devices whose tokens were all revoked.
+    const creds = this.directory as Partial<{ hasCredentials(id: string): boolean }>;
+    if (creds.hasCredentials?.(deviceId) === false)
+      refuse('DEVICE_REVOKED', `device ${deviceId} has no valid credentials (revoked)`);
     const type = this.directory.getType(device.type);
     const spec = type?.commands?.[name];
     if (!spec)
