@@ -53,7 +53,7 @@ function view(r: CommandRecord): Record<string, unknown> {
 
 /** `payload: true | false | { on, reason, by }` -> the switch request. */
 function switchRequest(msg: Msg): { on: boolean; reason?: string; by?: string } | undefined {
-  const p = msg.payload as unknown;
+  const p = msg.payload;
   if (typeof p === 'boolean') return { on: p };
   if (p && typeof p === 'object' && typeof (p as { on?: unknown }).on === 'boolean') {
     const { on, reason, by } = p as { on: boolean; reason?: unknown; by?: unknown };
@@ -73,6 +73,7 @@ function switchRequest(msg: Msg): { on: boolean; reason?: string; by?: string } 
 export = function register(RED: NodeAPI): void {
   function CommandNode(this: Node<CommandCredentials>, config: CommandNodeDef): void {
     RED.nodes.createNode(this, config);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
     const node = this;
     const directory = (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)
       ?.registry;

@@ -126,7 +126,7 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     assert.equal(res.payload.state, 'SUCCEEDED');
     assert.deepEqual(res.payload.result, { on: true });
     assert.equal(res.topic, 'devices/lamp-1/commands/result');
-    const seen = steps.msgs.filter((m) => m.payload.id === 'n-1').map((m) => m.payload.state);
+    const seen = steps.msgs.filter((m) => m.payload.id === 'n-1').map((m): string => m.payload.state);
     assert.deepEqual(seen.slice(-2), ['DELIVERED', 'SUCCEEDED']);
     assert.ok(seen.includes('SENT'));
 
@@ -153,11 +153,11 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
       [{ deviceId: 'lamp-q', payload: { name: 'reboot' } }, ''],
       [{ deviceId: 'lamp-q', payload: { name: 'reboot' } }, 'QUEUE_FULL'],
     ];
-    for (const [msg, code] of cases) cmd.receive(msg);
+    for (const [msg] of cases) cmd.receive(msg);
     const expected = cases.filter(([, c]) => c).map(([, c]) => c);
     await refused.next(() => refused.msgs.length === expected.length);
     assert.deepEqual(
-      refused.msgs.map((m) => m.rejection.code),
+      refused.msgs.map((m): string => m.rejection.code),
       expected,
     );
     for (const m of refused.msgs) {
