@@ -126,7 +126,7 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     assert.equal(res.payload.state, 'SUCCEEDED');
     assert.deepEqual(res.payload.result, { on: true });
     assert.equal(res.topic, 'devices/lamp-1/commands/result');
-    const seen = steps.msgs.filter((m) => m.payload.id === 'n-1').map((m): string => m.payload.state);
+    const seen = steps.msgs.filter((m) => m.payload.id === 'n-1').map((m) => String(m.payload.state));
     assert.deepEqual(seen.slice(-2), ['DELIVERED', 'SUCCEEDED']);
     assert.ok(seen.includes('SENT'));
 
@@ -157,7 +157,7 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     const expected = cases.filter(([, c]) => c).map(([, c]) => c);
     await refused.next(() => refused.msgs.length === expected.length);
     assert.deepEqual(
-      refused.msgs.map((m): string => m.rejection.code),
+      refused.msgs.map((m) => String(m.rejection.code)),
       expected,
     );
     for (const m of refused.msgs) {
