@@ -17,6 +17,8 @@ export interface NodeRedOptions {
   redJs?: string;
   /** Extra settings, JSON-serialisable. */
   settings?: Record<string, unknown>;
+  /** Runs with the fresh user dir before the first start (e.g. to seed a state file). */
+  prepareUserDir?: (userDir: string) => void;
 }
 
 export interface NodeRedProcess {
@@ -52,6 +54,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
   };
   writeFileSync(join(dir.path, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
   writeFileSync(join(dir.path, 'flows.json'), JSON.stringify(opts.flows));
+  opts.prepareUserDir?.(dir.path);
   const redJs = opts.redJs ?? require.resolve('node-red/red.js');
   const launch = (): ManagedProcess =>
     startProcess(opts.nodeBin ?? process.execPath, [redJs, '--settings', join(dir.path, 'settings.js')], {
