@@ -14,6 +14,16 @@ import { startNodeRed, type NodeRedProcess } from '../support/node-red';
 import { startMosquitto, type Server } from '../support/servers';
 
 const SECRET = 'restart-test-registry-secret-0123456789ab';
+/** What the flow publishes on test/results, test/steps and test/refused. */
+interface Body {
+  id?: string;
+  state?: string;
+  attempts?: number;
+  history?: { state: string }[];
+  payload?: { id?: string };
+  rejection?: { code?: string };
+}
+
 const FINAL = ['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT', 'EXPIRED', 'CANCELED'];
 
 function flows(brokerPort: number): unknown[] {
@@ -103,7 +113,7 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
   let nr: NodeRedProcess;
   let probe: MqttClient;
   const devices: DeviceClient[] = [];
-  const seen: { topic: string; body: any }[] = [];
+  const seen: { topic: string; body: Body }[] = [];
   const waiters: (() => void)[] = [];
 
   before(async () => {
@@ -124,7 +134,7 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     probe = await mqtt.connectAsync(broker.url, { clientId: `probe-${process.pid}` });
     await probe.subscribeAsync('test/#', { qos: 1 });
     probe.on('message', (topic, payload) => {
-      seen.push({ topic, body: JSON.parse(payload.toString()) });
+      seen.push({ topic, body: JSON.parse(payload.toString()) as Body });
       for (const w of waiters.splice(0)) w();
     });
   });
@@ -163,7 +173,7 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
 
   const send = (req: Record<string, unknown>): Promise<unknown> =>
     probe.publishAsync('test/requests', JSON.stringify(req), { qos: 1 });
-  const finals = (id: string): any[] =>
+  const finals = (id: string): Body[] =>
     seen.filter((s) => s.topic === 'test/results' && s.body.id === id).map((s) => s.body);
   const stepsOf = (id: string): string[] =>
     seen.filter((s) => s.topic === 'test/steps' && s.body.id === id).map((s) => String(s.body.state));
@@ -221,10 +231,10 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     // Linger briefly for any duplicate result to show up (there must be none).
     await flowReady();
 
-    const state = (id: string): string => finals(id)[0].state;
+    const state = (id: string): string | undefined => finals(id)[0].state;
     for (const id of ids) assert.equal(finals(id).length, 1, `${id} has exactly one final result`);
     for (const id of ids)
-      assert.equal(finals(id)[0].history.filter((h: { state: string }) => FINAL.includes(h.state)).length, 1);
+      assert.equal(finals(id)[0].history!.filter((h) => FINAL.includes(h.state)).length, 1);
     assert.equal(state('x-done'), 'SUCCEEDED');
     assert.equal(
       state('x-inflight'),
