@@ -151,17 +151,22 @@ export = function register(RED: NodeAPI): void {
     }, 500);
     showStatus.call();
     if (ownLink) {
+      // One warning per outage, not one per reconnect attempt; the status shows the rest.
+      let warned = false;
       ownLink.on('connect', () => {
         brokerUp = true;
+        warned = false;
         showStatus.call();
       });
       ownLink.on('disconnect', () => {
         brokerUp = false;
         showStatus.call();
       });
-      ownLink.on('error', (err: Error) =>
-        node.warn(RED._('iotb-command.warn.broker', { message: err.message })),
-      );
+      ownLink.on('error', (err: Error) => {
+        if (warned) return;
+        warned = true;
+        node.warn(RED._('iotb-command.warn.broker', { message: err.message }));
+      });
     }
 
     /** The request message being handled: its QUEUED transition carries the caller's msg (e.g. msg.res). */

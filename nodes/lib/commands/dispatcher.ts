@@ -516,7 +516,8 @@ export class CommandDispatcher extends EventEmitter {
     transitionsTotal.labels(step.state).inc();
     try {
       this.log.putCommand(record);
-      if (this.log.lineCount > 2 * this.commands.size + 1000)
+      // A command writes ~4 lines in its life; compact once most lines belong to forgotten commands.
+      if (this.log.lineCount > 10_000 && this.log.lineCount > 8 * this.commands.size)
         this.log.compact(this.commands.values(), this.control);
     } catch (err) {
       this.emit('error', new Error(`persisting command ${record.id} failed: ${(err as Error).message}`));
