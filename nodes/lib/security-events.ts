@@ -9,6 +9,7 @@ export type SecurityEventKind =
   | 'lockout'
   | 'rate_limited'
   | 'acl_denied'
+  | 'limit_exceeded'
   | 'revoked'
   | 'disabled'
   | 'enabled'
@@ -27,6 +28,8 @@ export interface SecurityEvent {
   /** A stable, machine-readable reason, e.g. 'bad_credentials', 'client_id_mismatch'. */
   reason: string;
   at: number;
+  /** For aggregated events (e.g. connects refused by rate limit): how many since the last event. */
+  count?: number;
 }
 
 const securityEventsTotal = counter(

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * Tokens are 256 random bits, so there is nothing to brute-force and nothing a slow KDF (bcrypt, scrypt,
@@ -23,13 +23,42 @@ export function generateToken(prefix: string): string {
   return prefix + randomBytes(TOKEN_BYTES).toString('base64url');
 }
 
+/**
+ * The key a device signs HTTP bodies with (iotb-auth, signed mode), derived from its token so there is no
+ * second secret to hand out: HMAC-SHA-256(key = token, "iotb-signing-key-v1").
+ */
+export function deriveSigningKey(token: string | Buffer): Buffer {
+  return createHmac('sha256', token).update('iotb-signing-key-v1').digest();
+}
+
 export class TokenHasher {
   private readonly key: Buffer;
+  private readonly sealKey: Buffer;
 
   constructor(secret: string) {
     if (typeof secret !== 'string' || secret.length < 32)
       throw new Error('the registry secret must be at least 32 characters');
     this.key = Buffer.from(secret);
+    this.sealKey = createHmac('sha256', this.key).update('iotb-seal-v1').digest();
+  }
+
+  /**
+   * Encrypts a signing key for storage (AES-256-GCM under a key derived from the registry secret): the
+   * server must be able to recompute signatures, so unlike tokens it cannot keep only a hash, but a
+   * registry file without the secret still reveals nothing. Output: base64url(iv | tag | ciphertext).
+   */
+  seal(plain: Buffer): string {
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', this.sealKey, iv);
+    const ct = Buffer.concat([c.update(plain), c.final()]);
+    return Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64url');
+  }
+
+  unseal(sealed: string): Buffer {
+    const b = Buffer.from(sealed, 'base64url');
+    const d = createDecipheriv('aes-256-gcm', this.sealKey, b.subarray(0, 12));
+    d.setAuthTag(b.subarray(12, 28));
+    return Buffer.concat([d.update(b.subarray(28)), d.final()]);
   }
 
   /** The keyed hash of a token, base64url (how it is stored). */

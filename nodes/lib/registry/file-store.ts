@@ -203,7 +203,7 @@ export class FileDeviceStore implements DeviceStore {
 /**
  * On disk a device is a tuple, not an object: JSON.parse reads arrays of 100k devices about 2.5 times
  * faster than objects with repeated keys, which keeps loading 100k devices well under a second.
- * [id, type, enabled 0|1, createdAt, name|null, meta|null, then per credential: hash, createdAt, expiresAt|null]
+ * [id, type, enabled 0|1, createdAt, name|null, meta|null, then per credential: hash, createdAt, expiresAt|null, sig|null]
  */
 type DeviceTuple = (string | number | null | Record<string, unknown>)[];
 
@@ -213,7 +213,7 @@ interface SnapshotFile extends Omit<RegistrySnapshot, 'devices'> {
 
 function encodeDevice(d: StoredDevice): DeviceTuple {
   const t: DeviceTuple = [d.id, d.type, d.enabled ? 1 : 0, d.createdAt, d.name ?? null, d.meta ?? null];
-  for (const c of d.credentials) t.push(c.hash, c.createdAt, c.expiresAt ?? null);
+  for (const c of d.credentials) t.push(c.hash, c.createdAt, c.expiresAt ?? null, c.sig ?? null);
   return t;
 }
 
@@ -227,9 +227,10 @@ function decodeDevice(t: DeviceTuple): StoredDevice {
   };
   if (t[4] !== null) d.name = t[4] as string;
   if (t[5] !== null) d.meta = t[5] as Record<string, unknown>;
-  for (let i = 6; i + 2 < t.length; i += 3) {
+  for (let i = 6; i + 3 < t.length; i += 4) {
     const c: StoredCredential = { hash: t[i] as string, createdAt: t[i + 1] as number };
     if (t[i + 2] !== null) c.expiresAt = t[i + 2] as number;
+    if (t[i + 3] !== null) c.sig = t[i + 3] as string;
     d.credentials.push(c);
   }
   return d;

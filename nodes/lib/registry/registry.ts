@@ -9,6 +9,7 @@ import {
   DEVICE_TOKEN_PREFIX,
   PROVISIONING_KEY_PREFIX,
   TokenHasher,
+  deriveSigningKey,
   digestsEqual,
   generateToken,
 } from './credentials';
@@ -76,6 +77,7 @@ interface DeviceEntry {
   stored: StoredDevice;
   record?: DeviceRecord;
   digests?: Buffer[];
+  signingKeys?: (Buffer | undefined)[];
 }
 
 export interface NewDevice {
@@ -210,6 +212,29 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     return id === undefined ? UNKNOWN : this.verifyToken(id, token);
   }
 
+  /**
+   * The body-signing keys of the device's currently valid tokens (for iotb-auth's signed mode), or
+   * undefined for an unknown device. A disabled device gets none.
+   */
+  signingKeys(id: string): Buffer[] | undefined {
+    const e = this.devices.get(id);
+    if (!e) return undefined;
+    if (!e.stored.enabled) return [];
+    const creds = e.stored.credentials;
+    const keys = (e.signingKeys ??= creds.map((c) => (c.sig ? this.hasher.unseal(c.sig) : undefined)));
+    const out: Buffer[] = [];
+    for (let i = 0; i < creds.length; i++) {
+      const k = keys[i];
+      if (k && this.live(creds[i])) out.push(k);
+    }
+    return out;
+  }
+
+  /** Lets other parts (HTTP auth) report security events through the registry's 'security' stream. */
+  reportSecurity(ev: SecurityEvent): void {
+    this.emitSecurity(ev);
+  }
+
   // ---- device lifecycle ----
 
   createDevice(input: NewDevice): { device: DeviceRecord; token: string } {
@@ -230,7 +255,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
       ...checkMeta(input.meta),
       enabled: input.enabled ?? true,
       createdAt: this.now(),
-      credentials: [{ hash: this.hasher.hash(token), createdAt: this.now() }],
+      credentials: [this.newCredential(token)],
     };
     this.put(stored);
     this.emit('created', id);
@@ -261,7 +286,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
       throw new RegistryError('INVALID', 'graceMs must be a number >= 0');
     const now = this.now();
     const token = generateToken(DEVICE_TOKEN_PREFIX);
-    const credentials: StoredCredential[] = [{ hash: this.hasher.hash(token), createdAt: now }];
+    const credentials: StoredCredential[] = [this.newCredential(token)];
     const current = e.stored.credentials.find((c) => c.expiresAt === undefined);
     let previousExpiresAt: number | undefined;
     if (current && graceMs > 0) {
@@ -454,6 +479,14 @@ export class Registry extends EventEmitter implements DeviceDirectory {
   }
 
   // ---- internals ----
+
+  private newCredential(token: string): StoredCredential {
+    return {
+      hash: this.hasher.hash(token),
+      createdAt: this.now(),
+      sig: this.hasher.seal(deriveSigningKey(token)),
+    };
+  }
 
   private live(c: StoredCredential): boolean {
     return c.expiresAt === undefined || c.expiresAt > this.now();

@@ -6,6 +6,8 @@ export interface StoredCredential {
   createdAt: number;
   /** After this (ms since epoch) the token no longer verifies; set on the old token during rotation. */
   expiresAt?: number;
+  /** The token's body-signing key, sealed with the registry secret (see TokenHasher.seal). */
+  sig?: string;
 }
 
 export interface StoredDevice {
