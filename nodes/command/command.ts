@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { CommandDispatcher, type AuditEvent, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
+import type { BrokerHolder } from '../lib/broker/broker';
 import type { CommandRecord, Transition } from '../lib/commands/states';
 import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection } from '../lib/rejection';
@@ -101,7 +102,7 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      link = RED.nodes.getNode(config.broker ?? '') as unknown as DeviceLink | undefined;
+      link = (RED.nodes.getNode(config.broker ?? '') as unknown as BrokerHolder | null)?.broker;
     }
     if (!link || typeof link.publishToDevice !== 'function') {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
