@@ -49,12 +49,18 @@ export interface DeviceMessage {
 /**
  * What the broker offers the nodes that talk to devices. Emits:
  * - 'online' (deviceId), 'offline' (deviceId)
+ * - 'subscribed' (deviceId): the device now listens on its commands topic; `isSubscribed` turned true
  * - 'message' (DeviceMessage)
  * - 'delivered' (deviceId, topic, payload: Buffer): the device's connection acknowledged (PUBACK) a QoS 1
  *   message we published to it.
  */
 export interface DeviceLink extends EventEmitter {
   isOnline(deviceId: string): boolean;
+  /**
+   * Online AND subscribed to its commands topic: a command published now reaches it. A broker reports a
+   * connection before the device has subscribed; a command published in between would be lost.
+   */
+  isSubscribed(deviceId: string): boolean;
   /** Publishes to `devices/{deviceId}/{subtopic}`; resolves once the broker has accepted it for delivery. */
   publishToDevice(
     deviceId: string,

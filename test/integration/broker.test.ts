@@ -258,11 +258,29 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
       assert.match(r.stderr, /All subscription requests were denied/, topic);
     }
     // publish once the broker has granted its SUBSCRIBE
-    const subscribed = nextEvent<unknown>((broker as any).aedes, 'subscribe');
+    const subscribed = nextEvent<string>(broker, 'subscribed');
     const own = sub('devices/dev-a/commands');
-    await subscribed;
+    assert.equal(await subscribed, 'dev-a');
     await broker.publishToDevice('dev-a', 'commands', '{"id":"c9","name":"reboot"}', { qos: 1 });
     assert.equal((await own).stdout.trim(), '{"id":"c9","name":"reboot"}');
+  });
+
+  it('says a device can receive commands only once its SUBSCRIBE to its own commands topic is granted', async () => {
+    const online = nextEvent<string>(broker, 'online');
+    const c = await connectDevice(url, auth('dev-a'));
+    try {
+      assert.equal(await online, 'dev-a');
+      assert.equal(broker.isSubscribed('dev-a'), false, 'connected, not yet listening');
+      await assert.rejects(c.subscribeAsync('devices/dev-b/commands', { qos: 1 }), /Subscribe error/); // not its own
+      assert.equal(broker.isSubscribed('dev-a'), false);
+      const subscribed = nextEvent<string>(broker, 'subscribed');
+      await c.subscribeAsync('devices/dev-a/commands', { qos: 1 });
+      assert.equal(await subscribed, 'dev-a');
+      assert.equal(broker.isSubscribed('dev-a'), true);
+    } finally {
+      await c.endAsync();
+    }
+    assert.equal(broker.isSubscribed('dev-a'), false);
   });
 
   it('refuses a keepalive above the limit, or none at all', async () => {

@@ -127,6 +127,12 @@ const messagesTotal = counter(
 // eslint-disable-next-line @typescript-eslint/no-implied-eval
 const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
 
+/** aedes keeps a client's live subscriptions on `client.subscriptions` (not in its typings). */
+function hasSubscription(client: Client, topic: string): boolean {
+  const subs = (client as Client & { subscriptions?: Record<string, unknown> }).subscriptions;
+  return subs?.[topic] !== undefined;
+}
+
 function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode });
 }
@@ -134,7 +140,7 @@ function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError 
 /**
  * The embedded MQTT broker (aedes): authenticates each CONNECT against the registry (username = device id,
  * password = token, client id = device id), confines each device to its own topics, enforces the limits,
- * tracks presence, and implements `DeviceLink` for command dispatch. Emits 'online'/'offline' (deviceId),
+ * tracks presence, and implements `DeviceLink` for command dispatch. Emits 'online'/'offline'/'subscribed' (deviceId),
  * 'message' (DeviceMessage), 'delivered' (deviceId, topic, payload), 'connection' (ConnectionEvent),
  * 'security' (SecurityEvent), 'state' (BrokerState) and 'error' only for listener failures.
  */
@@ -223,6 +229,12 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
 
   isOnline(deviceId: string): boolean {
     return this.live.has(deviceId);
+  }
+
+  isSubscribed(deviceId: string): boolean {
+    const client = this.live.get(deviceId);
+    const s = client && this.sessions.get(client);
+    return s !== undefined && hasSubscription(client!, s.commandsTopic);
   }
 
   publishToDevice(
@@ -328,6 +340,14 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       authorizeSubscribe: (client, sub, cb) => this.authorizeSubscribe(client, sub, cb),
     });
     this.aedes.on('clientReady', (client) => this.onReady(client));
+    this.aedes.on('subscribe', (subs, client) => {
+      const s = this.sessions.get(client);
+      // aedes reports refused topics with qos 128 (SUBACK failure)
+      const granted = (sub: { topic: string; qos: number }): boolean =>
+        sub.topic === s?.commandsTopic && sub.qos !== 128;
+      if (s && this.live.get(s.device.id) === client && subs.some(granted))
+        this.emit('subscribed', s.device.id);
+    });
     this.aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
     this.aedes.on('publish', (packet, client) => {
       const s = client && this.sessions.get(client);
@@ -548,6 +568,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.live.set(s.device.id, client);
     this.presence.set(s.device.id, { online: true, lastSeen: now, connectedAt: now, ip: s.ip });
     this.emit('online', s.device.id);
+    // A persistent session's subscriptions are restored before it is ready: no SUBSCRIBE will come.
+    if (hasSubscription(client, s.commandsTopic)) this.emit('subscribed', s.device.id);
     this.emit('connection', {
       event: 'connected',
       deviceId: s.device.id,

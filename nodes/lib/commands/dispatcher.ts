@@ -18,11 +18,6 @@ export interface DispatcherOptions {
   queueBound: number;
   /** Most commands published per device per second (a burst of this many); the rest wait QUEUED. */
   ratePerSecond: number;
-  /**
-   * After a broker reports a device online, how long to wait for its first message before sending (ms,
-   * default 2000). Not used with links whose 'online' already means "subscribed" (`onlineMeansSubscribed`).
-   */
-  subscribeGraceMs?: number;
   /** Most commands tracked at once (queued, in flight and retained finished ones). */
   maxCommands?: number;
   /** How long and how many finished commands are remembered, for idempotency and look-ups. */
@@ -102,9 +97,6 @@ export class CommandDispatcher extends EventEmitter {
   private readonly control: ControlState;
   private readonly log: CommandLog;
   private readonly validator: RequestValidator;
-  /** Devices that just connected and may not have subscribed yet: nothing is sent to them until then. */
-  private readonly warmingUp = new Map<string, NodeJS.Timeout>();
-  private readonly onlineMeansSubscribed: boolean;
   private inFlight = 0;
   private queued = 0;
   private closed = false;
@@ -113,8 +105,6 @@ export class CommandDispatcher extends EventEmitter {
   constructor(private readonly opts: DispatcherOptions) {
     super();
     this.validator = new RequestValidator(opts.directory);
-    this.onlineMeansSubscribed =
-      (opts.link as { onlineMeansSubscribed?: boolean }).onlineMeansSubscribed === true;
     const saved = CommandLog.read(opts.logFile);
     this.control = saved.control;
     this.log = new CommandLog(opts.logFile);
@@ -122,32 +112,23 @@ export class CommandDispatcher extends EventEmitter {
 
     const onMessage = (m: DeviceMessage): void => {
       if (m.kind === 'commands/ack') this.handleAck(m.device.id, m.payload);
-      if (this.warmingUp.has(m.device.id)) this.warmedUp(m.device.id);
     };
-    const onOnline = (deviceId: string): void => {
-      if (this.onlineMeansSubscribed) return this.deviceOnline(deviceId);
-      // The broker reports a connection before the device has subscribed to its commands; a command
-      // published in between is lost. Wait for its first message (the reference device announces itself
-      // after subscribing) or a grace period.
-      clearTimeout(this.warmingUp.get(deviceId));
-      this.warmingUp.set(
-        deviceId,
-        setTimeout(() => this.warmedUp(deviceId), opts.subscribeGraceMs ?? 2000),
-      );
-    };
+    // Sending starts when the device listens on its commands topic, not when it connects: a command
+    // published between CONNECT and SUBSCRIBE would be lost.
+    const onSubscribed = (deviceId: string): void => this.deviceReady(deviceId);
     const onDelivered = (deviceId: string, topic: string, payload: Buffer): void =>
       this.handleDelivered(deviceId, topic, payload);
     const onGone = (reason: string) => (deviceId: string) => this.cancelQueued(deviceId, reason);
     const onRevoked = onGone('device revoked');
     const onDisabled = onGone('device disabled');
     opts.link.on('message', onMessage);
-    opts.link.on('online', onOnline);
+    opts.link.on('subscribed', onSubscribed);
     opts.link.on('delivered', onDelivered);
     opts.directory.on('revoked', onRevoked);
     opts.directory.on('disabled', onDisabled);
     this.unsubscribe = () => {
       opts.link.off('message', onMessage);
-      opts.link.off('online', onOnline);
+      opts.link.off('subscribed', onSubscribed);
       opts.link.off('delivered', onDelivered);
       opts.directory.off('revoked', onRevoked);
       opts.directory.off('disabled', onDisabled);
@@ -279,8 +260,6 @@ export class CommandDispatcher extends EventEmitter {
     this.unsubscribe();
     for (const t of this.timers.values()) clearTimeout(t);
     for (const t of this.pumpTimers.values()) clearTimeout(t);
-    for (const t of this.warmingUp.values()) clearTimeout(t);
-    this.warmingUp.clear();
     this.timers.clear();
     this.pumpTimers.clear();
     this.log.close();
@@ -323,7 +302,7 @@ export class CommandDispatcher extends EventEmitter {
     for (const deviceId of [...this.queues.keys()]) this.pump(deviceId);
     for (const id of [...this.resendPending]) {
       const record = this.commands.get(id);
-      if (record && this.opts.link.isOnline(record.deviceId)) this.resend(record);
+      if (record && this.opts.link.isSubscribed(record.deviceId)) this.resend(record);
     }
   }
 
@@ -343,13 +322,7 @@ export class CommandDispatcher extends EventEmitter {
     );
   }
 
-  private warmedUp(deviceId: string): void {
-    clearTimeout(this.warmingUp.get(deviceId));
-    this.warmingUp.delete(deviceId);
-    if (this.opts.link.isOnline(deviceId)) this.deviceOnline(deviceId);
-  }
-
-  private deviceOnline(deviceId: string): void {
+  private deviceReady(deviceId: string): void {
     this.pump(deviceId);
     if (this.resendPending.size === 0) return;
     for (const id of [...this.resendPending]) {
@@ -363,7 +336,7 @@ export class CommandDispatcher extends EventEmitter {
     if (this.closed || this.pumpTimers.has(deviceId)) return;
     const queue = this.queues.get(deviceId);
     if (!queue || queue.length === 0) return;
-    if (!this.opts.link.isOnline(deviceId) || this.warmingUp.has(deviceId)) return;
+    if (!this.opts.link.isSubscribed(deviceId)) return;
     const rate = this.opts.ratePerSecond;
     const now = Date.now();
     let bucket = this.buckets.get(deviceId);

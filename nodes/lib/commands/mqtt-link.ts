@@ -34,8 +34,6 @@ const UNSUPPORTED_PROTOCOL = new Set([132, 1]);
  * MQTT 5: commands carry a response topic, correlation data (the command id) and a message expiry.
  */
 export class MqttDeviceLink extends EventEmitter implements DeviceLink {
-  /** 'online' comes from the device's own status, which it sends after subscribing: commands can go at once. */
-  readonly onlineMeansSubscribed = true;
   private client: MqttClient;
   private readonly online = new Set<string>();
   private readonly prefix: string;
@@ -64,6 +62,11 @@ export class MqttDeviceLink extends EventEmitter implements DeviceLink {
   }
 
   isOnline(deviceId: string): boolean {
+    return this.online.has(deviceId);
+  }
+
+  /** The device reports itself online (retained status) only after it has subscribed to its commands. */
+  isSubscribed(deviceId: string): boolean {
     return this.online.has(deviceId);
   }
 
@@ -152,6 +155,7 @@ export class MqttDeviceLink extends EventEmitter implements DeviceLink {
       if (online && !this.online.has(deviceId)) {
         this.online.add(deviceId);
         this.emit('online', deviceId);
+        this.emit('subscribed', deviceId);
       } else if (!online && this.online.delete(deviceId)) this.emit('offline', deviceId);
       return;
     }
