@@ -1,5 +1,5 @@
 import { rejection, type Rejection } from '../rejection';
-import { DuplicateWindow, duplicateKey } from './duplicates';
+import type { DuplicateWindow } from './duplicates';
 import { describeType, inspectReading } from './inspect';
 import {
   DEFAULT_LIMITS,
@@ -67,7 +67,7 @@ export function validatePayload(payload: unknown, ctx: ValidateContext): Payload
   const value = parsed.value;
   if (!Array.isArray(value)) {
     const verdict: PayloadVerdict = { batch: false, accepted: [], rejected: [] };
-    judge(value, undefined, 1, ctx, limits, verdict);
+    judge(value, undefined, 1, parsed.plain, ctx, limits, verdict);
     return verdict;
   }
   if (value.length === 0)
@@ -80,7 +80,7 @@ export function validatePayload(payload: unknown, ctx: ValidateContext): Payload
     });
   }
   const verdict: PayloadVerdict = { batch: true, accepted: [], rejected: [] };
-  for (let i = 0; i < value.length; i++) judge(value[i], i, 2, ctx, limits, verdict);
+  for (let i = 0; i < value.length; i++) judge(value[i], i, 2, parsed.plain, ctx, limits, verdict);
   return verdict;
 }
 
@@ -88,11 +88,12 @@ function judge(
   reading: unknown,
   index: number | undefined,
   depth: number,
+  plain: boolean,
   ctx: ValidateContext,
   limits: ValidateLimits,
   verdict: PayloadVerdict,
 ): void {
-  const refusal = judgeReading(reading, index, depth, ctx, limits, verdict);
+  const refusal = judgeReading(reading, index, depth, plain, ctx, limits, verdict);
   if (refusal) {
     const r = index === undefined ? refusal : atIndex(refusal, index);
     verdict.rejected.push(
@@ -107,6 +108,7 @@ function judgeReading(
   reading: unknown,
   index: number | undefined,
   depth: number,
+  plain: boolean,
   ctx: ValidateContext,
   limits: ValidateLimits,
   verdict: PayloadVerdict,
@@ -121,7 +123,7 @@ function judgeReading(
   // The fields are a copy without `ts`/`id`, made during the structure walk: coercion and defaults then
   // never touch the caller's object.
   const fields: Record<string, unknown> = {};
-  const structural = inspectReading(reading, limits, depth, fields);
+  const structural = inspectReading(reading, limits, depth, fields, plain);
   if (structural) return structural;
 
   const record = reading as Record<string, unknown>;
@@ -153,9 +155,13 @@ function judgeReading(
   const violation = ctx.schema.check(fields);
   if (violation) return violation;
 
-  if (ctx.duplicates) {
-    const key = duplicateKey(id, hasTs ? timestamp : undefined, fields);
-    if (key !== undefined && ctx.duplicates.seen(ctx.deviceId ?? '', key)) {
+  if (ctx.duplicates && (id !== undefined || hasTs)) {
+    const device = ctx.deviceId ?? '';
+    const repeated =
+      id !== undefined
+        ? ctx.duplicates.seen(device, id)
+        : ctx.duplicates.seenReading(device, timestamp, fields);
+    if (repeated) {
       return {
         code: 'DUPLICATE',
         reason:
