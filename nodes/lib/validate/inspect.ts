@@ -17,14 +17,12 @@ export function pointerSegment(key: string | number): string {
  * JSON cannot carry faithfully and strings that are not valid Unicode. Returns the first problem.
  * `depth` is the nesting level of `root` itself (1 for a single reading, 2 inside a batch array).
  * With `fields`, the root's properties except the reserved `ts` and `id` are copied into it in the same pass.
- * `plain` (from `parsePayload`) says the keys and strings were checked on the text already.
  */
 export function inspectReading(
   root: unknown,
   limits: ValidateLimits,
   depth: number,
   fields?: Record<string, unknown>,
-  plain = false,
 ): Refusal | undefined {
   // Flat readings (the common case) never allocate the stack: only nested containers are queued.
   let stack: Pending[] | undefined;
@@ -49,18 +47,17 @@ export function inspectReading(
       }
       if ((budget -= value.length) < 0) return overBudget(limits, at);
       for (let i = 0; i < value.length; i++) {
-        const problem = checkScalar(value[i], at, i, plain);
+        const problem = checkScalar(value[i], at, i);
         if (problem) return problem;
         if (typeof value[i] === 'object' && value[i] !== null) {
           (stack ??= []).push({ value: value[i], depth: level + 1, pointer: at + pointerSegment(i) });
         }
       }
     } else {
-      // JSON.parse only makes plain objects.
-      if (!plain && !isPlainObject(value)) {
+      if (!isPlainObject(value)) {
         return refuse('PARSE', `${where(at)} is ${describeType(value)}, which JSON cannot carry`, at);
       }
-      const record = value as Record<string, unknown>;
+      const record = value;
       const keys = Object.keys(record);
       if (keys.length > limits.maxKeys) {
         return refuse(
@@ -73,12 +70,21 @@ export function inspectReading(
       if ((budget -= keys.length) < 0) return overBudget(limits, at);
       for (const key of keys) {
         const child = record[key];
-        // With `plain` the keys were checked on the text.
-        if (!plain) {
-          const keyProblem = checkKey(key, child, at);
-          if (keyProblem) return keyProblem;
+        if (key === '__proto__' || (key === 'constructor' && isPrototypeCarrier(child))) {
+          return refuse(
+            'FORBIDDEN_KEY',
+            `field name "${key}" is not allowed (it could change object prototypes downstream)`,
+            at + pointerSegment(key),
+          );
         }
-        const problem = checkScalar(child, at, key, plain);
+        if (!isWellFormed(key)) {
+          return refuse(
+            'ENCODING',
+            `a field name in ${where(at)} contains an unpaired UTF-16 surrogate, not valid Unicode`,
+            at + pointerSegment(key),
+          );
+        }
+        const problem = checkScalar(child, at, key);
         if (problem) return problem;
         if (fields !== undefined && record === root && key !== 'ts' && key !== 'id') fields[key] = child;
         if (typeof child === 'object' && child !== null) {
@@ -92,25 +98,7 @@ export function inspectReading(
   }
 }
 
-function checkKey(key: string, child: unknown, at: string): Refusal | undefined {
-  if (key === '__proto__' || (key === 'constructor' && isPrototypeCarrier(child))) {
-    return refuse(
-      'FORBIDDEN_KEY',
-      `field name "${key}" is not allowed (it could change object prototypes downstream)`,
-      at + pointerSegment(key),
-    );
-  }
-  if (!isWellFormed(key)) {
-    return refuse(
-      'ENCODING',
-      `a field name in ${where(at)} contains an unpaired UTF-16 surrogate, not valid Unicode`,
-      at + pointerSegment(key),
-    );
-  }
-  return undefined;
-}
-
-function checkScalar(value: unknown, at: string, key: string | number, plain: boolean): Refusal | undefined {
+function checkScalar(value: unknown, at: string, key: string | number): Refusal | undefined {
   switch (typeof value) {
     case 'number':
       if (!Number.isFinite(value)) {
@@ -127,7 +115,7 @@ function checkScalar(value: unknown, at: string, key: string | number, plain: bo
       }
       return undefined;
     case 'string':
-      if (!plain && !isWellFormed(value)) {
+      if (!isWellFormed(value)) {
         const p = at + pointerSegment(key);
         return refuse('ENCODING', `${where(p)} contains an unpaired UTF-16 surrogate, not valid Unicode`, p);
       }

@@ -1,18 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Refusal, ValidateLimits } from './options';
 
-export type ParseResult =
-  | {
-      ok: true;
-      value: unknown;
-      text: boolean;
-      /**
-       * Parsed from text with no backslash, no `__proto__`/`constructor` and valid Unicode: every key and
-       * string is exactly as written and well-formed, so the structure walk can skip the key and string checks.
-       */
-      plain: boolean;
-    }
-  | { ok: false; refusal: Refusal };
+export type ParseResult = { ok: true; value: unknown; text: boolean } | { ok: false; refusal: Refusal };
 
 const OPEN_SQUARE = 0x5b;
 const OPEN_CURLY = 0x7b;
@@ -28,8 +17,6 @@ const BACKSLASH = 0x5c;
  */
 export function parsePayload(payload: unknown, limits: ValidateLimits): ParseResult {
   let text: string;
-  // Valid UTF-8 decodes to well-formed text; a string payload may hold lone surrogates.
-  let wellFormed = true;
   if (Buffer.isBuffer(payload)) {
     if (payload.length > limits.maxBytes) return tooLarge(payload.length, limits.maxBytes);
     text = payload.toString('utf8');
@@ -46,11 +33,10 @@ export function parsePayload(payload: unknown, limits: ValidateLimits): ParseRes
       if (bytes > limits.maxBytes) return tooLarge(bytes, limits.maxBytes);
     }
     text = payload;
-    wellFormed = (payload as string & { isWellFormed(): boolean }).isWellFormed();
   } else if (payload === undefined || payload === null) {
     return refuse('PARSE', 'payload is empty');
   } else {
-    return { ok: true, value: payload, text: false, plain: false };
+    return { ok: true, value: payload, text: false };
   }
 
   const deepAt = exceedsDepth(text, limits.maxDepth);
@@ -61,16 +47,10 @@ export function parsePayload(payload: unknown, limits: ValidateLimits): ParseRes
     });
   }
   try {
-    const value: unknown = JSON.parse(text);
-    return { ok: true, value, text: true, plain: wellFormed && isPlainText(text) };
+    return { ok: true, value: JSON.parse(text), text: true };
   } catch (err) {
     return refuse('PARSE', describeJsonError(text, err), jsonErrorDetails(text));
   }
-}
-
-/** No escapes (so no hidden key or surrogate) and no key that could reach a prototype. */
-function isPlainText(text: string): boolean {
-  return !text.includes('\\') && !text.includes('__proto__') && !text.includes('constructor');
 }
 
 /**

@@ -67,7 +67,7 @@ export function validatePayload(payload: unknown, ctx: ValidateContext): Payload
   const value = parsed.value;
   if (!Array.isArray(value)) {
     const verdict: PayloadVerdict = { batch: false, accepted: [], rejected: [] };
-    judge(value, undefined, 1, parsed.plain, ctx, limits, verdict);
+    judge(value, undefined, 1, ctx, limits, verdict);
     return verdict;
   }
   if (value.length === 0)
@@ -80,7 +80,7 @@ export function validatePayload(payload: unknown, ctx: ValidateContext): Payload
     });
   }
   const verdict: PayloadVerdict = { batch: true, accepted: [], rejected: [] };
-  for (let i = 0; i < value.length; i++) judge(value[i], i, 2, parsed.plain, ctx, limits, verdict);
+  for (let i = 0; i < value.length; i++) judge(value[i], i, 2, ctx, limits, verdict);
   return verdict;
 }
 
@@ -88,12 +88,11 @@ function judge(
   reading: unknown,
   index: number | undefined,
   depth: number,
-  plain: boolean,
   ctx: ValidateContext,
   limits: ValidateLimits,
   verdict: PayloadVerdict,
 ): void {
-  const refusal = judgeReading(reading, index, depth, plain, ctx, limits, verdict);
+  const refusal = judgeReading(reading, index, depth, ctx, limits, verdict);
   if (refusal) {
     const r = index === undefined ? refusal : atIndex(refusal, index);
     verdict.rejected.push(
@@ -108,7 +107,6 @@ function judgeReading(
   reading: unknown,
   index: number | undefined,
   depth: number,
-  plain: boolean,
   ctx: ValidateContext,
   limits: ValidateLimits,
   verdict: PayloadVerdict,
@@ -123,7 +121,7 @@ function judgeReading(
   // The fields are a copy without `ts`/`id`, made during the structure walk: coercion and defaults then
   // never touch the caller's object.
   const fields: Record<string, unknown> = {};
-  const structural = inspectReading(reading, limits, depth, fields, plain);
+  const structural = inspectReading(reading, limits, depth, fields);
   if (structural) return structural;
 
   const record = reading as Record<string, unknown>;
