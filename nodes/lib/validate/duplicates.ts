@@ -13,8 +13,11 @@ const SMALL_STRING = 64;
 type Snapshot = Record<string, unknown> | string;
 
 interface DeviceWindow {
-  /** Device message ids (strings), and per `ts` (numbers) the snapshots of the readings accepted with it. */
-  keys: Map<string | number, Snapshot[] | true>;
+  /**
+   * Device message ids (strings, `true`), and per `ts` (numbers) the snapshot of the reading accepted with it,
+   * or a list of them (oldest first) when several readings share the `ts`.
+   */
+  keys: Map<string | number, Snapshot | Snapshot[] | true>;
   order: (string | number)[];
   next: number;
   /** When the device was last seen, in calls (cheaper than reordering a Map on every call). */
@@ -55,13 +58,17 @@ export class DuplicateWindow {
   seenReading(device: string, ts: number, fields: Record<string, unknown>): boolean {
     const w = this.window(device);
     const prior = w.keys.get(ts);
-    if (prior !== undefined && prior !== true) {
+    if (Array.isArray(prior)) {
       for (const snapshot of prior) if (sameReading(snapshot, fields)) return true;
+    } else if (prior !== undefined && prior !== true && sameReading(prior, fields)) {
+      return true;
     }
     this.forgetOldest(w, ts);
     const kept = w.keys.get(ts);
-    if (kept === undefined || kept === true) w.keys.set(ts, [snapshotOf(fields)]);
-    else kept.push(snapshotOf(fields));
+    const snapshot = snapshotOf(fields);
+    if (kept === undefined || kept === true) w.keys.set(ts, snapshot);
+    else if (Array.isArray(kept)) kept.push(snapshot);
+    else w.keys.set(ts, [kept, snapshot]);
     return false;
   }
 
@@ -90,7 +97,7 @@ export class DuplicateWindow {
     const old = w.order[w.next];
     const entry = w.keys.get(old);
     // Snapshots of one ts were added in ring order: the first is the oldest.
-    if (entry !== undefined && entry !== true && entry.length > 1) entry.shift();
+    if (Array.isArray(entry) && entry.length > 1) entry.shift();
     else w.keys.delete(old);
     w.order[w.next] = key;
     w.next = (w.next + 1) % this.perDevice;
