@@ -17,6 +17,7 @@ import {
   type SchemaOptions,
   type TimestampWindow,
   type UnknownProperties,
+  type ValidateContext,
   type ValidateLimits,
 } from '../lib/validate';
 
@@ -199,22 +200,43 @@ export = function register(RED: NodeAPI): void {
       return choice;
     };
 
+    // One context for every message (validatePayload reads it synchronously): nothing allocated per message.
+    const ctx: ValidateContext = {
+      schema: undefined,
+      noSchema: undefined,
+      limits: rules.limits,
+      window: rules.window,
+      now: 0,
+      deviceId: undefined,
+      duplicates,
+    };
     this.on('input', (msg, send, done) => {
       try {
         const device = (msg as { device?: DeviceRef }).device;
         const choice = schemaFor(msg, device);
-        const verdict = validatePayload(msg.payload, {
-          schema: isRefusal(choice) ? undefined : choice,
-          noSchema: isRefusal(choice) ? choice : undefined,
-          limits: rules.limits,
-          window: rules.window,
-          now: Date.now(),
-          deviceId: typeof device?.id === 'string' ? device.id : undefined,
-          duplicates,
-        });
+        if (isRefusal(choice)) {
+          ctx.schema = undefined;
+          ctx.noSchema = choice;
+        } else {
+          ctx.schema = choice;
+          ctx.noSchema = undefined;
+        }
+        ctx.now = Date.now();
+        ctx.deviceId = typeof device?.id === 'string' ? device.id : undefined;
+        const verdict = validatePayload(msg.payload, ctx);
         accepted += verdict.accepted.length;
         rejected += verdict.rejected.length;
-        send(outputs(RED, msg, verdict, config.split === true));
+        if (verdict.accepted.length === 1 && verdict.rejected.length === 0 && !verdict.batch) {
+          // The common case: one valid reading leaves on out 1 as the input message itself. A plain
+          // send(msg) lets Node-RED take its single-wire fast path when out 2 is not wired.
+          const a = verdict.accepted[0];
+          msg.payload = a.fields;
+          (msg as Record<string, unknown>).timestamp = a.timestamp;
+          (msg as Record<string, unknown>).messageId = a.messageId;
+          send(msg);
+        } else {
+          send(outputs(RED, msg, verdict, config.split === true));
+        }
         status.call();
         done();
       } catch (err) {

@@ -226,6 +226,40 @@ describe('validatePayload', () => {
     );
   });
 
+  it('compares values only for readings that share a ts, whatever happens to the accepted payload', () => {
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(100, 100) };
+    const ts = now - 10;
+    const first = run(`{"ts":${ts},"temperature":1,"mode":"eco"}`, ctx);
+    assert.equal(first.accepted.length, 1);
+    // Downstream edits of the accepted payload must not change what counts as a repetition.
+    first.accepted[0].fields.temperature = 99;
+    assert.equal(codeOf(`{"ts":${ts},"mode":"eco","temperature":1}`, ctx), 'DUPLICATE');
+    assert.equal(run(`{"ts":${ts},"temperature":99,"mode":"eco"}`, ctx).accepted.length, 1);
+    assert.equal(codeOf(`{"ts":${ts},"temperature":99,"mode":"eco"}`, ctx), 'DUPLICATE');
+    // An ISO ts names the same instant as its milliseconds.
+    assert.equal(
+      codeOf(`{"ts":"${new Date(ts).toISOString()}","temperature":1,"mode":"eco"}`, ctx),
+      'DUPLICATE',
+    );
+    // Nested and long values are compared as text.
+    const nested = `{"ts":${ts},"temperature":5,"pos":{"lat":1,"lon":2},"note":"${'n'.repeat(200)}"}`;
+    assert.equal(run(nested, ctx).accepted.length, 1);
+    assert.equal(codeOf(nested, ctx), 'DUPLICATE');
+    assert.equal(run(nested.replace('"lon":2', '"lon":3'), ctx).accepted.length, 1);
+  });
+
+  it('forgets readings that share a ts one at a time, oldest first', () => {
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(2, 10) };
+    const ts = now - 10;
+    const reading = (t: number) => `{"ts":${ts},"temperature":${t}}`;
+    assert.equal(run(reading(1), ctx).accepted.length, 1);
+    assert.equal(run(reading(2), ctx).accepted.length, 1);
+    assert.equal(run(reading(3), ctx).accepted.length, 1, 'evicts reading 1');
+    assert.equal(codeOf(reading(3), ctx), 'DUPLICATE');
+    assert.equal(codeOf(reading(2), ctx), 'DUPLICATE');
+    assert.equal(run(reading(1), ctx).accepted.length, 1, 'reading 1 was forgotten');
+  });
+
   it('keeps the duplicate window bounded per device and in devices', () => {
     const w = new DuplicateWindow(3, 2);
     for (const k of ['a', 'b', 'c', 'd']) assert.equal(w.seen('d1', k), false);

@@ -3,7 +3,7 @@ export * from './options';
 export { parsePayload, locateJsonError, exceedsDepth } from './parse';
 export { inspectReading } from './inspect';
 export { readTimestamp } from './timestamp';
-export { DuplicateWindow, duplicateKey } from './duplicates';
+export { DuplicateWindow } from './duplicates';
 export {
   compileReadingSchema,
   DEFAULT_SCHEMA_OPTIONS,

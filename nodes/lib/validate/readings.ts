@@ -1,5 +1,5 @@
 import { rejection, type Rejection } from '../rejection';
-import { DuplicateWindow, duplicateKey } from './duplicates';
+import type { DuplicateWindow } from './duplicates';
 import { describeType, inspectReading } from './inspect';
 import {
   DEFAULT_LIMITS,
@@ -153,9 +153,13 @@ function judgeReading(
   const violation = ctx.schema.check(fields);
   if (violation) return violation;
 
-  if (ctx.duplicates) {
-    const key = duplicateKey(id, hasTs ? timestamp : undefined, fields);
-    if (key !== undefined && ctx.duplicates.seen(ctx.deviceId ?? '', key)) {
+  if (ctx.duplicates && (id !== undefined || hasTs)) {
+    const device = ctx.deviceId ?? '';
+    const repeated =
+      id !== undefined
+        ? ctx.duplicates.seen(device, id)
+        : ctx.duplicates.seenReading(device, timestamp, fields);
+    if (repeated) {
       return {
         code: 'DUPLICATE',
         reason:
