@@ -1,0 +1,74 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { Authenticator, type AuthMode } from '../lib/auth/authenticator';
+import type { RegistryHolder } from '../lib/registry/registry';
+import { rejection } from '../lib/rejection';
+
+interface AuthNodeDef extends NodeDef {
+  registry: string;
+  mode: AuthMode;
+  windowS: number | string;
+  topicPrefix: string;
+}
+
+interface HttpReq {
+  headers?: Record<string, string | string[] | undefined>;
+  params?: Record<string, string>;
+  ip?: string;
+}
+
+type Msg = NodeMessageInFlow & { req?: HttpReq; [k: string]: unknown };
+
+/**
+ * iotb-auth: decides who sent a message that did not come through the embedded broker (HTTP bearer token,
+ * signed body, operator API key, or an external broker's topic). Output 1 authenticated, output 2 rejected.
+ */
+export = function register(RED: NodeAPI): void {
+  function AuthNode(this: Node, config: AuthNodeDef): void {
+    RED.nodes.createNode(this, config);
+    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
+    if (!registry) {
+      this.status({ fill: 'red', shape: 'ring', text: 'iotb-auth.status.noRegistry' });
+      this.error(RED._('iotb-auth.error.noRegistry'));
+      return;
+    }
+    const mode: AuthMode = config.mode || 'bearer';
+    const windowS = Number(config.windowS);
+    const auth = new Authenticator(registry, {
+      mode,
+      windowMs: Number.isFinite(windowS) && windowS > 0 ? windowS * 1000 : undefined,
+      topicPrefix: config.topicPrefix || 'devices',
+    });
+    this.status({ text: `iotb-auth.mode.${mode}` });
+
+    this.on('input', (m, send, done) => {
+      const msg = m as Msg;
+      const req = msg.req;
+      const body =
+        Buffer.isBuffer(msg.payload) || typeof msg.payload === 'string'
+          ? msg.payload
+          : JSON.stringify(msg.payload ?? '');
+      const outcome = auth.authenticate({
+        headers: req?.headers,
+        body,
+        topic: typeof msg.topic === 'string' ? msg.topic : undefined,
+        deviceId: req?.params?.id,
+        ip: req?.ip,
+      });
+      if (outcome.ok) {
+        if (outcome.device) msg.device = outcome.device;
+        if (outcome.apiKeyId !== undefined) msg.operator = { apiKeyId: outcome.apiKeyId };
+        send([msg, null]);
+        return done();
+      }
+      msg.rejection = rejection('auth', outcome.code, outcome.reason);
+      if (req) {
+        msg.statusCode = outcome.status;
+        msg.payload = { error: outcome.code, reason: outcome.reason };
+        if (outcome.status === 401) msg.headers = { 'WWW-Authenticate': 'Bearer' };
+      }
+      send([null, msg]);
+      done();
+    });
+  }
+  RED.nodes.registerType('iotb-auth', AuthNode);
+};

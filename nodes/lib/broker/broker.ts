@@ -1,0 +1,584 @@
+import { EventEmitter, once } from 'node:events';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { DeviceLink, DeviceMessage, DeviceRecord } from '../device-contracts';
+import type { DeviceRef } from '../device-id';
+import { isValidDeviceId } from '../device-id';
+import { counter, gauge } from '../metrics';
+import type { Registry } from '../registry/registry';
+import { securityEvent, type SecurityEvent } from '../security-events';
+import { FrameGuard, PacketTooLargeError } from './frame-guard';
+import { Lockout, RateLimiter } from './limits';
+
+export interface BrokerLimits {
+  /** Largest MQTT packet accepted (bytes, fixed header included); checked before the body is buffered. */
+  maxPacketBytes: number;
+  /** Open connections at most (all listeners together). */
+  maxConnections: number;
+  /** New connections per second per remote address (0: unlimited) and the burst allowed. */
+  connectRatePerIp: number;
+  connectBurstPerIp: number;
+  /** Failed CONNECTs for one device id from one address before it is locked out. */
+  lockoutThreshold: number;
+  /** First lockout (ms), doubled per further failure up to `lockoutMaxMs`. */
+  lockoutBaseMs: number;
+  lockoutMaxMs: number;
+  /** Largest keepalive (s) a client may ask for; 0 (no keepalive) is refused when this is set. */
+  keepaliveLimitS: number;
+  /** Time a new connection has to send CONNECT (ms). */
+  connectTimeoutMs: number;
+  /** Longest topic (characters) and most levels a PUBLISH/SUBSCRIBE topic may have. */
+  maxTopicLength: number;
+  maxTopicLevels: number;
+  /** Entries kept for rate limits and lockouts (bounded memory under floods). */
+  maxTrackedKeys: number;
+}
+
+export const DEFAULT_LIMITS: BrokerLimits = {
+  maxPacketBytes: 256 * 1024,
+  maxConnections: 10_000,
+  connectRatePerIp: 20,
+  connectBurstPerIp: 40,
+  lockoutThreshold: 5,
+  lockoutBaseMs: 1000,
+  lockoutMaxMs: 5 * 60_000,
+  keepaliveLimitS: 1200,
+  connectTimeoutMs: 10_000,
+  maxTopicLength: 256,
+  maxTopicLevels: 8,
+  maxTrackedKeys: 10_000,
+};
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** PEM cert/key (and optional CA): the MQTT listener speaks TLS. */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
+  /** MQTT over WebSocket on its own port (TLS not applied; put a reverse proxy in front for wss). */
+  ws?: { host: string; port: number; path: string };
+}
+
+/** What the iotb-broker config node offers: `RED.nodes.getNode(config.broker).broker` (a DeviceLink). */
+export interface BrokerHolder {
+  /** Undefined when the node has no usable registry or TLS files. */
+  broker?: DeviceBroker;
+}
+
+export type BrokerState = 'starting' | 'listening' | 'failed' | 'closed';
+
+export interface BrokerOptions {
+  registry: Registry;
+  /** First topic level, default 'devices'. */
+  topicPrefix?: string;
+  limits?: Partial<BrokerLimits>;
+}
+
+export interface Presence {
+  online: boolean;
+  /** Last CONNECT, PUBLISH or PINGREQ (ms since epoch). */
+  lastSeen: number;
+  connectedAt?: number;
+  ip?: string;
+}
+
+/** A connection event for iotb-device-in's second output and the `device_events` measurement. */
+export interface ConnectionEvent {
+  event: 'connected' | 'disconnected';
+  deviceId: string;
+  ip?: string;
+  at: number;
+}
+
+interface Session {
+  device: DeviceRecord;
+  ip: string;
+  publishTopics: readonly string[];
+  commandsTopic: string;
+  prefixLength: number;
+  /** QoS granted on the commands topic (0 also when not subscribed). */
+  commandsQos: number;
+  clean: boolean;
+  /** Our QoS 1 publications to a clean session, in order, until its PUBACKs arrive (bounded). */
+  awaitingAck: { topic: string; payload: Buffer }[];
+}
+
+const MAX_AWAITING_ACK = 1000;
+
+const refusedTotal = counter(
+  'iotb_broker_refused_total',
+  'Connections and CONNECTs the embedded broker refused, by reason',
+  ['reason'] as const,
+);
+const connectionsGauge = gauge('iotb_broker_connections', 'Open connections to the embedded broker');
+const messagesTotal = counter(
+  'iotb_broker_messages_total',
+  'Messages devices published through the broker, by kind',
+  ['kind'] as const,
+);
+
+// TypeScript turns import() into require() for CommonJS output, and aedes 1.x is an ES module that
+// require() loads only on Node >= 20.19: a real dynamic import works on every supported Node.
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
+
+function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+/**
+ * The embedded MQTT broker (aedes): authenticates each CONNECT against the registry (username = device id,
+ * password = token, client id = device id), confines each device to its own topics, enforces the limits,
+ * tracks presence, and implements `DeviceLink` for command dispatch. Emits 'online'/'offline' (deviceId),
+ * 'message' (DeviceMessage), 'delivered' (deviceId, topic, payload), 'connection' (ConnectionEvent),
+ * 'security' (SecurityEvent), 'state' (BrokerState) and 'error' only for listener failures.
+ */
+export class DeviceBroker extends EventEmitter implements DeviceLink {
+  readonly limits: BrokerLimits;
+  readonly topicPrefix: string;
+  private aedes!: Aedes;
+  private readonly registry: Registry;
+  private readonly servers: (NetServer | HttpServer)[] = [];
+  private wss: WebSocketServer | undefined;
+  private readonly rawSockets = new Set<Socket>();
+  private readonly connections = new Set<Duplex>();
+  private readonly sessions = new WeakMap<Client, Session>();
+  private readonly ipOf = new WeakMap<Client, string>();
+  private readonly willTopicOf = new WeakMap<Client, string>();
+  private readonly live = new Map<string, Client>();
+  private readonly presence = new Map<string, Presence>();
+  private readonly rate: RateLimiter;
+  private readonly lockout: Lockout;
+  private rateLimitedSinceEvent = 0;
+  private lastRateLimitEvent = 0;
+  private closing: Promise<void> | undefined;
+  private started = false;
+  private currentState: BrokerState = 'starting';
+  private readonly onRevoked = (id: string): void => this.disconnect(id);
+  private readonly onRemoved = (id: string): void => void this.presence.delete(id);
+  private readonly onRegistrySecurity = (ev: SecurityEvent): void => this.emitSecurity(ev);
+
+  /** Creates the broker without listening: `start` opens the listeners (nodes can hold it meanwhile). */
+  constructor(opts: BrokerOptions) {
+    super();
+    this.registry = opts.registry;
+    this.topicPrefix = opts.topicPrefix ?? 'devices';
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    const l = this.limits;
+    this.rate = new RateLimiter(l.connectRatePerIp, l.connectBurstPerIp, l.maxTrackedKeys);
+    this.lockout = new Lockout(l.lockoutThreshold, l.lockoutBaseMs, l.lockoutMaxMs, l.maxTrackedKeys);
+  }
+
+  /** Creates a broker and starts it. */
+  static async start(opts: BrokerOptions, listen: ListenOptions): Promise<DeviceBroker> {
+    const broker = new DeviceBroker(opts);
+    await broker.start(listen);
+    return broker;
+  }
+
+  /** Starts aedes and the listeners; rejects (with everything closed again) e.g. when a port is taken. */
+  async start(listen: ListenOptions): Promise<void> {
+    try {
+      await this.init();
+      if (this.closing) throw new Error('the broker was closed while starting');
+      await this.listen(listen);
+      this.setState('listening');
+    } catch (err) {
+      this.setState('failed');
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** 'starting' -> 'listening' | 'failed' -> 'closed' ('failed' stays); emitted as 'state'. */
+  get state(): BrokerState {
+    return this.currentState;
+  }
+
+  private setState(state: BrokerState): void {
+    if (this.currentState === state || this.currentState === 'failed') return;
+    this.currentState = state;
+    this.emit('state', state);
+  }
+
+  /** True once the listeners accept connections, until `close`. */
+  get running(): boolean {
+    return this.started && !this.closing;
+  }
+
+  // ---- DeviceLink ----
+
+  isOnline(deviceId: string): boolean {
+    return this.live.has(deviceId);
+  }
+
+  publishToDevice(
+    deviceId: string,
+    subtopic: string,
+    payload: Buffer | string,
+    opts: { qos: 0 | 1 },
+  ): Promise<void> {
+    if (!isValidDeviceId(deviceId))
+      return Promise.reject(new Error(`device id "${String(deviceId)}" is not valid`));
+    if (!this.running) return Promise.reject(new Error('the broker is not running'));
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic: `${this.topicPrefix}/${deviceId}/${subtopic}`,
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      qos: opts.qos,
+      retain: false,
+      dup: false,
+    };
+    const client = this.live.get(deviceId);
+    const s = client && this.sessions.get(client);
+    if (s && s.clean && opts.qos === 1 && s.commandsQos === 1 && packet.topic === s.commandsTopic) {
+      if (s.awaitingAck.length >= MAX_AWAITING_ACK) s.awaitingAck.shift();
+      s.awaitingAck.push({ topic: packet.topic, payload: packet.payload as Buffer });
+    }
+    return new Promise((resolve, reject) =>
+      this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  // ---- presence and state ----
+
+  getPresence(deviceId: string): Presence {
+    return this.presence.get(deviceId) ?? { online: false, lastSeen: 0 };
+  }
+
+  /** Counters for status and health: open connections, online devices, tracked limiter entries. */
+  stats(): { connections: number; online: number; trackedAddresses: number; trackedLockouts: number } {
+    return {
+      connections: this.connections.size,
+      online: this.live.size,
+      trackedAddresses: this.rate.size,
+      trackedLockouts: this.lockout.size,
+    };
+  }
+
+  /** The registered device (for `msg.device`), undefined when it is not (or no longer) registered. */
+  deviceRefOf(deviceId: string): DeviceRef | undefined {
+    return this.registry.getDevice(deviceId);
+  }
+
+  /** Closes the device's live session (revocation, disablement); a no-op when it is not connected. */
+  disconnect(deviceId: string): void {
+    this.live.get(deviceId)?.close();
+  }
+
+  /** Stops listening, disconnects every client and releases the ports. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // ---- internals ----
+
+  private async init(): Promise<void> {
+    const { Aedes } = (await importEsm('aedes')) as {
+      Aedes: { createBroker(o: AedesOptions): Promise<Aedes> };
+    };
+    const l = this.limits;
+    this.aedes = await Aedes.createBroker({
+      id: `iotb-${process.pid}`,
+      connectTimeout: l.connectTimeoutMs,
+      keepaliveLimit: l.keepaliveLimitS,
+      maxTopicLevels: l.maxTopicLevels,
+      maxClientsIdLength: 128,
+      drainTimeout: 30_000,
+      preConnect: (client, packet, cb) => {
+        if (packet.will) this.willTopicOf.set(client, packet.will.topic);
+        cb(null, true);
+      },
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, cb) => this.authorizePublish(client, packet, cb),
+      authorizeSubscribe: (client, sub, cb) => this.authorizeSubscribe(client, sub, cb),
+    });
+    this.aedes.on('clientReady', (client) => this.onReady(client));
+    this.aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
+    this.aedes.on('publish', (packet, client) => {
+      const s = client && this.sessions.get(client);
+      if (!s) return;
+      const now = Date.now();
+      const p = this.presence.get(s.device.id);
+      if (p) p.lastSeen = now;
+      const kind = packet.topic.slice(s.prefixLength);
+      messagesTotal.labels(kind).inc();
+      const msg: DeviceMessage = {
+        device: this.deviceRef(s),
+        topic: packet.topic,
+        kind,
+        payload: packet.payload as Buffer,
+      };
+      this.emit('message', msg);
+    });
+    this.aedes.on('ping', (_packet, client) => {
+      const s = this.sessions.get(client);
+      const p = s && this.presence.get(s.device.id);
+      if (p) p.lastSeen = Date.now();
+    });
+    this.aedes.on('ack', (packet, client) => {
+      const s = client && this.sessions.get(client);
+      if (!s) return;
+      // A persistent session's ack carries the stored packet; a clean session's does not (aedes keeps no
+      // copy), so its acks are matched to our publications in order (MQTT-4.6.0-2: PUBACKs in order).
+      if (packet?.cmd === 'publish') this.emit('delivered', s.device.id, packet.topic, packet.payload);
+      else if (!packet) {
+        const sent = s.awaitingAck.shift();
+        if (sent) this.emit('delivered', s.device.id, sent.topic, sent.payload);
+      }
+    });
+    this.aedes.on('unsubscribe', (topics, client) => {
+      const s = this.sessions.get(client);
+      if (s && topics.includes(s.commandsTopic)) s.commandsQos = 0;
+    });
+    this.aedes.on('clientError', (client, err) => this.onConnectionError(client, err));
+    this.aedes.on('connectionError', (client, err) => this.onConnectionError(client, err));
+    this.registry.on('revoked', this.onRevoked);
+    this.registry.on('disabled', this.onRevoked);
+    this.registry.on('removed', this.onRemoved);
+    this.registry.on('security', this.onRegistrySecurity); // revocations etc. reach the same event output
+  }
+
+  private async listen(opts: ListenOptions): Promise<void> {
+    const onSocket = (socket: Socket): void => this.accept(socket, socket.remoteAddress ?? 'unknown');
+    const mqtt = opts.tls
+      ? createTlsServer({ ...opts.tls, handshakeTimeout: this.limits.connectTimeoutMs }, onSocket)
+      : createNetServer(onSocket);
+    await this.bind(mqtt, opts.host, opts.port);
+    if (opts.ws) {
+      const http = createHttpServer((_req, res) => {
+        res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+      });
+      this.wss = new WebSocketServer({
+        server: http,
+        path: opts.ws.path,
+        maxPayload: this.limits.maxPacketBytes,
+      });
+      this.wss.on('connection', (ws, req) => {
+        const stream = createWebSocketStream(ws);
+        this.accept(stream, req.socket.remoteAddress ?? 'unknown');
+      });
+      await this.bind(http, opts.ws.host, opts.ws.port);
+    }
+    this.started = true;
+  }
+
+  private async bind(server: NetServer | HttpServer, host: string, port: number): Promise<void> {
+    server.on('connection', (s: Socket) => {
+      this.rawSockets.add(s);
+      s.once('close', () => this.rawSockets.delete(s));
+    });
+    server.on('tlsClientError', (_err: Error, s: Socket) => s.destroy());
+    this.servers.push(server);
+    server.listen(port, host);
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([err]) => Promise.reject(err as Error)),
+    ]);
+    server.on('error', (err) => this.emit('error', err));
+  }
+
+  private accept(stream: Duplex, ip: string): void {
+    if (this.closing) return void stream.destroy();
+    if (this.connections.size >= this.limits.maxConnections) {
+      refusedTotal.labels('max_connections').inc();
+      return void stream.destroy();
+    }
+    if (!this.rate.take(ip)) {
+      refusedTotal.labels('connect_rate').inc();
+      this.rateLimited(ip);
+      return void stream.destroy();
+    }
+    if ('setNoDelay' in stream) (stream as Socket).setNoDelay(true);
+    const conn = new FrameGuard(stream, this.limits.maxPacketBytes);
+    this.connections.add(conn);
+    connectionsGauge.set(this.connections.size);
+    conn.once('close', () => {
+      this.connections.delete(conn);
+      connectionsGauge.set(this.connections.size);
+    });
+    const client = this.aedes.handle(conn);
+    this.ipOf.set(client, ip);
+  }
+
+  /** One security event per second at most for rate-limited connects, with the count: a flood stays a trickle. */
+  private rateLimited(ip: string): void {
+    this.rateLimitedSinceEvent++;
+    const now = Date.now();
+    if (now - this.lastRateLimitEvent < 1000) return;
+    const ev = securityEvent('rate_limited', 'mqtt', 'connect_rate', undefined, ip);
+    ev.count = this.rateLimitedSinceEvent;
+    this.rateLimitedSinceEvent = 0;
+    this.lastRateLimitEvent = now;
+    this.emitSecurity(ev);
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (err: AuthenticateError | null, ok: boolean | null) => void,
+  ): void {
+    const ip = this.ipOf.get(client) ?? 'unknown';
+    const id = client.id;
+    const refuse = (code: 2 | 3 | 4 | 5, reason: string, event = true): void => {
+      refusedTotal.labels(reason).inc();
+      if (event)
+        this.emitSecurity(
+          securityEvent('auth_failure', 'mqtt', reason, isValidDeviceId(id) ? id : undefined, ip),
+        );
+      done(refusal(code, reason), false);
+    };
+    if (!isValidDeviceId(id)) return refuse(2, 'invalid_client_id');
+    if (username !== id) return refuse(2, 'client_id_mismatch');
+    const key = `${id}@${ip}`;
+    if (this.lockout.lockedFor(key) > 0) return refuse(3, 'locked_out', false);
+    const result = password ? this.registry.verifyToken(id, password) : undefined;
+    if (!result || !result.ok) {
+      const reason = result ? result.reason : 'no_password';
+      if (reason !== 'disabled') {
+        const lockMs = this.lockout.fail(key);
+        if (lockMs > 0) {
+          const ev = securityEvent('lockout', 'mqtt', `locked_${lockMs}ms`, id, ip);
+          this.emitSecurity(ev);
+        }
+      }
+      return refuse(reason === 'disabled' ? 5 : 4, reason);
+    }
+    const session = this.sessionFor(result.device, ip, client.clean);
+    const will = this.willTopicOf.get(client);
+    if (will !== undefined && !session.publishTopics.includes(will)) {
+      this.emitSecurity(securityEvent('acl_denied', 'mqtt', 'will_topic', id, ip));
+      return refuse(5, 'will_topic_not_allowed', false);
+    }
+    this.lockout.succeed(key);
+    this.sessions.set(client, session);
+    done(null, true);
+  }
+
+  private sessionFor(device: DeviceRecord, ip: string, clean: boolean): Session {
+    const base = `${this.topicPrefix}/${device.id}/`;
+    return {
+      device,
+      ip,
+      publishTopics: [`${base}telemetry`, `${base}status`, `${base}commands/ack`],
+      commandsTopic: `${base}commands`,
+      prefixLength: base.length,
+      commandsQos: 0,
+      clean,
+      awaitingAck: [],
+    };
+  }
+
+  /** A device publishes only to its own telemetry, status and commands/ack topics (its Will included). */
+  private authorizePublish(
+    client: Client | null,
+    packet: PublishPacket,
+    cb: (err?: Error | null) => void,
+  ): void {
+    if (client === null) return cb(null); // the broker's own publications (already checked wills, $SYS)
+    const s = this.sessions.get(client);
+    if (s && packet.topic.length <= this.limits.maxTopicLength && s.publishTopics.includes(packet.topic))
+      return cb(null);
+    refusedTotal.labels('publish_acl').inc();
+    this.emitSecurity(securityEvent('acl_denied', 'mqtt', 'publish_topic', s?.device.id, s?.ip));
+    cb(new Error(`publish to ${packet.topic.slice(0, this.limits.maxTopicLength)} not allowed`));
+  }
+
+  /** A device subscribes only to its own commands topic; anything else gets a SUBACK failure (0x80). */
+  private authorizeSubscribe(
+    client: Client,
+    sub: Subscription,
+    cb: (err: Error | null, sub?: Subscription | null) => void,
+  ): void {
+    const s = this.sessions.get(client);
+    if (s && sub.topic === s.commandsTopic) {
+      if (sub.qos > 1) sub.qos = 1;
+      s.commandsQos = sub.qos;
+      return cb(null, sub);
+    }
+    refusedTotal.labels('subscribe_acl').inc();
+    this.emitSecurity(securityEvent('acl_denied', 'mqtt', 'subscribe_topic', s?.device.id, s?.ip));
+    cb(null, null);
+  }
+
+  private onReady(client: Client): void {
+    const s = this.sessions.get(client);
+    if (!s) return void client.close();
+    // A revocation between authentication and now must still win.
+    if (!this.registry.hasCredentials(s.device.id) || !this.registry.getDevice(s.device.id)?.enabled)
+      return void client.close();
+    const now = Date.now();
+    this.live.set(s.device.id, client);
+    this.presence.set(s.device.id, { online: true, lastSeen: now, connectedAt: now, ip: s.ip });
+    this.emit('online', s.device.id);
+    this.emit('connection', {
+      event: 'connected',
+      deviceId: s.device.id,
+      ip: s.ip,
+      at: now,
+    } satisfies ConnectionEvent);
+  }
+
+  private onDisconnect(client: Client): void {
+    const s = this.sessions.get(client);
+    if (!s || this.live.get(s.device.id) !== client) return; // refused, or replaced by a newer session
+    this.live.delete(s.device.id);
+    const now = Date.now();
+    const p = this.presence.get(s.device.id);
+    this.presence.set(s.device.id, {
+      online: false,
+      lastSeen: p ? Math.max(p.lastSeen, now) : now,
+      ip: s.ip,
+    });
+    this.emit('offline', s.device.id);
+    this.emit('connection', {
+      event: 'disconnected',
+      deviceId: s.device.id,
+      ip: s.ip,
+      at: now,
+    } satisfies ConnectionEvent);
+  }
+
+  private onConnectionError(client: Client | undefined, err: Error): void {
+    if (err instanceof PacketTooLargeError) {
+      refusedTotal.labels('packet_too_large').inc();
+      const s = client && this.sessions.get(client);
+      const ip = client && this.ipOf.get(client);
+      this.emitSecurity(securityEvent('limit_exceeded', 'mqtt', 'packet_too_large', s?.device.id, ip));
+    }
+  }
+
+  private deviceRef(s: Session): DeviceRef {
+    return this.registry.getDevice(s.device.id) ?? s.device;
+  }
+
+  private emitSecurity(ev: SecurityEvent): void {
+    this.emit('security', ev);
+  }
+
+  private async shutdown(): Promise<void> {
+    this.registry.off('revoked', this.onRevoked);
+    this.registry.off('disabled', this.onRevoked);
+    this.registry.off('removed', this.onRemoved);
+    this.registry.off('security', this.onRegistrySecurity);
+    const closed = this.servers.map((s) => (s.listening ? once(s, 'close') : Promise.resolve()));
+    for (const s of this.servers) if (s.listening) s.close();
+    this.wss?.close();
+    if (this.aedes) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.aedes.close(() => resolve())),
+        new Promise((resolve) => setTimeout(resolve, 2000).unref()),
+      ]);
+    }
+    for (const c of this.connections) c.destroy();
+    for (const s of this.rawSockets) s.destroy();
+    await Promise.all(closed);
+    this.live.clear();
+    this.setState('closed');
+  }
+}

@@ -1,0 +1,508 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import mqttPacket from 'mqtt-packet';
+import { DeviceBroker } from '../../nodes/lib/broker/broker';
+import type { DeviceMessage } from '../../nodes/lib/device-contracts';
+import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
+import { Registry } from '../../nodes/lib/registry/registry';
+import type { SecurityEvent } from '../../nodes/lib/security-events';
+import { closed, connectDevice, grants, refusalCode } from '../support/mqtt-device';
+import { freePort, tempDir } from '../support/servers';
+
+const run = promisify(execFile);
+const SECRET = 'broker-test-registry-secret-0123456789abcdef';
+
+function nextEvent<T>(
+  emitter: NodeJS.EventEmitter,
+  event: string,
+  filter: (v: T) => boolean = () => true,
+): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (v: T): void => {
+      if (!filter(v)) return;
+      emitter.off(event, on);
+      resolve(v);
+    };
+    emitter.on(event, on);
+  });
+}
+
+/** A CONNECT packet as bytes, for raw-socket floods. */
+function connectBytes(clientId: string, username: string, password: string): Buffer {
+  return mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId,
+    keepalive: 30,
+    username,
+    password: Buffer.from(password),
+  });
+}
+
+/** Sends raw bytes from `localAddress`; resolves with the first reply bytes (or empty) once the server closes. */
+function rawExchange(port: number, bytes: Buffer, localAddress = '127.0.0.1'): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const s = netConnect({ port, host: '127.0.0.1', localAddress });
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(Buffer.concat(chunks)));
+    s.on('connect', () => s.write(bytes));
+  });
+}
+
+describe('embedded broker (aedes) with registry auth and ACLs', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let clock = Date.now();
+  let registry: Registry;
+  let broker: DeviceBroker;
+  let url: string;
+  let port: number;
+  const tokens: Record<string, string> = {};
+  const security: SecurityEvent[] = [];
+
+  before(async () => {
+    dir = tempDir('broker');
+    registry = new Registry(new FileDeviceStore(join(dir.path, 'registry.json')), SECRET, {
+      now: () => clock,
+    });
+    registry.putType({ name: 'thermo' });
+    for (const id of ['dev-a', 'dev-b', 'dev-off', 'dev-rev', 'dev-rot', 'dev-kick', 'dev-cmd', 'dev-legit'])
+      tokens[id] = registry.createDevice({ id, type: 'thermo' }).token;
+    registry.setEnabled('dev-off', false);
+    port = await freePort();
+    url = `mqtt://127.0.0.1:${port}`;
+    broker = await DeviceBroker.start(
+      {
+        registry,
+        limits: {
+          maxPacketBytes: 64 * 1024,
+          connectRatePerIp: 200,
+          connectBurstPerIp: 200,
+          maxTrackedKeys: 500,
+        },
+      },
+      { host: '127.0.0.1', port },
+    );
+    broker.on('security', (ev: SecurityEvent) => security.push(ev));
+  });
+
+  after(async () => {
+    await broker.close();
+    registry.close();
+    dir.remove();
+  });
+
+  const auth = (id: string, password = tokens[id]) => ({ clientId: id, username: id, password });
+
+  it('lets a provisioned device connect with its token and publish; the message carries msg.device', async () => {
+    const got = nextEvent<DeviceMessage>(broker, 'message');
+    const online = nextEvent<string>(broker, 'online');
+    const c = await connectDevice(url, auth('dev-a'));
+    assert.equal(await online, 'dev-a');
+    assert.equal(broker.isOnline('dev-a'), true);
+    await c.publishAsync('devices/dev-a/telemetry', '{"t":21.5}', { qos: 1 });
+    const m = await got;
+    assert.equal(m.topic, 'devices/dev-a/telemetry');
+    assert.equal(m.kind, 'telemetry');
+    assert.equal(m.device.id, 'dev-a');
+    assert.equal(m.device.type, 'thermo');
+    assert.equal(m.payload.toString(), '{"t":21.5}');
+    const p = broker.getPresence('dev-a');
+    assert.equal(p.online, true);
+    assert.ok(p.lastSeen > 0);
+    const offline = nextEvent<string>(broker, 'offline');
+    await c.endAsync();
+    assert.equal(await offline, 'dev-a');
+    assert.equal(broker.getPresence('dev-a').online, false);
+  });
+
+  it('accepts mosquitto_pub with device credentials and refuses it with a wrong token', async () => {
+    const got = nextEvent<DeviceMessage>(broker, 'message', (m) => m.device.id === 'dev-b');
+    await run('mosquitto_pub', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-i',
+      'dev-b',
+      '-u',
+      'dev-b',
+      '-P',
+      tokens['dev-b'],
+      '-t',
+      'devices/dev-b/status',
+      '-m',
+      '{"fw":"1.2"}',
+      '-q',
+      '1',
+    ]);
+    const m = await got;
+    assert.equal(m.kind, 'status');
+    assert.equal(m.payload.toString(), '{"fw":"1.2"}');
+    await assert.rejects(
+      run('mosquitto_pub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-i',
+        'dev-b',
+        '-u',
+        'dev-b',
+        '-P',
+        'iotbd_wrong',
+        '-t',
+        'devices/dev-b/status',
+        '-m',
+        'x',
+      ]),
+      (err: { stderr: string }) => /bad user name or password/i.test(err.stderr),
+    );
+  });
+
+  it('refuses wrong token, unknown device, disabled device, revoked token and client id != username with the right CONNACK codes', async () => {
+    assert.equal(await refusalCode(url, auth('dev-a', 'iotbd_wrong')), 4);
+    assert.equal(await refusalCode(url, { clientId: 'ghost', username: 'ghost', password: 'iotbd_x' }), 4);
+    assert.equal(await refusalCode(url, { clientId: 'dev-a', username: 'dev-a' }), 4);
+    assert.equal(
+      await refusalCode(url, auth('dev-off')),
+      5,
+      'disabled device with a valid token: not authorized',
+    );
+    assert.equal(
+      await refusalCode(url, { ...auth('dev-a'), clientId: 'dev-b' }),
+      2,
+      'client id differs from username',
+    );
+    const { token } = registry.rotateToken('dev-rev', 0);
+    registry.revokeTokens('dev-rev');
+    assert.equal(await refusalCode(url, auth('dev-rev', token)), 4, 'revoked token');
+    const reasons = security.filter((e) => e.event === 'auth_failure').map((e) => e.reason);
+    for (const r of ['bad_token', 'unknown_device', 'no_password', 'disabled', 'client_id_mismatch'])
+      assert.ok(reasons.includes(r), `security event for ${r}`);
+    assert.equal(JSON.stringify(security).includes('iotbd_'), false, 'no secret in security events');
+  });
+
+  it('refuses ids containing + # / or NUL', async () => {
+    for (const id of ['dev+a', 'dev#', 'dev/a', '+', '#'])
+      assert.equal(await refusalCode(url, { clientId: id, username: id, password: 'x' }), 2, id);
+    const nul = await refusalCode(url, { clientId: 'dev\u0000a', username: 'dev\u0000a', password: 'x' });
+    assert.ok(nul === 2 || nul === 'CLOSED', `NUL id refused (got ${nul})`);
+  });
+
+  it("confines a device to its own topics: no publish or subscribe on B's topics, no #, +/#, $SYS/#", async () => {
+    const a = await connectDevice(url, auth('dev-a'));
+    try {
+      assert.deepEqual(await grants(a, ['devices/dev-a/commands']), [1]);
+      assert.deepEqual(
+        await grants(a, [
+          'devices/dev-b/commands',
+          '#',
+          '+/#',
+          '$SYS/#',
+          'devices/+/commands',
+          'devices/dev-a/#',
+          'devices/dev-a/telemetry',
+        ]),
+        [128, 128, 128, 128, 128, 128, 128],
+      );
+      const leaked: DeviceMessage[] = [];
+      const onMessage = (m: DeviceMessage): void => void leaked.push(m);
+      broker.on('message', onMessage);
+      const gone = closed(a);
+      a.publish('devices/dev-b/telemetry', '{"t":1}', { qos: 1 });
+      await gone; // a publish outside its ACL ends the session (MQTT 3.1.1 has no per-publish refusal)
+      broker.off('message', onMessage);
+      assert.deepEqual(leaked, []);
+      assert.ok(
+        security.some(
+          (e) => e.event === 'acl_denied' && e.reason === 'publish_topic' && e.deviceId === 'dev-a',
+        ),
+      );
+    } finally {
+      a.end(true);
+    }
+  });
+
+  it("refuses a Will on another device's topic, and accepts one on its own", async () => {
+    const code = await refusalCode(url, {
+      ...auth('dev-a'),
+      will: { topic: 'devices/dev-b/status', payload: Buffer.from('gone'), qos: 0, retain: false },
+    });
+    assert.equal(code, 5);
+    const own = await connectDevice(url, {
+      ...auth('dev-a'),
+      will: {
+        topic: 'devices/dev-a/status',
+        payload: Buffer.from('{"online":false}'),
+        qos: 0,
+        retain: false,
+      },
+    });
+    const will = nextEvent<DeviceMessage>(
+      broker,
+      'message',
+      (m) => m.kind === 'status' && m.device.id === 'dev-a',
+    );
+    own.stream.destroy(); // ungraceful: the broker publishes the Will
+    assert.equal((await will).payload.toString(), '{"online":false}');
+    own.end(true);
+  });
+
+  it('does not kick a live session when someone CONNECTs with its client id and a wrong password', async () => {
+    const live = await connectDevice(url, auth('dev-kick'));
+    try {
+      let closedEarly = false;
+      live.on('close', () => (closedEarly = true));
+      assert.equal(await refusalCode(url, auth('dev-kick', 'iotbd_wrong')), 4);
+      const got = nextEvent<DeviceMessage>(broker, 'message', (m) => m.device.id === 'dev-kick');
+      await live.publishAsync('devices/dev-kick/telemetry', '{"still":true}', { qos: 1 });
+      assert.equal((await got).payload.toString(), '{"still":true}');
+      assert.equal(closedEarly, false);
+      assert.equal(broker.isOnline('dev-kick'), true);
+    } finally {
+      await live.endAsync();
+    }
+  });
+
+  it('disconnects a live session within one second of revocation, and of disablement', async () => {
+    for (const action of ['revoke', 'disable'] as const) {
+      const id = 'dev-rev';
+      tokens[id] = registry.rotateToken(id, 0).token;
+      registry.setEnabled(id, true);
+      const c = await connectDevice(url, auth(id));
+      const gone = closed(c);
+      const t0 = Date.now();
+      if (action === 'revoke') registry.revokeTokens(id);
+      else registry.setEnabled(id, false);
+      await Promise.race([
+        gone,
+        new Promise((_, rej) =>
+          setTimeout(() => rej(new Error(`${action}: still connected after 1 s`)), 1000),
+        ),
+      ]);
+      assert.ok(Date.now() - t0 < 1000);
+      assert.equal(broker.isOnline(id), false);
+      c.end(true);
+    }
+  });
+
+  it('accepts both tokens during the rotation grace period and only the new one after it', async () => {
+    const old = tokens['dev-rot'];
+    const { token: fresh } = registry.rotateToken('dev-rot', 60_000);
+    for (const t of [old, fresh]) {
+      const c = await connectDevice(url, auth('dev-rot', t));
+      await c.endAsync();
+    }
+    clock += 60_000;
+    try {
+      assert.equal(await refusalCode(url, auth('dev-rot', old)), 4);
+      const c = await connectDevice(url, auth('dev-rot', fresh));
+      await c.endAsync();
+    } finally {
+      clock -= 60_000;
+    }
+  });
+
+  it('publishes commands to a device and reports delivered when the device PUBACKs', async () => {
+    const dev = await connectDevice(url, auth('dev-cmd'));
+    try {
+      await dev.subscribeAsync('devices/dev-cmd/commands', { qos: 1 });
+      const received = new Promise<[string, Buffer]>((resolve) =>
+        dev.once('message', (t, p) => resolve([t, p])),
+      );
+      const delivered = nextEvent<string>(broker, 'delivered');
+      const deliveredArgs: unknown[] = [];
+      broker.once('delivered', (...args: unknown[]) => deliveredArgs.push(...args));
+      await broker.publishToDevice('dev-cmd', 'commands', '{"id":"c1","name":"reboot"}', { qos: 1 });
+      const [topic, payload] = await received;
+      assert.equal(topic, 'devices/dev-cmd/commands');
+      assert.equal(payload.toString(), '{"id":"c1","name":"reboot"}');
+      assert.equal(await delivered, 'dev-cmd');
+      assert.equal(deliveredArgs[1], 'devices/dev-cmd/commands');
+      assert.equal(String(deliveredArgs[2]), '{"id":"c1","name":"reboot"}');
+    } finally {
+      await dev.endAsync();
+    }
+  });
+
+  it('drops a 10 MB packet from an authenticated device without buffering it', async () => {
+    const c = await connectDevice(url, auth('dev-a'));
+    const gone = closed(c);
+    const leaked: DeviceMessage[] = [];
+    const onMessage = (m: DeviceMessage): void => void leaked.push(m);
+    broker.on('message', onMessage);
+    c.publish('devices/dev-a/telemetry', Buffer.alloc(10 * 1024 * 1024, 0x41), { qos: 0 });
+    await gone;
+    broker.off('message', onMessage);
+    c.end(true);
+    assert.deepEqual(leaked, []);
+    assert.ok(security.some((e) => e.event === 'limit_exceeded' && e.reason === 'packet_too_large'));
+  });
+
+  it('closes a connection that declares a 100 MB packet as soon as its header arrives, garbage unread', async () => {
+    const s: Socket = netConnect({ port, host: '127.0.0.1' });
+    await once(s, 'connect');
+    s.on('error', () => undefined); // the server resets the connection: expected
+    const closedAt = new Promise((resolve) => s.once('close', resolve));
+    // PUBLISH, remaining length 100 MB (varint 0x80 0x80 0x80 0x30), then garbage that never ends
+    s.write(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x30]));
+    let sent = 0;
+    const garbage = Buffer.alloc(64 * 1024, 0xff);
+    const pump = (): void => {
+      while (!s.destroyed && sent < 100 * 1024 * 1024 && s.write(garbage)) sent += garbage.length;
+      if (!s.destroyed) s.once('drain', pump);
+    };
+    pump();
+    await closedAt;
+    assert.ok(sent < 10 * 1024 * 1024, `server closed after ${sent} bytes, long before 100 MB`);
+  });
+
+  it('refuses 10,000 failed CONNECTs from one address with bounded state while a legitimate device still connects', async () => {
+    const before = broker.stats();
+    const heapBefore = process.memoryUsage().heapUsed;
+    let refused = 0;
+    let i = 0;
+    const flood = async (): Promise<void> => {
+      while (i < 10_000) {
+        const n = i++;
+        // random made-up ids and wrong tokens for real ones: both must stay bounded
+        const id = n % 2 ? `ghost-${n}` : 'dev-legit';
+        const reply = await rawExchange(port, connectBytes(id, id, 'iotbd_wrong'), '127.0.0.2');
+        if (reply.length === 0 || reply[3] !== 0) refused++;
+      }
+    };
+    const storm = Promise.all(Array.from({ length: 50 }, flood));
+    const online = nextEvent<string>(broker, 'online', (id) => id === 'dev-legit');
+    const legit = await connectDevice(url, auth('dev-legit'));
+    await online;
+    await storm;
+    await legit.endAsync();
+    assert.equal(refused, 10_000);
+    const s = broker.stats();
+    assert.ok(s.trackedLockouts <= 500, `lockout entries bounded (${s.trackedLockouts})`);
+    assert.ok(s.trackedAddresses <= before.trackedAddresses + 2);
+    assert.ok(s.connections <= 1, `no connection left behind (${s.connections})`);
+    const grown = process.memoryUsage().heapUsed - heapBefore;
+    assert.ok(grown < 64 * 1024 * 1024, `heap grew ${Math.round(grown / 1e6)} MB`);
+    assert.ok(
+      security.some((e) => e.event === 'lockout' && e.deviceId === 'dev-legit' && e.ip === '127.0.0.2'),
+    );
+  });
+
+  it('rate-limits new connections per address at accept', async () => {
+    const p = await freePort();
+    const strict = await DeviceBroker.start(
+      { registry, limits: { connectRatePerIp: 1, connectBurstPerIp: 2 } },
+      { host: '127.0.0.1', port: p },
+    );
+    try {
+      const codes: (number | string)[] = [];
+      for (let k = 0; k < 4; k++)
+        codes.push(
+          await refusalCode(`mqtt://127.0.0.1:${p}`, { clientId: 'ghost', username: 'ghost', password: 'x' }),
+        );
+      assert.deepEqual(codes.slice(0, 2), [4, 4]);
+      assert.ok(codes.slice(2).includes('CLOSED'), `over the rate: closed at accept (${codes.join(',')})`);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('closes cleanly with clients connected and the port can be bound again at once', async () => {
+    const p = await freePort();
+    let b = await DeviceBroker.start({ registry }, { host: '127.0.0.1', port: p });
+    const c = await connectDevice(`mqtt://127.0.0.1:${p}`, auth('dev-b'));
+    const gone = closed(c);
+    await b.close();
+    await gone;
+    c.end(true);
+    b = await DeviceBroker.start({ registry }, { host: '127.0.0.1', port: p });
+    const again = await connectDevice(`mqtt://127.0.0.1:${p}`, auth('dev-b'));
+    await again.endAsync();
+    await b.close();
+    await assert.rejects(DeviceBroker.start({ registry }, { host: '127.0.0.1', port }), /EADDRINUSE/);
+  });
+
+  it('speaks TLS when given a certificate and key, and MQTT over WebSocket', async () => {
+    const key = join(dir.path, 'key.pem');
+    const cert = join(dir.path, 'cert.pem');
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
+    const { readFileSync } = await import('node:fs');
+    const [p, wsPort] = [await freePort(), await freePort()];
+    const b = await DeviceBroker.start(
+      { registry },
+      {
+        host: '127.0.0.1',
+        port: p,
+        tls: { cert: readFileSync(cert), key: readFileSync(key) },
+        ws: { host: '127.0.0.1', port: wsPort, path: '/mqtt' },
+      },
+    );
+    try {
+      const got = nextEvent<DeviceMessage>(b, 'message');
+      const c = await connectDevice(`mqtts://127.0.0.1:${p}`, {
+        ...auth('dev-b'),
+        ca: readFileSync(cert),
+        rejectUnauthorized: true,
+      });
+      await c.publishAsync('devices/dev-b/telemetry', '{"tls":1}', { qos: 1 });
+      assert.equal((await got).payload.toString(), '{"tls":1}');
+      await c.endAsync();
+      await assert.rejects(
+        run('mosquitto_pub', [
+          '-h',
+          '127.0.0.1',
+          '-p',
+          String(p),
+          '--cafile',
+          cert,
+          '-i',
+          'dev-b',
+          '-u',
+          'dev-b',
+          '-P',
+          'iotbd_wrong',
+          '-t',
+          'devices/dev-b/status',
+          '-m',
+          'x',
+        ]),
+        (err: { stderr: string }) => /bad user name or password/i.test(err.stderr),
+      );
+      const wsGot = nextEvent<DeviceMessage>(b, 'message');
+      const w = await connectDevice(`ws://127.0.0.1:${wsPort}/mqtt`, auth('dev-b'));
+      await w.publishAsync('devices/dev-b/telemetry', '{"ws":1}', { qos: 1 });
+      assert.equal((await wsGot).payload.toString(), '{"ws":1}');
+      await w.endAsync();
+    } finally {
+      await b.close();
+    }
+    writeFileSync(key, ''); // the temp dir is removed in after(); no key material left readable meanwhile
+  });
+});
