@@ -19,6 +19,8 @@ export interface NodeRedOptions {
   settings?: Record<string, unknown>;
   /** Use this user dir (the caller removes it) instead of a fresh temp dir, e.g. one with packages installed. */
   userDir?: string;
+  /** Runs with the fresh user dir before the first start (e.g. to seed a state file). */
+  prepareUserDir?: (userDir: string) => void;
 }
 
 export interface NodeRedProcess {
@@ -54,6 +56,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
   };
   writeFileSync(join(dir.path, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
   writeFileSync(join(dir.path, 'flows.json'), JSON.stringify(opts.flows));
+  opts.prepareUserDir?.(dir.path);
   const redJs = opts.redJs ?? require.resolve('node-red/red.js');
   const launch = (): ManagedProcess =>
     startProcess(opts.nodeBin ?? process.execPath, [redJs, '--settings', join(dir.path, 'settings.js')], {

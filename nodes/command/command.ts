@@ -1,0 +1,294 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { CommandDispatcher, type AuditEvent, type DispatcherOptions } from '../lib/commands/dispatcher';
+import { MqttDeviceLink } from '../lib/commands/mqtt-link';
+import type { CommandRecord, Transition } from '../lib/commands/states';
+import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
+import { RejectionError, rejection } from '../lib/rejection';
+import { Throttle } from '../lib/throttle';
+
+interface CommandNodeDef extends NodeDef {
+  registry: string;
+  /** 'broker': the embedded iotb-broker; 'mqtt': an external MQTT broker at `url`. */
+  transport: 'broker' | 'mqtt';
+  broker?: string;
+  url?: string;
+  protocol?: 'auto' | '5' | '4';
+  prefix?: string;
+  timeoutMs: number | string;
+  ttlMs: number | string;
+  queueBound: number | string;
+  ratePerSecond: number | string;
+}
+
+interface CommandCredentials {
+  username?: string;
+  password?: string;
+}
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+
+function positive(value: unknown, fallback: number): number {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** The parts of a command a flow sees: what the `commands` measurement and `GET /api/commands/{id}` need. */
+function view(r: CommandRecord): Record<string, unknown> {
+  return {
+    id: r.id,
+    deviceId: r.deviceId,
+    name: r.name,
+    params: r.params,
+    state: r.state,
+    createdAt: r.createdAt,
+    expiresAt: r.expiresAt,
+    attempts: r.attempts,
+    history: r.history,
+    ...(r.result !== undefined ? { result: r.result } : {}),
+    ...(r.error !== undefined ? { error: r.error } : {}),
+  };
+}
+
+/** `payload: true | false | { on, reason, by }` -> the switch request. */
+function switchRequest(msg: Msg): { on: boolean; reason?: string; by?: string } | undefined {
+  const p = msg.payload;
+  if (typeof p === 'boolean') return { on: p };
+  if (p && typeof p === 'object' && typeof (p as { on?: unknown }).on === 'boolean') {
+    const { on, reason, by } = p as { on: boolean; reason?: unknown; by?: unknown };
+    return {
+      on,
+      ...(typeof reason === 'string' ? { reason: reason.slice(0, 500) } : {}),
+      ...(typeof by === 'string' ? { by: by.slice(0, 200) } : {}),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * iotb-command: sends commands to devices and follows each to one final state. The rules live in
+ * nodes/lib/commands; this glue reads the config, routes messages and shows the status.
+ */
+export = function register(RED: NodeAPI): void {
+  function CommandNode(this: Node<CommandCredentials>, config: CommandNodeDef): void {
+    RED.nodes.createNode(this, config);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
+    const node = this;
+    const directory = (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)
+      ?.registry;
+    if (!directory) {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noRegistry') });
+      node.error(RED._('iotb-command.error.noRegistry'));
+      return;
+    }
+
+    let link: DeviceLink | undefined;
+    let ownLink: MqttDeviceLink | undefined;
+    if (config.transport === 'mqtt') {
+      if (!config.url) {
+        node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
+        node.error(RED._('iotb-command.error.noUrl'));
+        return;
+      }
+      ownLink = new MqttDeviceLink({
+        url: config.url,
+        username: node.credentials?.username || undefined,
+        password: node.credentials?.password || undefined,
+        clientId: `iotb-command-${node.id}-${randomBytes(3).toString('hex')}`,
+        protocol: config.protocol === '4' ? 4 : config.protocol === '5' ? 5 : 'auto',
+        prefix: config.prefix || 'devices',
+      });
+      link = ownLink;
+    } else {
+      link = RED.nodes.getNode(config.broker ?? '') as unknown as DeviceLink | undefined;
+    }
+    if (!link || typeof link.publishToDevice !== 'function') {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
+      node.error(RED._('iotb-command.error.noBroker'));
+      return;
+    }
+
+    const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
+    const options: DispatcherOptions = {
+      link,
+      directory,
+      logFile: join(userDir, `iotb-commands-${node.id}.jsonl`),
+      timeoutMs: positive(config.timeoutMs, 30_000),
+      ttlMs: positive(config.ttlMs, 3_600_000),
+      queueBound: positive(config.queueBound, 100),
+      ratePerSecond: positive(config.ratePerSecond, 5),
+    };
+    let dispatcher: CommandDispatcher;
+    try {
+      dispatcher = new CommandDispatcher(options);
+    } catch (err) {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.storeFailed') });
+      node.error(RED._('iotb-command.error.store', { message: (err as Error).message }));
+      void ownLink?.end();
+      return;
+    }
+    const d = dispatcher;
+
+    let brokerUp = ownLink ? ownLink.connected : true;
+    const showStatus = new Throttle(() => {
+      const s = d.stats();
+      const safe = d.safeModeDevices.length;
+      if (d.killSwitch.on)
+        node.status({ fill: 'red', shape: 'dot', text: RED._('iotb-command.status.killSwitch') });
+      else if (!brokerUp)
+        node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.disconnected') });
+      else
+        node.status({
+          fill: safe > 0 ? 'yellow' : 'green',
+          shape: 'dot',
+          text: RED._(safe > 0 ? 'iotb-command.status.activeSafe' : 'iotb-command.status.active', {
+            queued: s.queued,
+            inFlight: s.inFlight,
+            safe,
+          }),
+        });
+    }, 500);
+    showStatus.call();
+    if (ownLink) {
+      ownLink.on('connect', () => {
+        brokerUp = true;
+        showStatus.call();
+      });
+      ownLink.on('disconnect', () => {
+        brokerUp = false;
+        showStatus.call();
+      });
+      ownLink.on('error', (err: Error) =>
+        node.warn(RED._('iotb-command.warn.broker', { message: err.message })),
+      );
+    }
+
+    /** The request message being handled: its QUEUED transition carries the caller's msg (e.g. msg.res). */
+    let submitting: Msg | undefined;
+
+    d.on('transition', (r: CommandRecord, step: Transition) => {
+      const payload = { id: r.id, deviceId: r.deviceId, name: r.name, ...step };
+      if (submitting && step.state === 'QUEUED' && r.history.length === 1) {
+        const msg = submitting;
+        msg.topic = `devices/${r.deviceId}/commands/transition`;
+        msg.payload = payload;
+        msg.command = view(r);
+        node.send([null, msg, null]);
+      } else {
+        node.send([
+          null,
+          { topic: `devices/${r.deviceId}/commands/transition`, payload, command: view(r) },
+          null,
+        ]);
+      }
+      showStatus.call();
+    });
+    d.on('final', (r: CommandRecord) => {
+      node.send([{ topic: `devices/${r.deviceId}/commands/result`, payload: view(r) }, null, null]);
+    });
+    d.on('audit', (a: AuditEvent) => {
+      node.warn(
+        RED._(a.event === 'kill-switch' ? 'iotb-command.audit.killSwitch' : 'iotb-command.audit.safeMode', {
+          on: a.on ? 'ON' : 'OFF',
+          deviceId: a.deviceId ?? '',
+          by: a.by ?? '?',
+          reason: a.reason ?? '',
+          canceled: a.canceled,
+        }),
+      );
+      node.send([null, { topic: 'commands/audit', payload: a }, null]);
+      showStatus.call();
+    });
+    d.on('ignoredAck', (e: { deviceId: string; id?: string; reason: string }) => {
+      if (e.reason === 'wrong_device') node.warn(RED._('iotb-command.warn.wrongDevice', e));
+    });
+    d.on('error', (err: Error) => node.error(err));
+
+    const refuse = (msg: Msg, code: string, reason: string): void => {
+      msg.rejection = rejection('command', code, reason);
+      node.send([null, null, msg]);
+    };
+
+    node.on('input', (input, send, done) => {
+      const msg = input as Msg;
+      try {
+        switch (msg.topic) {
+          case 'kill-switch': {
+            const req = switchRequest(msg);
+            if (!req)
+              refuse(msg, 'INVALID_SWITCH', 'kill-switch needs msg.payload true/false or { on, reason, by }');
+            else d.setKillSwitch(req.on, req.reason, req.by);
+            break;
+          }
+          case 'safe-mode': {
+            const req = switchRequest(msg);
+            const deviceId = msg.deviceId ?? (msg.device as { id?: unknown } | undefined)?.id;
+            if (!req || typeof deviceId !== 'string' || !directory.getDevice(deviceId))
+              refuse(
+                msg,
+                'INVALID_SWITCH',
+                'safe-mode needs a known msg.deviceId and msg.payload true/false or { on }',
+              );
+            else d.setSafeMode(deviceId, req.on, req.reason, req.by);
+            break;
+          }
+          case 'cancel': {
+            const id =
+              typeof msg.id === 'string' ? msg.id : (msg.payload as { id?: unknown } | undefined)?.id;
+            if (typeof id !== 'string' || !d.cancel(id, 'canceled by request'))
+              refuse(msg, 'NOT_CANCELABLE', 'only a known QUEUED command can be canceled (msg.id)');
+            break;
+          }
+          case 'get': {
+            const id =
+              typeof msg.id === 'string' ? msg.id : (msg.payload as { id?: unknown } | undefined)?.id;
+            const r = typeof id === 'string' ? d.get(id) : undefined;
+            if (!r) refuse(msg, 'NOT_FOUND', `no command ${String(id)} is known`);
+            else {
+              msg.payload = view(r);
+              send([msg, null, null]);
+            }
+            break;
+          }
+          default: {
+            const body = (msg.payload ?? {}) as { name?: unknown; params?: unknown };
+            submitting = msg;
+            try {
+              d.submit({
+                deviceId: msg.deviceId ?? (msg.device as { id?: unknown } | undefined)?.id,
+                name: typeof body === 'object' ? body.name : undefined,
+                params: typeof body === 'object' ? body.params : undefined,
+                timeoutMs: msg.timeoutMs,
+                ttlMs: msg.ttlMs,
+                id: msg.id,
+              });
+            } finally {
+              submitting = undefined;
+            }
+          }
+        }
+        done();
+      } catch (err) {
+        if (err instanceof RejectionError) {
+          msg.rejection = err.rejection;
+          send([null, null, msg]);
+          done();
+        } else done(err as Error);
+      }
+      showStatus.call();
+    });
+
+    node.on('close', (_removed: boolean, closeDone: () => void) => {
+      showStatus.cancel();
+      d.close();
+      if (ownLink) ownLink.end().then(closeDone, closeDone);
+      else closeDone();
+    });
+  }
+  RED.nodes.registerType<Node<CommandCredentials>, CommandNodeDef, unknown, CommandCredentials>(
+    'iotb-command',
+    CommandNode,
+    { credentials: { username: { type: 'text' }, password: { type: 'password' } } },
+  );
+};

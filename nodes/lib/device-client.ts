@@ -1,0 +1,224 @@
+import { EventEmitter, once } from 'node:events';
+import mqtt, {
+  type IClientOptions,
+  type IClientPublishOptions,
+  type IPublishPacket,
+  type MqttClient,
+} from 'mqtt';
+
+/** How the reference device answers commands; the last three exist to test the backend's handling of bad devices. */
+export type DeviceBehaviour = 'normal' | 'never-ack' | 'ack-late' | 'fail';
+
+export interface DeviceClientOptions {
+  url: string;
+  deviceId: string;
+  token: string;
+  prefix?: string;
+  /** 5 or 4 (3.1.1). Default 4: every broker speaks it (aedes only speaks 3.1.1). */
+  protocol?: 5 | 4;
+  behaviour?: DeviceBehaviour;
+  /** Delay of the final ack in 'ack-late' mode, ms. */
+  lateMs?: number;
+  /** Telemetry period, ms; 0 sends none until `set-interval` asks for it. */
+  telemetryIntervalMs?: number;
+  /** Send an "accepted" ack before the final one (default true). */
+  ackAccepted?: boolean;
+  clientOptions?: IClientOptions;
+}
+
+export interface ReceivedCommand {
+  id: string;
+  name: string;
+  params: Record<string, unknown>;
+  expiresAt?: number;
+}
+
+interface Ack {
+  id: string;
+  status: 'accepted' | 'succeeded' | 'failed' | 'rejected';
+  result?: unknown;
+  error?: string;
+}
+
+/** How many answered command ids the device remembers to dedupe re-sends. */
+const DEDUPE_SIZE = 1000;
+
+/**
+ * The reference device: connects with its token (username = client id = device id), reports presence through a
+ * retained status and last will, sends telemetry, executes `reboot`, `set-interval` and `led`, and acks them on
+ * `devices/{id}/commands/ack` (or the MQTT 5 response topic, with the correlation data). A command id it has
+ * already seen is not executed again: its final ack is sent again instead.
+ *
+ * Emits 'command' (ReceivedCommand) for every command received, 'executed' (ReceivedCommand) for every
+ * execution, 'connect', 'reboot' and 'error' (only when someone listens).
+ */
+export class DeviceClient extends EventEmitter {
+  readonly client: MqttClient;
+  behaviour: DeviceBehaviour;
+  /** Executions per command id: a test reads this to prove "one execution per id". */
+  readonly executions = new Map<string, number>();
+  led: { on: boolean; color?: string } = { on: false };
+  private intervalMs: number;
+  private telemetryTimer: NodeJS.Timeout | undefined;
+  private readonly answered = new Map<string, Ack>();
+  private readonly lateTimers = new Set<NodeJS.Timeout>();
+  private readonly prefix: string;
+
+  constructor(private readonly opts: DeviceClientOptions) {
+    super();
+    this.prefix = opts.prefix ?? 'devices';
+    this.behaviour = opts.behaviour ?? 'normal';
+    this.intervalMs = opts.telemetryIntervalMs ?? 0;
+    const status = (online: boolean): string => JSON.stringify({ online, firmware: '1.0.0' });
+    this.client = mqtt.connect(opts.url, {
+      reconnectPeriod: 500,
+      ...opts.clientOptions,
+      clientId: opts.deviceId,
+      username: opts.deviceId,
+      password: opts.token,
+      protocolVersion: opts.protocol ?? 4,
+      clean: true,
+      will: { topic: this.topic('status'), payload: Buffer.from(status(false)), qos: 1, retain: true },
+    });
+    this.client.on('connect', () => {
+      // Subscribe before announcing presence, so a command sent on "online" finds the subscription.
+      this.client.subscribe(this.topic('commands'), { qos: 1 }, (err) => {
+        if (err) return this.fault(err);
+        this.client.publish(this.topic('status'), status(true), { qos: 1, retain: true }, () =>
+          this.emit('connect'),
+        );
+      });
+    });
+    this.client.on('message', (topic, payload, packet) => this.receive(topic, payload, packet));
+    this.client.on('error', (err) => this.fault(err));
+    this.scheduleTelemetry();
+  }
+
+  get deviceId(): string {
+    return this.opts.deviceId;
+  }
+
+  /** Resolves once connected, subscribed and announced. */
+  async ready(): Promise<void> {
+    await once(this, 'connect');
+  }
+
+  /** Sends one telemetry reading now. */
+  async sendTelemetry(reading: Record<string, unknown> = this.reading()): Promise<void> {
+    await this.client.publishAsync(this.topic('telemetry'), JSON.stringify(reading), { qos: 1 });
+  }
+
+  /** Goes offline the polite way: status offline, then disconnect (no last will). */
+  async stop(): Promise<void> {
+    if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    for (const t of this.lateTimers) clearTimeout(t);
+    this.lateTimers.clear();
+    if (this.client.connected && !this.client.disconnecting) {
+      await this.client
+        .publishAsync(this.topic('status'), JSON.stringify({ online: false }), { qos: 1, retain: true })
+        .catch(() => undefined); // going away anyway; the last will says the same
+    }
+    await this.client.endAsync();
+  }
+
+  private topic(kind: string): string {
+    return `${this.prefix}/${this.opts.deviceId}/${kind}`;
+  }
+
+  private reading(): Record<string, unknown> {
+    return { ts: Date.now(), temperature: 20 + Math.round(Math.random() * 50) / 10, led: this.led.on };
+  }
+
+  private scheduleTelemetry(): void {
+    if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    this.telemetryTimer = undefined;
+    if (this.intervalMs > 0)
+      this.telemetryTimer = setInterval(() => {
+        if (this.client.connected) this.sendTelemetry().catch((err: unknown) => this.fault(err));
+      }, this.intervalMs);
+  }
+
+  private receive(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (topic !== this.topic('commands')) return;
+    let cmd: ReceivedCommand;
+    try {
+      cmd = JSON.parse(payload.toString()) as ReceivedCommand;
+    } catch {
+      return; // not a command; nothing to answer to
+    }
+    if (typeof cmd?.id !== 'string' || typeof cmd.name !== 'string') return;
+    const props = packet.properties;
+    const reply = {
+      topic: props?.responseTopic ?? this.topic('commands/ack'),
+      correlationData: props?.correlationData,
+    };
+    this.emit('command', cmd);
+    const seen = this.answered.get(cmd.id);
+    if (seen) return void this.ack(reply, seen); // a re-send: answer again, do not run twice
+    if (this.behaviour === 'never-ack') return;
+    if (this.opts.ackAccepted !== false) this.ack(reply, { id: cmd.id, status: 'accepted' });
+    const final = this.execute(cmd);
+    this.remember(final);
+    if (this.behaviour === 'ack-late') {
+      const t = setTimeout(() => {
+        this.lateTimers.delete(t);
+        this.ack(reply, final);
+      }, this.opts.lateMs ?? 5000);
+      this.lateTimers.add(t);
+    } else this.ack(reply, final);
+  }
+
+  private execute(cmd: ReceivedCommand): Ack {
+    if (typeof cmd.expiresAt === 'number' && Date.now() > cmd.expiresAt)
+      return { id: cmd.id, status: 'rejected', error: 'command expired before it arrived' };
+    this.executions.set(cmd.id, (this.executions.get(cmd.id) ?? 0) + 1);
+    this.emit('executed', cmd);
+    if (this.behaviour === 'fail')
+      return { id: cmd.id, status: 'failed', error: `simulated failure of ${cmd.name}` };
+    const params = cmd.params ?? {};
+    switch (cmd.name) {
+      case 'reboot':
+        // A real device would restart here; the reference device reconnects once the ack is out.
+        setImmediate(() => {
+          this.emit('reboot');
+          this.client.reconnect();
+        });
+        return { id: cmd.id, status: 'succeeded', result: { rebootedAt: Date.now() } };
+      case 'set-interval': {
+        const ms = params.intervalMs;
+        if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0)
+          return { id: cmd.id, status: 'rejected', error: 'params.intervalMs must be a whole number >= 0' };
+        this.intervalMs = ms;
+        this.scheduleTelemetry();
+        return { id: cmd.id, status: 'succeeded', result: { intervalMs: ms } };
+      }
+      case 'led': {
+        const on = params.on;
+        if (typeof on !== 'boolean')
+          return { id: cmd.id, status: 'rejected', error: 'params.on must be a boolean' };
+        this.led = typeof params.color === 'string' ? { on, color: params.color } : { on };
+        return { id: cmd.id, status: 'succeeded', result: this.led };
+      }
+      default:
+        return { id: cmd.id, status: 'rejected', error: `unknown command ${cmd.name}` };
+    }
+  }
+
+  private remember(ack: Ack): void {
+    this.answered.set(ack.id, ack);
+    if (this.answered.size > DEDUPE_SIZE) this.answered.delete(this.answered.keys().next().value as string);
+  }
+
+  private ack(reply: { topic: string; correlationData?: Buffer }, ack: Ack): void {
+    const opts: IClientPublishOptions = { qos: 1 };
+    if (reply.correlationData) opts.properties = { correlationData: reply.correlationData };
+    this.client.publish(reply.topic, JSON.stringify(ack), opts, (err) => {
+      if (err) this.fault(err);
+    });
+  }
+
+  /** Connection trouble is reported, never thrown: the device keeps reconnecting like a real one. */
+  private fault(err: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}
