@@ -1,0 +1,325 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import type { DeviceDirectory } from '../lib/device-contracts';
+import type { DeviceRef } from '../lib/device-id';
+import { Throttle } from '../lib/throttle';
+import {
+  compileReadingSchema,
+  DEFAULT_LIMITS,
+  DEFAULT_WINDOW,
+  DuplicateWindow,
+  SchemaError,
+  validatePayload,
+  type PayloadVerdict,
+  type ReadingSchema,
+  type Refusal,
+  type SchemaOptions,
+  type TimestampWindow,
+  type UnknownProperties,
+  type ValidateLimits,
+} from '../lib/validate';
+
+type SchemaSource = 'type' | 'inline' | 'file' | 'msg';
+
+interface ValidateNodeDef extends NodeDef {
+  schemaSource: SchemaSource;
+  schema: string;
+  schemaFile: string;
+  schemaProperty: string;
+  registry: string;
+  coerce: boolean;
+  useDefaults: boolean;
+  unknown: UnknownProperties;
+  allErrors: boolean;
+  split: boolean;
+  maxBytes: number | string;
+  maxDepth: number | string;
+  maxKeys: number | string;
+  maxArrayLength: number | string;
+  maxFutureS: number | string;
+  maxAgeH: number | string;
+  dedupPerDevice: number | string;
+  dedupDevices: number | string;
+}
+
+/** The schema (or why there is none) and the rules a validate node applies; shared with the editor's test. */
+interface NodeRules {
+  options: SchemaOptions;
+  limits: ValidateLimits;
+  window: TimestampWindow;
+}
+
+/** A compiled schema, or the refusal every reading gets while it is missing or broken. */
+type SchemaChoice = ReadingSchema | Refusal;
+
+const NO_REGISTRY = 'no device registry configured: choose one, or another schema source';
+
+/** Devices remembered by the duplicate window when the node does not say. */
+const DEFAULT_DEDUP_DEVICES = 10_000;
+
+function positive(value: unknown, fallback: number): number {
+  const n = Number(value);
+  return value === '' || value === undefined || !Number.isFinite(n) || n < 0 ? fallback : n;
+}
+
+function rulesFrom(config: Partial<ValidateNodeDef>): NodeRules {
+  return {
+    options: {
+      coerce: config.coerce === true,
+      useDefaults: config.useDefaults === true,
+      unknown: config.unknown === 'strip' || config.unknown === 'reject' ? config.unknown : 'schema',
+      allErrors: config.allErrors === true,
+    },
+    limits: {
+      maxBytes: positive(config.maxBytes, DEFAULT_LIMITS.maxBytes),
+      maxDepth: positive(config.maxDepth, DEFAULT_LIMITS.maxDepth),
+      maxKeys: positive(config.maxKeys, DEFAULT_LIMITS.maxKeys),
+      maxArrayLength: positive(config.maxArrayLength, DEFAULT_LIMITS.maxArrayLength),
+    },
+    window: {
+      maxFutureMs: positive(config.maxFutureS, DEFAULT_WINDOW.maxFutureMs / 1000) * 1000,
+      maxAgeMs: positive(config.maxAgeH, DEFAULT_WINDOW.maxAgeMs / 3_600_000) * 3_600_000,
+    },
+  };
+}
+
+function compileChoice(schema: unknown, options: SchemaOptions, what: string): SchemaChoice {
+  try {
+    return compileReadingSchema(schema, options);
+  } catch (err) {
+    const reason = err instanceof SchemaError ? err.message : String(err);
+    return { code: 'SCHEMA_INVALID', reason: `${what}: ${reason}` };
+  }
+}
+
+function isRefusal(choice: SchemaChoice): choice is Refusal {
+  return 'code' in choice;
+}
+
+/** iotb-validate: parses and validates telemetry (logic in nodes/lib/validate); rejects with reasons. */
+export = function register(RED: NodeAPI): void {
+  function ValidateNode(this: Node, config: ValidateNodeDef): void {
+    RED.nodes.createNode(this, config);
+    const rules = rulesFrom(config);
+    const source: SchemaSource = config.schemaSource ?? 'inline';
+    const perDevice = positive(config.dedupPerDevice, 100);
+    const duplicates =
+      perDevice > 0
+        ? new DuplicateWindow(perDevice, positive(config.dedupDevices, DEFAULT_DEDUP_DEVICES) || 1)
+        : undefined;
+    let accepted = 0;
+    let rejected = 0;
+    let problem: string | undefined;
+    const status = new Throttle(() => {
+      if (problem) {
+        this.status({ fill: 'red', shape: 'ring', text: problem.slice(0, 60) });
+      } else {
+        this.status({
+          fill: rejected > 0 ? 'yellow' : 'green',
+          shape: 'dot',
+          text: RED._('iotb-validate.status.counts', { accepted, rejected }),
+        });
+      }
+    }, 500);
+
+    /** Reports a broken or missing schema once, in the status and the log (and so to Catch/Status nodes). */
+    const report = (choice: SchemaChoice): SchemaChoice => {
+      if (isRefusal(choice) && problem !== choice.reason) {
+        problem = choice.reason;
+        this.error(`schema problem: ${choice.reason}`);
+        status.call();
+      }
+      return choice;
+    };
+
+    // Fixed schemas compile now, so a broken one shows at deploy, not on the first message.
+    let fixed: SchemaChoice | undefined;
+    if (source === 'inline') {
+      fixed = report(compileChoice(config.schema, rules.options, 'inline schema'));
+    } else if (source === 'file') {
+      fixed = report(loadSchemaFile(config.schemaFile, rules.options));
+    }
+
+    // Per-type schemas come from the registry; compiled on first use per type, forgotten when types change.
+    const typeSchemas = new Map<string, SchemaChoice>();
+    const registryNode = config.registry
+      ? (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)
+      : null;
+    const directory = (): DeviceDirectory | undefined => registryNode?.registry;
+    const onTypes = (): void => {
+      typeSchemas.clear();
+      problem = undefined;
+      status.call();
+    };
+    if (source === 'type') {
+      const dir = directory();
+      if (dir) dir.on('types', onTypes);
+      else report({ code: 'NO_SCHEMA', reason: NO_REGISTRY });
+    }
+
+    const schemaFor = (msg: NodeMessageInFlow, device: DeviceRef | undefined): SchemaChoice => {
+      if (fixed) return fixed;
+      if (source === 'msg') {
+        const prop = config.schemaProperty || 'schema';
+        let schema: unknown;
+        try {
+          schema = RED.util.getMessageProperty(msg, prop);
+        } catch {
+          // getMessageProperty throws when a parent on the path is missing: no schema either way.
+        }
+        if (schema === undefined) {
+          return { code: 'NO_SCHEMA', reason: `msg.${prop} holds no schema` };
+        }
+        return compileChoice(schema, rules.options, `msg.${prop}`);
+      }
+      const dir = directory();
+      if (!dir) return { code: 'NO_SCHEMA', reason: NO_REGISTRY };
+      const typeName = device?.type;
+      if (typeof typeName !== 'string') {
+        return {
+          code: 'NO_SCHEMA',
+          reason: 'msg.device.type is missing: cannot choose a device type schema',
+        };
+      }
+      let choice = typeSchemas.get(typeName);
+      if (!choice) {
+        const type = dir.getType(typeName);
+        choice =
+          type?.schema === undefined
+            ? {
+                code: 'NO_SCHEMA',
+                reason: type
+                  ? `device type ${typeName} has no telemetry schema`
+                  : `device type ${typeName} is not in the registry`,
+              }
+            : report(compileChoice(type.schema, rules.options, `device type ${typeName}`));
+        typeSchemas.set(typeName, choice);
+      }
+      return choice;
+    };
+
+    this.on('input', (msg, send, done) => {
+      try {
+        const device = (msg as { device?: DeviceRef }).device;
+        const choice = schemaFor(msg, device);
+        const verdict = validatePayload(msg.payload, {
+          schema: isRefusal(choice) ? undefined : choice,
+          noSchema: isRefusal(choice) ? choice : undefined,
+          limits: rules.limits,
+          window: rules.window,
+          now: Date.now(),
+          deviceId: typeof device?.id === 'string' ? device.id : undefined,
+          duplicates,
+        });
+        accepted += verdict.accepted.length;
+        rejected += verdict.rejected.length;
+        send(outputs(RED, msg, verdict, config.split === true));
+        status.call();
+        done();
+      } catch (err) {
+        done(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+
+    this.on('close', () => {
+      status.cancel();
+      directory()?.off('types', onTypes);
+    });
+
+    function loadSchemaFile(file: string, options: SchemaOptions): SchemaChoice {
+      if (!file) return { code: 'NO_SCHEMA', reason: 'no schema file configured' };
+      const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
+      const path = isAbsolute(file) ? file : join(userDir, file);
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (err) {
+        return { code: 'NO_SCHEMA', reason: `schema file ${path}: ${(err as Error).message}` };
+      }
+      return compileChoice(text, options, `schema file ${path}`);
+    }
+  }
+  RED.nodes.registerType('iotb-validate', ValidateNode);
+
+  // The editor's "test with sample payload": the same rules, nothing counted, nothing sent.
+  RED.httpAdmin.post(
+    '/iotb-validate/test',
+    RED.auth.needsPermission('iotb-validate.write'),
+    (
+      req: { body?: unknown },
+      res: { json(body: unknown): void; status(code: number): { json(b: unknown): void } },
+    ) => {
+      const body = (req.body ?? {}) as {
+        schema?: unknown;
+        payload?: unknown;
+        config?: Partial<ValidateNodeDef>;
+      };
+      if (typeof body.payload !== 'string') {
+        res.status(400).json({ error: 'payload must be the sample text' });
+        return;
+      }
+      const rules = rulesFrom(body.config ?? {});
+      const choice = compileChoice(body.schema, rules.options, 'inline schema');
+      if (isRefusal(choice)) {
+        res.json({ schemaError: choice.reason });
+        return;
+      }
+      const verdict = validatePayload(body.payload, {
+        schema: choice,
+        limits: rules.limits,
+        window: rules.window,
+        now: Date.now(),
+        deviceId: 'sample',
+        count: false,
+      });
+      res.json(verdict);
+    },
+  );
+};
+
+/**
+ * Out 1: the accepted reading(s) in the pipeline's shape; out 2: one message per refusal. The input message
+ * is reused when it is the only one leaving; otherwise each leaving message is its own copy.
+ */
+function outputs(
+  RED: NodeAPI,
+  msg: NodeMessageInFlow,
+  verdict: PayloadVerdict,
+  split: boolean,
+): NodeMessage[][] {
+  const { accepted, rejected } = verdict;
+  const good: NodeMessage[] = [];
+  const bad: NodeMessage[] = [];
+  const total = (split ? accepted.length : Math.min(accepted.length, 1)) + rejected.length;
+  const fresh = (): Record<string, unknown> => {
+    if (total === 1) return msg;
+    const { payload: _payload, ...rest } = msg;
+    return RED.util.cloneMessage(rest);
+  };
+  if (accepted.length > 0) {
+    if (!verdict.batch || split) {
+      for (const a of accepted) {
+        const out = fresh();
+        out.payload = a.fields;
+        out.timestamp = a.timestamp;
+        out.messageId = a.messageId;
+        good.push(out);
+      }
+    } else {
+      const out = fresh();
+      out.payload = accepted.map((a) => a.fields);
+      out.timestamp = accepted.map((a) => a.timestamp);
+      out.messageId = accepted.map((a) => a.messageId);
+      good.push(out);
+    }
+  }
+  for (const r of rejected) {
+    const out = fresh();
+    if (r.index !== undefined) out.payload = r.value;
+    else if (total !== 1) out.payload = msg.payload;
+    out.rejection = r.rejection;
+    bad.push(out);
+  }
+  return [good, bad];
+}

@@ -1,0 +1,420 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  compileReadingSchema,
+  DuplicateWindow,
+  locateJsonError,
+  readTimestamp,
+  SchemaError,
+  validatePayload,
+  DEFAULT_LIMITS,
+  DEFAULT_WINDOW,
+  type ValidateContext,
+} from '../../nodes/lib/validate';
+import { metricsRegistry } from '../../nodes/lib/metrics';
+
+const now = Date.parse('2026-06-01T12:00:00Z');
+const thermo = compileReadingSchema({
+  type: 'object',
+  properties: {
+    temperature: { type: 'number', minimum: -40, maximum: 150 },
+    humidity: { type: 'number', minimum: 0, maximum: 100 },
+    mode: { enum: ['eco', 'boost'] },
+  },
+  required: ['temperature'],
+});
+
+function run(payload: unknown, extra: Partial<ValidateContext> = {}) {
+  return validatePayload(payload, { schema: thermo, now, count: false, ...extra });
+}
+
+function codeOf(payload: unknown, extra: Partial<ValidateContext> = {}): string {
+  const v = run(payload, extra);
+  assert.equal(v.rejected.length, 1, JSON.stringify(v));
+  return v.rejected[0].rejection.code;
+}
+
+describe('validatePayload', () => {
+  it('accepts a reading from Buffer, string and object alike, with ts and id taken out', () => {
+    for (const payload of [
+      Buffer.from(`{"ts":${now - 1000},"id":"m-1","temperature":21.5}`),
+      `{"ts":${now - 1000},"id":"m-1","temperature":21.5}`,
+      { ts: now - 1000, id: 'm-1', temperature: 21.5 },
+    ]) {
+      const v = run(payload, { deviceId: 'd1' });
+      assert.deepEqual(v, {
+        batch: false,
+        accepted: [{ fields: { temperature: 21.5 }, timestamp: now - 1000, messageId: 'm-1' }],
+        rejected: [],
+      });
+    }
+  });
+
+  it('uses the receive time and a deterministic message id without ts and id', () => {
+    const v = run('{"temperature":1}', { deviceId: 'd1' });
+    assert.deepEqual(v.accepted[0], { fields: { temperature: 1 }, timestamp: now, messageId: `d1:${now}` });
+  });
+
+  it('says in words what the schema refused: "temperature must be <= 150 (got 999)"', () => {
+    const v = run('{"temperature":999}');
+    assert.deepEqual(v.rejected[0].rejection, {
+      stage: 'validate',
+      code: 'SCHEMA',
+      reason: 'temperature must be <= 150 (got 999)',
+      details: {
+        violations: [
+          {
+            path: '/temperature',
+            message: 'temperature must be <= 150 (got 999)',
+            expected: '<= 150',
+            actual: 999,
+          },
+        ],
+      },
+    });
+    assert.equal(run('{"humidity":5}').rejected[0].rejection.reason, 'temperature is required');
+    assert.equal(
+      run('{"temperature":"hot"}').rejected[0].rejection.reason,
+      'temperature must be a number (got "hot")',
+    );
+    assert.equal(
+      run('{"temperature":1,"mode":"turbo"}').rejected[0].rejection.reason,
+      'mode must be one of "eco", "boost" (got "turbo")',
+    );
+  });
+
+  it('judges each reading of a batch on its own and names the index of the bad ones', () => {
+    const v = run(
+      JSON.stringify([
+        { ts: now - 3000, temperature: 20 },
+        { ts: now - 2000, temperature: 999 },
+        'oops',
+        { ts: now - 1000, temperature: 22, humidity: 101 },
+        { ts: 1_780_000_000, temperature: 23 },
+        { temperature: 24 },
+      ]),
+      { deviceId: 'd1' },
+    );
+    assert.equal(v.batch, true);
+    assert.deepEqual(
+      v.accepted.map((a) => [a.index, a.fields.temperature, a.messageId]),
+      [
+        [0, 20, `d1:${now - 3000}`],
+        [5, 24, `d1:${now}:5`],
+      ],
+    );
+    assert.deepEqual(
+      v.rejected.map((r) => [
+        r.index,
+        r.rejection.code,
+        (r.rejection.details as { index?: number } | undefined)?.index,
+      ]),
+      [
+        [1, 'SCHEMA', 1],
+        [2, 'NOT_OBJECT', 2],
+        [3, 'SCHEMA', 3],
+        [4, 'TIMESTAMP', 4],
+      ],
+    );
+    assert.equal(v.rejected[0].rejection.reason, 'reading 1: temperature must be <= 150 (got 999)');
+    assert.deepEqual(v.rejected[1].value, 'oops');
+  });
+
+  it('refuses an empty batch and one with more readings than allowed', () => {
+    assert.equal(codeOf('[]'), 'EMPTY');
+    const limits = { ...DEFAULT_LIMITS, maxArrayLength: 2 };
+    assert.equal(codeOf('[{"temperature":1},{"temperature":1},{"temperature":1}]', { limits }), 'TOO_LARGE');
+  });
+
+  it('refuses oversize payloads by their UTF-8 byte count before parsing', () => {
+    const limits = { ...DEFAULT_LIMITS, maxBytes: 20 };
+    assert.equal(codeOf(Buffer.alloc(21, 0x20), { limits }), 'TOO_LARGE');
+    // 7 characters, 21 bytes.
+    const v = run('"€€€€€€€"', { limits });
+    assert.equal(v.rejected[0].rejection.code, 'TOO_LARGE');
+    assert.deepEqual(v.rejected[0].rejection.details, { bytes: 23, limit: 20 });
+  });
+
+  it('refuses deep, wide and self-referencing object payloads without recursion', () => {
+    let deep: unknown = { temperature: 1 };
+    for (let i = 0; i < 100_000; i++) deep = { next: deep };
+    assert.equal(codeOf(deep), 'TOO_DEEP');
+    const cyclic: Record<string, unknown> = { temperature: 1 };
+    cyclic.self = cyclic;
+    assert.equal(codeOf(cyclic), 'TOO_DEEP');
+    // 2^30 paths through 30 shared levels: the value budget stops the walk.
+    let shared: Record<string, unknown> = { temperature: 1 };
+    for (let i = 0; i < 30; i++) shared = { a: shared, b: shared, temperature: 1 };
+    assert.equal(codeOf(shared), 'TOO_LARGE');
+    const wide = Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`f${i}`, i]));
+    assert.equal(codeOf({ temperature: 1, wide }), 'TOO_LARGE');
+    assert.equal(codeOf({ temperature: 1, when: new Date() }), 'PARSE');
+  });
+
+  it('refuses prototype-poisoning keys and keeps harmless ones', () => {
+    assert.equal(codeOf('{"temperature":1,"__proto__":{"polluted":1}}'), 'FORBIDDEN_KEY');
+    assert.equal(
+      codeOf('{"temperature":1,"x":{"constructor":{"prototype":{"polluted":1}}}}'),
+      'FORBIDDEN_KEY',
+    );
+    assert.equal(run('{"temperature":1,"constructor":"ok","prototype":2}').accepted.length, 1);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it('refuses numbers JSON cannot carry faithfully', () => {
+    assert.equal(codeOf('{"temperature":1e400}'), 'NUMBER');
+    assert.equal(codeOf('{"temperature":-1e400}'), 'NUMBER');
+    assert.equal(codeOf('{"temperature":9007199254740993}'), 'NUMBER');
+    assert.equal(codeOf({ temperature: NaN }), 'NUMBER');
+    assert.equal(codeOf({ temperature: 10n }), 'NUMBER');
+    assert.equal(
+      run('{"temperature":9007199254740991}', { schema: compileReadingSchema(true) }).accepted.length,
+      1,
+    );
+  });
+
+  it('refuses strings and names with unpaired surrogates, which UTF-8 cannot carry', () => {
+    assert.equal(codeOf('{"temperature":1,"note":"\\ud800"}'), 'ENCODING');
+    assert.equal(codeOf('{"temperature":1,"\\udc00":2}'), 'ENCODING');
+    assert.equal(codeOf(Buffer.from([0x7b, 0xc3, 0x28, 0x7d])), 'PARSE');
+  });
+
+  it('says where a parse error is', () => {
+    const v = run('{\n  "temperature": 21.5,\n  "humidity": }');
+    assert.equal(v.rejected[0].rejection.code, 'PARSE');
+    assert.match(v.rejected[0].rejection.reason, /line 3 column 15 \(position 39\)/);
+    assert.deepEqual(v.rejected[0].rejection.details, { position: 39, line: 3, column: 15 });
+    assert.equal(locateJsonError('[1,2'), 4);
+    assert.equal(locateJsonError('[01]'), 2);
+    assert.equal(locateJsonError('{"a":"b\\x"}'), 7);
+    assert.equal(locateJsonError('{"a":[true,false,null,{"b":-1.5e3}]}'), -1);
+    assert.equal(codeOf(''), 'PARSE');
+    assert.equal(codeOf(null), 'PARSE');
+  });
+
+  it('checks id', () => {
+    assert.equal(codeOf('{"temperature":1,"id":7}'), 'ID');
+    assert.equal(codeOf('{"temperature":1,"id":""}'), 'ID');
+    assert.equal(codeOf(JSON.stringify({ temperature: 1, id: 'x'.repeat(129) })), 'ID');
+  });
+
+  it('refuses duplicates within the window: by id, or by ts and identical values', () => {
+    const duplicates = new DuplicateWindow(100, 100);
+    const ctx = { deviceId: 'd1', duplicates };
+    const a = `{"ts":${now - 10},"temperature":1}`;
+    assert.equal(run(a, ctx).accepted.length, 1);
+    assert.equal(codeOf(a, ctx), 'DUPLICATE');
+    assert.equal(run(`{"ts":${now - 10},"humidity":1,"temperature":2}`, ctx).accepted.length, 1);
+    assert.equal(run(a, { ...ctx, deviceId: 'd2' }).accepted.length, 1);
+    assert.equal(run('{"id":"m1","temperature":1}', ctx).accepted.length, 1);
+    const again = run('{"id":"m1","temperature":5}', ctx);
+    assert.equal(again.rejected[0].rejection.reason, 'reading id "m1" was already accepted from this device');
+    // Without ts or id there is nothing to recognise a redelivery by.
+    assert.equal(run('{"temperature":1}', ctx).accepted.length, 1);
+    assert.equal(run('{"temperature":1}', ctx).accepted.length, 1);
+    // Duplicates inside one batch too.
+    const batch = run(
+      JSON.stringify([
+        { id: 'b', temperature: 1 },
+        { id: 'b', temperature: 1 },
+      ]),
+      ctx,
+    );
+    assert.deepEqual(
+      batch.rejected.map((r) => [r.index, r.rejection.code]),
+      [[1, 'DUPLICATE']],
+    );
+  });
+
+  it('keeps the duplicate window bounded per device and in devices', () => {
+    const w = new DuplicateWindow(3, 2);
+    for (const k of ['a', 'b', 'c', 'd']) assert.equal(w.seen('d1', k), false);
+    assert.equal(w.seen('d1', 'd'), true);
+    assert.equal(w.seen('d1', 'a'), false, 'oldest key forgotten');
+    w.seen('d2', 'x');
+    w.seen('d1', 'e');
+    w.seen('d3', 'y');
+    assert.equal(w.size, 2);
+    assert.equal(w.seen('d2', 'x'), false, 'least recently seen device forgotten');
+    assert.equal(w.seen('d1', 'long'.repeat(100)), false);
+    assert.equal(w.seen('d1', 'long'.repeat(100)), true);
+  });
+
+  it('refuses every reading with NO_SCHEMA when there is no schema', () => {
+    const v = run('{"temperature":1}', {
+      schema: undefined,
+      noSchema: { code: 'NO_SCHEMA', reason: 'device type "x" has no schema' },
+    });
+    assert.deepEqual(v.rejected[0].rejection, {
+      stage: 'validate',
+      code: 'NO_SCHEMA',
+      reason: 'device type "x" has no schema',
+    });
+  });
+
+  it('counts refusals in iotb_rejected_total unless asked not to', async () => {
+    const read = async () =>
+      (await metricsRegistry.getSingleMetric('iotb_rejected_total')!.get()).values.find(
+        (x) => x.labels.stage === 'validate' && x.labels.code === 'EMPTY',
+      )?.value ?? 0;
+    const before = await read();
+    validatePayload('[]', { schema: thermo, now });
+    assert.equal(await read(), before + 1);
+    validatePayload('[]', { schema: thermo, now, count: false });
+    assert.equal(await read(), before + 1);
+  });
+});
+
+describe('readTimestamp', () => {
+  const ok = (ts: unknown) => readTimestamp(ts, now, DEFAULT_WINDOW);
+  const reason = (ts: unknown) => {
+    const r = ok(ts);
+    assert.equal(r.ok, false, String(ts));
+    return r.ok ? '' : r.refusal.reason;
+  };
+
+  it('accepts ms numbers and ISO-8601 with a zone', () => {
+    assert.deepEqual(ok(now - 1), { ok: true, ms: now - 1 });
+    assert.deepEqual(ok('2026-06-01T11:59:00Z'), { ok: true, ms: now - 60_000 });
+    assert.deepEqual(ok('2026-06-01T13:59:00.250+02:00'), { ok: true, ms: now - 59_750 });
+    assert.deepEqual(ok('2026-06-01T11:59:00.123456789Z'), { ok: true, ms: now - 60_000 + 123 });
+  });
+
+  it('refuses seconds, micro- and nanoseconds instead of storing them in 1970 or the far future', () => {
+    assert.match(reason(Math.floor(now / 1000)), /looks like seconds/);
+    assert.match(reason(now * 1000), /looks like microseconds or nanoseconds/);
+    assert.match(reason(now * 1_000_000), /looks like microseconds or nanoseconds/);
+    assert.match(reason(now + 0.5), /whole milliseconds/);
+    assert.match(reason(-1), /looks like seconds/);
+  });
+
+  it('refuses ISO strings without zone and things that are not times', () => {
+    assert.match(reason('2026-06-01T11:59:00'), /with a zone/);
+    assert.match(reason('yesterday'), /not an ISO-8601/);
+    assert.match(reason(true), /got boolean/);
+    assert.match(reason('2026-13-45T11:59:00Z'), /not an ISO-8601/);
+  });
+
+  it('refuses times outside the window (default +5 minutes / -7 days) and says by how much', () => {
+    assert.equal(ok(now + 5 * 60_000).ok, true);
+    assert.equal(
+      reason(now + 12 * 60_000),
+      'ts 2026-06-01T12:12:00.000Z is 12 minutes in the future (at most 5 minutes allowed)',
+    );
+    assert.equal(ok(now - 7 * 86_400_000).ok, true);
+    assert.equal(
+      reason(now - 9 * 86_400_000),
+      'ts 2026-05-23T12:00:00.000Z is 9 days old (at most 7 days allowed)',
+    );
+    assert.equal(
+      readTimestamp(now - 9 * 86_400_000, now, { maxFutureMs: 0, maxAgeMs: 10 * 86_400_000 }).ok,
+      true,
+    );
+  });
+});
+
+describe('compileReadingSchema', () => {
+  it('compiles once: the same schema and options give the same validator', () => {
+    const s = { type: 'object', properties: { x: { type: 'number' } } };
+    assert.equal(compileReadingSchema(s), compileReadingSchema(JSON.stringify(s)));
+    assert.notEqual(
+      compileReadingSchema(s),
+      compileReadingSchema(s, { coerce: true, useDefaults: false, unknown: 'schema', allErrors: false }),
+    );
+  });
+
+  it('says why a schema is unusable', () => {
+    assert.throws(
+      () => compileReadingSchema('{"type": "object",}'),
+      (e: Error) => e instanceof SchemaError && /not valid JSON.*position 18/.test(e.message),
+    );
+    assert.throws(() => compileReadingSchema({ type: 'objekt' }), /schema is invalid: .*type/);
+    assert.throws(() => compileReadingSchema({ type: 'object', maximun: 5 }), /unknown keyword: "maximun"/);
+    assert.throws(() => compileReadingSchema({ $ref: '#/$defs/missing' }), /can't resolve reference/);
+    assert.throws(() => compileReadingSchema('[]'), /must be a JSON object/);
+    assert.throws(
+      () => compileReadingSchema({ properties: { a: { maximum: { $data: '1/b' } } } }),
+      /schema is invalid/,
+    );
+  });
+
+  it('coerces, fills defaults, strips or rejects unknown fields as configured', () => {
+    const schema = {
+      type: 'object',
+      properties: { t: { type: 'number' }, unit: { type: 'string', default: 'C' } },
+      required: ['t'],
+    };
+    const plain = compileReadingSchema(schema);
+    assert.equal(plain.check({ t: '21.5' })?.reason, 't must be a number (got "21.5")');
+    const coerced = { t: '21.5' } as Record<string, unknown>;
+    assert.equal(
+      compileReadingSchema(schema, {
+        coerce: true,
+        useDefaults: true,
+        unknown: 'schema',
+        allErrors: false,
+      }).check(coerced),
+      undefined,
+    );
+    assert.deepEqual(coerced, { t: 21.5, unit: 'C' });
+    const extra = { t: 1, junk: true } as Record<string, unknown>;
+    assert.equal(plain.check(extra), undefined);
+    assert.equal(
+      compileReadingSchema(schema, {
+        coerce: false,
+        useDefaults: false,
+        unknown: 'strip',
+        allErrors: false,
+      }).check(extra),
+      undefined,
+    );
+    assert.deepEqual(extra, { t: 1 });
+    const rejected = compileReadingSchema(schema, {
+      coerce: false,
+      useDefaults: false,
+      unknown: 'reject',
+      allErrors: false,
+    }).check({ t: 1, junk: true });
+    assert.equal(rejected?.reason, 'junk is not a known field');
+    assert.deepEqual((rejected?.details as any).violations[0], {
+      path: '/junk',
+      message: 'junk is not a known field',
+      expected: 'absent',
+      actual: true,
+    });
+  });
+
+  it('reports the first violation by default and all of them when asked', () => {
+    const schema = { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } } };
+    assert.equal(
+      compileReadingSchema(schema).check({ a: 'x', b: 'y' })?.reason,
+      'a must be a number (got "x")',
+    );
+    assert.equal(
+      compileReadingSchema(schema, {
+        coerce: false,
+        useDefaults: false,
+        unknown: 'schema',
+        allErrors: true,
+      }).check({ a: 'x', b: 'y' })?.reason,
+      'a must be a number (got "x"); b must be a number (got "y")',
+    );
+  });
+
+  it('describes formats, patterns, lengths and nested paths', () => {
+    const s = compileReadingSchema({
+      type: 'object',
+      properties: {
+        at: { type: 'string', format: 'date-time' },
+        code: { type: 'string', pattern: '^[A-Z]{3}$', maxLength: 3 },
+        pos: { type: 'object', properties: { lat: { type: 'number', maximum: 90 } } },
+      },
+    });
+    assert.equal(s.check({ at: 'noon' })?.reason, 'at must be a valid date-time (got "noon")');
+    assert.equal(s.check({ code: 'ab' })?.reason, 'code must match the pattern ^[A-Z]{3}$ (got "ab")');
+    assert.equal(s.check({ code: 'ABCD' })?.reason, 'code must be at most 3 characters long (got 4)');
+    const nested = s.check({ pos: { lat: 91 } });
+    assert.equal(nested?.reason, 'pos.lat must be <= 90 (got 91)');
+    assert.equal((nested?.details as any).violations[0].path, '/pos/lat');
+  });
+});
