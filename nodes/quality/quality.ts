@@ -1,0 +1,278 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import type { DeviceDirectory } from '../lib/device-contracts';
+import { QualityEngine, type ReadingOutcome } from '../lib/quality/engine';
+import type { FieldQuality } from '../lib/quality/flags';
+import { loadState, saveState } from '../lib/quality/persist';
+import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
+import { rejection } from '../lib/rejection';
+import { Throttle } from '../lib/throttle';
+
+interface QualityNodeDef extends NodeDef {
+  registry?: string;
+  rules?: FieldRuleInput[];
+  checkOtherFields?: boolean;
+  window?: number | string;
+  maxFields?: number | string;
+  expectedIntervalS?: number | string;
+  fillGaps?: boolean;
+  maxFill?: number | string;
+  ttlHours?: number | string;
+  persist?: boolean;
+  saveIntervalS?: number | string;
+  scorecardIntervalS?: number | string;
+}
+
+type Msg = NodeMessageInFlow & {
+  device?: { id?: unknown; type?: unknown };
+  timestamp?: unknown;
+  quality?: unknown;
+  rejection?: unknown;
+  scorecard?: unknown;
+};
+
+type QualityMap = Record<string, FieldQuality>;
+
+const numberOr = (v: unknown, fallback: number): number => {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'number' ? v : NaN;
+  return Number.isFinite(n) ? n : fallback;
+};
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** iotb-quality: checks, cleans and flags each reading's fields per device (logic in nodes/lib/quality). */
+export = function register(RED: NodeAPI): void {
+  function QualityNode(this: Node, config: QualityNodeDef): void {
+    RED.nodes.createNode(this, config);
+    const directory = config.registry
+      ? (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)?.registry
+      : undefined;
+    const window = numberOr(config.window, 7);
+    const maxFields = numberOr(config.maxFields, 16);
+    const userDir = (RED.settings as { userDir?: string }).userDir;
+    const stateFile =
+      config.persist !== false && userDir
+        ? join(userDir, 'iotb-quality', `${this.id.replace(/[^\w.-]/g, '_')}.state`)
+        : undefined;
+
+    let engine: QualityEngine;
+    try {
+      const loaded = stateFile ? loadState(stateFile, window, maxFields) : { status: 'none' as const };
+      if (loaded.status === 'corrupt')
+        this.warn(
+          RED._('iotb-quality.warn.corrupt', {
+            file: stateFile ?? '',
+            error: loaded.error,
+            movedTo: loaded.movedTo,
+          }),
+        );
+      engine = new QualityEngine({
+        window,
+        maxFields,
+        rules: Array.isArray(config.rules) ? config.rules : [],
+        checkOtherFields: config.checkOtherFields !== false,
+        expectedIntervalMs: numberOr(config.expectedIntervalS, 0) * 1000,
+        fillGaps: config.fillGaps === true,
+        maxFill: numberOr(config.maxFill, 10),
+        schemaFor: directory ? (type) => directory.getType(type)?.schema : undefined,
+        ...(loaded.status === 'loaded' ? { store: loaded.store, fieldNames: loaded.fieldNames } : {}),
+      });
+      if (loaded.status === 'loaded')
+        this.log(
+          RED._('iotb-quality.log.restored', { devices: engine.store.deviceCount, file: stateFile ?? '' }),
+        );
+    } catch (err) {
+      this.error(RED._('iotb-quality.errors.config', { error: (err as Error).message }));
+      this.status({ fill: 'red', shape: 'ring', text: 'iotb-quality.status.config' });
+      this.on('input', (_msg, _send, done) => done(err as Error));
+      return;
+    }
+
+    let readings = 0;
+    let flagged = 0;
+    let untrackedWarned = 0;
+    let dirty = false;
+    const status = new Throttle(() => {
+      this.status({
+        fill: flagged ? 'yellow' : 'green',
+        shape: 'dot',
+        text: RED._('iotb-quality.status.counts', { readings, flagged, devices: engine.store.deviceCount }),
+      });
+    }, 500);
+    const onTypes = (): void => engine.invalidateRules();
+    directory?.on('types', onTypes);
+
+    /** Runs one reading through the engine; copies what the reused outcome holds that the caller needs. */
+    const judge = (
+      deviceId: string,
+      type: string,
+      ts: number,
+      reading: Record<string, unknown>,
+      upstream: unknown,
+    ) => {
+      const o: ReadingOutcome = engine.process(
+        deviceId,
+        type,
+        ts,
+        reading,
+        isObject(upstream) ? upstream : undefined,
+      );
+      readings++;
+      if (o.quality) flagged++;
+      if (engine.untracked.size > untrackedWarned) {
+        untrackedWarned = engine.untracked.size;
+        this.warn(
+          RED._('iotb-quality.warn.untracked', { max: maxFields, fields: [...engine.untracked].join(', ') }),
+        );
+      }
+      return { quality: o.quality, rejected: o.rejected, fills: o.fills };
+    };
+
+    this.on('input', (msg: Msg, send, done) => {
+      if (msg.scorecard === true || msg.topic === 'scorecard') {
+        const id = isObject(msg.device) && typeof msg.device.id === 'string' ? msg.device.id : undefined;
+        msg.topic = 'quality/scorecard';
+        msg.payload = engine.scorecard(id);
+        send([msg, null]);
+        return done();
+      }
+      const device = msg.device;
+      if (!isObject(device) || typeof device.id !== 'string' || device.id === '') {
+        msg.rejection = rejection(
+          'quality',
+          'NO_DEVICE',
+          'msg.device.id is missing: quality keeps state per device',
+        );
+        send([null, msg]);
+        return done();
+      }
+      const deviceId = device.id;
+      const type = typeof device.type === 'string' ? device.type : '';
+      const ts =
+        typeof msg.timestamp === 'number' && Number.isFinite(msg.timestamp) ? msg.timestamp : Date.now();
+      dirty = true;
+      const payload = msg.payload;
+
+      if (isObject(payload)) {
+        const r = judge(deviceId, type, ts, payload, msg.quality);
+        if (r.quality) msg.quality = { ...(isObject(msg.quality) ? msg.quality : {}), ...r.quality };
+        if (r.rejected) {
+          msg.rejection = rejection('quality', r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected);
+          send([null, msg]);
+        } else if (r.fills) {
+          const fills: NodeMessage[] = r.fills.map((f) => ({
+            topic: msg.topic,
+            device: msg.device,
+            timestamp: f.timestamp,
+            messageId: `${deviceId}:${f.timestamp}`,
+            payload: f.payload,
+            quality: f.quality,
+            imputed: true,
+          }));
+          send([[...fills, msg], null]);
+        } else send([msg, null]);
+        status.call();
+        return done();
+      }
+
+      if (Array.isArray(payload)) {
+        // Back-fill: each element is one reading, judged on its own; out-of-array order matters, as for messages.
+        const kept: unknown[] = [];
+        const quality: (QualityMap | null)[] = [];
+        const upstream = Array.isArray(msg.quality) ? (msg.quality as unknown[]) : [];
+        const refused: { index: number; field: string; check: string; reason: string }[] = [];
+        payload.forEach((el, index) => {
+          if (!isObject(el)) {
+            refused.push({ index, field: '', check: 'reading', reason: `element ${index} is not an object` });
+            return;
+          }
+          const at = typeof el.ts === 'number' && Number.isFinite(el.ts) ? el.ts : ts;
+          const r = judge(deviceId, type, at, el, upstream[index]);
+          if (r.rejected) {
+            refused.push({ index, ...r.rejected });
+            return;
+          }
+          for (const f of r.fills ?? []) {
+            kept.push({ ts: f.timestamp, ...f.payload });
+            quality.push(f.quality);
+          }
+          kept.push(el);
+          quality.push(r.quality ?? null);
+        });
+        let rejectedMsg: NodeMessage | null = null;
+        if (refused.length) {
+          rejectedMsg = RED.util.cloneMessage(msg);
+          rejectedMsg.payload = refused.map((x): unknown => payload[x.index]);
+          (rejectedMsg as Msg).rejection = rejection(
+            'quality',
+            'READINGS',
+            `${refused.length} of ${payload.length} readings refused: ${refused[0].reason}`,
+            refused,
+          );
+        }
+        msg.payload = kept;
+        msg.quality = quality;
+        send([kept.length ? msg : null, rejectedMsg]);
+        status.call();
+        return done();
+      }
+
+      msg.rejection = rejection(
+        'quality',
+        'NOT_A_READING',
+        'msg.payload must be an object of fields or an array of them',
+      );
+      send([null, msg]);
+      done();
+    });
+
+    const save = (): void => {
+      if (!stateFile || !dirty) return;
+      try {
+        saveState(stateFile, engine);
+        dirty = false;
+      } catch (err) {
+        this.error(
+          RED._('iotb-quality.errors.save', { file: stateFile ?? '', error: (err as Error).message }),
+        );
+      }
+    };
+    const timers: NodeJS.Timeout[] = [];
+    if (stateFile) timers.push(setInterval(save, Math.max(1, numberOr(config.saveIntervalS, 60)) * 1000));
+    const ttlMs = numberOr(config.ttlHours, 24) * 3_600_000;
+    if (ttlMs > 0)
+      timers.push(
+        setInterval(
+          () => {
+            if (engine.store.evictIdle(Date.now() - ttlMs) > 0) dirty = true;
+          },
+          Math.min(ttlMs / 10, 600_000),
+        ),
+      );
+    const scorecardS = numberOr(config.scorecardIntervalS, 0);
+    if (scorecardS > 0)
+      timers.push(
+        setInterval(
+          () => this.send([{ topic: 'quality/scorecard', payload: engine.scorecard() }, null]),
+          scorecardS * 1000,
+        ),
+      );
+
+    this.on('close', (removed: boolean, done: () => void) => {
+      for (const t of timers) clearInterval(t);
+      status.cancel();
+      directory?.off('types', onTypes);
+      if (!removed) save();
+      else if (stateFile) rmSync(stateFile, { force: true }); // the node is gone: so is its filter history
+      done();
+    });
+  }
+
+  RED.nodes.registerType('iotb-quality', QualityNode);
+  // The editor's presets come from the same table the runtime uses.
+  RED.httpAdmin.get('/iotb-quality/presets', RED.auth.needsPermission('iotb-quality.read'), (_req, res) => {
+    res.json(PRESETS);
+  });
+};

@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { helper, nextMessage, nodeModule } from '../support/helper';
+import { tempDir } from '../support/servers';
+import { metricsRegistry } from '../../nodes/lib/metrics';
+
+const qualityNode = nodeModule('quality');
+const registryNode = nodeModule('registry');
+const T0 = 1_700_000_000_000;
+
+/** Resolves with the first `n` messages arriving at helper node `id`. */
+function messages(id: string, n: number): Promise<any[]> {
+  const got: any[] = [];
+  return new Promise((resolve) =>
+    helper.getNode(id).on('input', (m: any) => {
+      got.push(m);
+      if (got.length === n) resolve(got);
+    }),
+  );
+}
+
+function reading(deviceId: string, i: number, payload: unknown): any {
+  return {
+    topic: `devices/${deviceId}/telemetry`,
+    device: { id: deviceId, type: 'thermo' },
+    timestamp: T0 + i * 1000,
+    payload,
+  };
+}
+
+const flow = (cfg: Record<string, unknown> = {}) => [
+  { id: 'q', type: 'iotb-quality', persist: false, wires: [['out'], ['rej']], ...cfg },
+  { id: 'out', type: 'helper' },
+  { id: 'rej', type: 'helper' },
+];
+
+describe('iotb-quality node', () => {
+  before(() => helper.startServer());
+  after(() => helper.stopServer());
+  afterEach(() => helper.unload());
+
+  it('passes clean readings untouched and replaces a spike by the Hampel median, keeping the raw value', async () => {
+    await helper.load(qualityNode, flow());
+    const all = messages('out', 8);
+    const q = helper.getNode('q');
+    [20, 21, 20, 22, 20, 21, 20].forEach((t, i) => q.receive(reading('d1', i, { t, label: 'x' })));
+    q.receive(reading('d1', 7, { t: 95, label: 'x' }));
+    const out = await all;
+    const msg = out[7];
+    assert.ok(out.slice(0, 7).every((m) => m.quality === undefined));
+    assert.deepEqual(msg.payload, { t: 20, label: 'x' });
+    assert.deepEqual(
+      [msg.quality.t.flag, msg.quality.t.code, msg.quality.t.method, msg.quality.t.raw],
+      ['imputed', 3, 'median', 95],
+    );
+  });
+
+  it('rejects to the last output with a counted rejection', async () => {
+    await helper.load(qualityNode, flow({ rules: [{ field: 't', max: 40, rangeAction: 'reject' }] }));
+    const rejected = nextMessage(helper.getNode('rej'));
+    helper.getNode('q').receive(reading('d1', 0, { t: 41 }));
+    const msg = await rejected;
+    assert.equal(msg.rejection.stage, 'quality');
+    assert.equal(msg.rejection.code, 'RANGE');
+    assert.match(msg.rejection.reason, /t 41 is outside the gross range \[-Infinity, 40\]/);
+    assert.match(await metricsRegistry.metrics(), /iotb_rejected_total\{stage="quality",code="RANGE"\} \d+/);
+
+    const noDevice = nextMessage(helper.getNode('rej'));
+    helper.getNode('q').receive({ payload: { t: 1 } });
+    assert.equal((await noDevice).rejection.code, 'NO_DEVICE');
+  });
+
+  it('reads the gross range from the device type schema of the selected registry', async () => {
+    const dir = tempDir('quality-registry');
+    try {
+      helper.settings({ userDir: dir.path });
+      const schema = { type: 'object', properties: { t: { type: 'number', minimum: -20, maximum: 50 } } };
+      await helper.load(
+        [registryNode, qualityNode],
+        [
+          {
+            id: 'reg',
+            type: 'iotb-registry',
+            file: 'registry.json',
+            types: [{ name: 'thermo', schema: JSON.stringify(schema) }],
+          },
+          ...flow({ registry: 'reg' }),
+        ],
+        { reg: { secret: 'test-only-registry-secret-0123456789abcdef' } },
+      );
+      const got = nextMessage(helper.getNode('out'));
+      helper.getNode('q').receive(reading('d1', 0, { t: 51 }));
+      const msg = await got;
+      assert.deepEqual([msg.quality.t.flag, msg.quality.t.code], ['bad', 4]);
+      assert.match(msg.quality.t.reason, /\[-20, 50\]/);
+    } finally {
+      await helper.unload();
+      helper.settings({});
+      dir.remove();
+    }
+  });
+
+  it('handles an array of readings element by element, with quality as a parallel array', async () => {
+    await helper.load(
+      qualityNode,
+      flow({
+        rules: [
+          { field: 't', max: 40, rangeAction: 'reject' },
+          { field: 'h', max: 100 },
+        ],
+      }),
+    );
+    const out = nextMessage(helper.getNode('out'));
+    const rej = nextMessage(helper.getNode('rej'));
+    helper.getNode('q').receive(
+      reading('d1', 0, [
+        { ts: T0, t: 20, h: 50 },
+        { ts: T0 + 1000, t: 99, h: 50 },
+        { ts: T0 + 2000, t: 21, h: 150 },
+      ]),
+    );
+    const [ok, bad] = await Promise.all([out, rej]);
+    assert.deepEqual(ok.payload, [
+      { ts: T0, t: 20, h: 50 },
+      { ts: T0 + 2000, t: 21, h: 150 },
+    ]);
+    assert.equal(ok.quality[0], null);
+    assert.equal(ok.quality[1].h.flag, 'bad');
+    assert.equal(bad.rejection.code, 'READINGS');
+    assert.equal(bad.rejection.details[0].index, 1);
+  });
+
+  it('fills a gap with imputed readings before the reading that ends it', async () => {
+    await helper.load(
+      qualityNode,
+      flow({ expectedIntervalS: 10, fillGaps: true, rules: [{ field: 't', spike: false }] }),
+    );
+    const all = messages('out', 5);
+    const q = helper.getNode('q');
+    q.receive(reading('d1', 0, { t: 0 }));
+    q.receive(reading('d1', 40, { t: 30 }));
+    const out = await all;
+    assert.deepEqual(
+      out.map((m): unknown[] => [m.timestamp - T0, m.payload.t, m.imputed === true]),
+      [
+        [0, 0, false],
+        [10_000, 7.5, true],
+        [20_000, 15, true],
+        [30_000, 22.5, true],
+        [40_000, 30, false],
+      ],
+    );
+    assert.equal(out[1].quality.t.check, 'gap');
+  });
+
+  it('answers a scorecard request', async () => {
+    await helper.load(qualityNode, flow({ rules: [{ field: 't', max: 40 }] }));
+    const q = helper.getNode('q');
+    const all = messages('out', 3);
+    q.receive(reading('d1', 0, { t: 10 }));
+    q.receive(reading('d1', 1, { t: 90 }));
+    q.receive({ scorecard: true });
+    const msg = (await all)[2];
+    assert.equal(msg.topic, 'quality/scorecard');
+    assert.deepEqual(
+      [msg.payload[0].device, msg.payload[0].readings, msg.payload[0].flaggedPct.range],
+      ['d1', 2, 50],
+    );
+  });
+
+  it('reports an invalid rule at deploy time in the status and on every message', async () => {
+    await helper.load(qualityNode, flow({ rules: [{ field: 't', min: 5, max: 1 }] }));
+    const q = helper.getNode('q');
+    const err = new Promise<any>((resolve) =>
+      q.on('call:error', (call: any) => {
+        if (call.args[1]) resolve(call); // the message's error, not the deploy-time log line
+      }),
+    );
+    q.receive(reading('d1', 0, { t: 1 }));
+    assert.match(String((await err).args[0]), /min \(5\) is above max \(1\)/);
+  });
+
+  it('saves its state in the user dir on close and deletes it when the node is removed', async () => {
+    const dir = tempDir('quality-node');
+    try {
+      helper.settings({ userDir: dir.path });
+      await helper.load(qualityNode, flow({ persist: true }));
+      const got = nextMessage(helper.getNode('out'));
+      helper.getNode('q').receive(reading('d1', 0, { t: 1 }));
+      await got;
+      await helper.unload();
+      const file = join(dir.path, 'iotb-quality', 'q.state');
+      assert.ok(existsSync(file));
+
+      await helper.load(qualityNode, flow({ persist: true }));
+      await (helper as any).setFlows([{ id: 'other', type: 'helper' }], 'full'); // deployed without the node
+      assert.ok(!existsSync(file), 'a removed node leaves no state behind');
+    } finally {
+      helper.settings({});
+      dir.remove();
+    }
+  });
+});
