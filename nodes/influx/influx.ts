@@ -1,0 +1,94 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { InfluxConfigNode, InfluxCredentials } from './types';
+import { InfluxConnection, type InfluxConnectionOptions, type InfluxFlavour } from '../lib/influx/connection';
+import { diagnose } from '../lib/influx/diagnose';
+
+interface InfluxConfigDef extends NodeDef {
+  flavour: InfluxFlavour;
+  url: string;
+  database: string;
+  retentionPolicy: string;
+  org: string;
+  bucket: string;
+  timeoutS: number | string;
+  gzip: boolean;
+  rejectUnauthorized: boolean;
+}
+
+type ConfigFields = Partial<Omit<InfluxConfigDef, keyof NodeDef>>;
+
+function connectionOptions(c: ConfigFields, creds: InfluxCredentials): InfluxConnectionOptions {
+  const timeoutS = Number(c.timeoutS);
+  return {
+    flavour: c.flavour ?? '1',
+    url: c.url ?? '',
+    database: c.database,
+    retentionPolicy: c.retentionPolicy,
+    org: c.org,
+    bucket: c.bucket,
+    token: creds.token || undefined,
+    username: creds.username || undefined,
+    password: creds.password || undefined,
+    timeoutMs: timeoutS > 0 ? timeoutS * 1000 : 10_000,
+    gzipMinBytes: c.gzip ? 1024 : 0,
+    tls: {
+      ca: creds.ca,
+      cert: creds.cert,
+      key: creds.key,
+      rejectUnauthorized: c.rejectUnauthorized !== false,
+    },
+  };
+}
+
+/** iotb-influx: one InfluxDB server (API flavour, URL, TLS, credentials) shared by the write and query nodes. */
+export = function register(RED: NodeAPI): void {
+  function InfluxNode(this: Node<InfluxCredentials>, config: InfluxConfigDef): void {
+    RED.nodes.createNode(this, config);
+    const connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
+    (this as InfluxConfigNode).connection = connection;
+    this.on('close', () => connection.close());
+  }
+  RED.nodes.registerType<Node<InfluxCredentials>, InfluxConfigDef, unknown, InfluxCredentials>(
+    'iotb-influx',
+    InfluxNode,
+    {
+      credentials: {
+        token: { type: 'password' },
+        username: { type: 'text' },
+        password: { type: 'password' },
+        ca: { type: 'text' },
+        cert: { type: 'text' },
+        key: { type: 'password' },
+      },
+    },
+  );
+
+  // "Test connection" in the dialog: the editor sends the form; secrets it does not hold (shown as
+  // __PWRD__) come from the deployed node's credentials.
+  RED.httpAdmin.post('/iotb-influx/test', RED.auth.needsPermission('iotb-influx.write'), (req, res) => {
+    const body = (req.body ?? {}) as ConfigFields & { id?: string; credentials?: InfluxCredentials };
+    const stored = (body.id ? RED.nodes.getCredentials(body.id) : undefined) as InfluxCredentials | undefined;
+    const creds: InfluxCredentials = {};
+    for (const k of ['token', 'username', 'password', 'ca', 'cert', 'key'] as const) {
+      const v = body.credentials?.[k];
+      creds[k] = v === '__PWRD__' || v === undefined ? stored?.[k] : v;
+    }
+    let conn: InfluxConnection;
+    try {
+      conn = new InfluxConnection(connectionOptions(body, creds));
+    } catch (err) {
+      res.json({ ok: false, message: (err as Error).message });
+      return;
+    }
+    diagnose(conn).then(
+      (d) => {
+        conn.close();
+        res.json(d);
+      },
+      (err: unknown) => {
+        conn.close();
+        res.json({ ok: false, message: (err as Error).message });
+      },
+    );
+  });
+};

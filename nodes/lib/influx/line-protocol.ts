@@ -1,0 +1,257 @@
+/**
+ * Line protocol for InfluxDB 1.x/2.x/3.x, built with @influxdata/influxdb-client's `Point` and guarded where
+ * `Point` alone would lose or corrupt data:
+ * - a measurement starting with `#` makes the line a comment (silently lost): refused;
+ * - names starting with `_` are reserved in 2.x/3.x, tag/field key `time` is refused by 1.x: refused;
+ * - `Point` writes a trailing backslash in a tag value as is, which escapes the following space (a broken or
+ *   changed line), and 1.x and 2.x unescape `\\`, `\,`, `\=`, `\ ` differently: a backslash before those
+ *   characters or at the end of a name or tag value is refused (other backslashes pass through unchanged);
+ * - `Point` escapes newline/tab in names and tag values as `\n`/`\t`, which 1.x stores as two characters:
+ *   control characters in names and tag values are refused;
+ * - CR/LF in string field values could be read as a line break by a parser that splits lines first, which
+ *   would inject a line: refused;
+ * - NaN/Infinity have no line-protocol form: refused; integers beyond 2^53 are written exactly (bigint).
+ * Every refusal is a `LineProtocolError` with a stable `code` and a sentence for people.
+ */
+import { Point } from '@influxdata/influxdb-client';
+
+export type FieldValue = number | boolean | string | bigint;
+export type FieldType = 'float' | 'integer' | 'string' | 'boolean';
+
+export interface PointInput {
+  measurement: string;
+  tags?: Record<string, string>;
+  fields: Record<string, FieldValue>;
+  /** Nanoseconds since the epoch as a decimal string (fixed when the reading was accepted). */
+  timeNs: string;
+}
+
+export class LineProtocolError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LineProtocolError';
+  }
+}
+
+/** InfluxDB's limit for a key and for a string value is 64 KiB. */
+export const MAX_NAME_BYTES = 65_535;
+export const MAX_STRING_BYTES = 65_535;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const LONE_SURROGATE = /\p{Cs}/u;
+const AMBIGUOUS_BACKSLASH = /\\(?=[\\,= ]|$)/;
+const LINE_BREAK = /[\r\n]/;
+const TIME_NS = /^-?\d{1,19}$/;
+
+function checkText(what: string, s: string, maxBytes: number): void {
+  if (LONE_SURROGATE.test(s))
+    throw new LineProtocolError(
+      'INVALID_UTF16',
+      `${what} contains an unpaired surrogate (not valid Unicode)`,
+    );
+  if (Buffer.byteLength(s) > maxBytes)
+    throw new LineProtocolError('TOO_LONG', `${what} is longer than ${maxBytes} bytes`);
+}
+
+/**
+ * Strings that passed a check: device ids, tag keys and field names repeat on every point, so each is
+ * validated once (bounded: cleared when it grows past 10,000 entries).
+ */
+class Checked {
+  private readonly seen = new Set<string>();
+  has(s: string): boolean {
+    return this.seen.has(s);
+  }
+  add(s: string): void {
+    if (this.seen.size >= 10_000) this.seen.clear();
+    this.seen.add(s);
+  }
+}
+const checkedValues = new Checked();
+const checkedNames = new Checked();
+
+function checkKeyOrTagValue(what: string, s: string): void {
+  if (checkedValues.has(s)) return;
+  validateKeyOrTagValue(what, s);
+  checkedValues.add(s);
+}
+
+function validateKeyOrTagValue(what: string, s: string): void {
+  if (s.length === 0) throw new LineProtocolError('EMPTY', `${what} is empty`);
+  checkText(what, s, MAX_NAME_BYTES);
+  if (CONTROL.test(s))
+    throw new LineProtocolError(
+      'CONTROL_CHARACTER',
+      `${what} ${JSON.stringify(s)} contains a control character (newline, tab, ...), which line protocol cannot carry there`,
+    );
+  if (AMBIGUOUS_BACKSLASH.test(s))
+    throw new LineProtocolError(
+      'AMBIGUOUS_BACKSLASH',
+      `${what} ${JSON.stringify(s)} has a backslash at the end or before a space, comma, equals sign or backslash, which InfluxDB versions read back differently`,
+    );
+}
+
+function checkName(what: string, s: string): void {
+  if (checkedNames.has(s)) return;
+  validateKeyOrTagValue(what, s);
+  if (s.startsWith('_'))
+    throw new LineProtocolError(
+      'RESERVED_NAME',
+      `${what} ${JSON.stringify(s)} starts with "_", reserved by InfluxDB`,
+    );
+  checkedNames.add(s);
+}
+
+/** Formats a finite float the way InfluxDB reads it back as float (never with an `i` suffix). */
+function floatText(name: string, v: number): string {
+  if (!Number.isFinite(v))
+    throw new LineProtocolError(
+      'NOT_FINITE',
+      `field ${JSON.stringify(name)} is ${v}, which InfluxDB cannot store`,
+    );
+  return String(v);
+}
+
+function integerText(name: string, v: number | bigint): string {
+  const big = typeof v === 'bigint' ? v : Number.isSafeInteger(v) ? BigInt(v) : undefined;
+  if (big === undefined || big < INT64_MIN || big > INT64_MAX)
+    throw new LineProtocolError(
+      'NOT_INTEGER',
+      `field ${JSON.stringify(name)} must be a 64-bit integer (got ${String(v)})`,
+    );
+  return `${big}i`;
+}
+
+/** The type a value is written as: numbers are floats unless the field is declared integer. */
+export function fieldTypeOf(value: FieldValue, integer: boolean): FieldType {
+  if (typeof value === 'bigint') return 'integer';
+  if (typeof value === 'number') return integer ? 'integer' : 'float';
+  return typeof value === 'boolean' ? 'boolean' : 'string';
+}
+
+/**
+ * Remembers the type of each measurement+field written by this process so a later value of another type is
+ * refused here (with a reason) instead of becoming a type conflict in InfluxDB. Bounded: past `maxEntries`
+ * the oldest half is forgotten (InfluxDB then remains the judge).
+ */
+export class FieldTypes {
+  private readonly types = new Map<string, FieldType>();
+
+  constructor(private readonly maxEntries = 100_000) {}
+
+  check(measurement: string, field: string, type: FieldType): void {
+    const key = `${measurement}\u0000${field}`;
+    const known = this.types.get(key);
+    if (known === undefined) {
+      if (this.types.size >= this.maxEntries) {
+        let drop = this.maxEntries >> 1;
+        for (const k of this.types.keys()) {
+          if (drop-- <= 0) break;
+          this.types.delete(k);
+        }
+      }
+      this.types.set(key, type);
+    } else if (known !== type) {
+      throw new LineProtocolError(
+        'TYPE_CONFLICT',
+        `field ${JSON.stringify(field)} of ${JSON.stringify(measurement)} was written as ${known}, now ${type}`,
+      );
+    }
+  }
+}
+
+export interface EncodeOptions {
+  /** Field names whose numbers are written as integers (`42i`); every other number is a float. */
+  integerFields?: ReadonlySet<string>;
+  fieldTypes?: FieldTypes;
+}
+
+/** One line of line protocol for `p`, or a `LineProtocolError` saying why it cannot be written faithfully. */
+export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
+  checkKeyOrTagValue('measurement', p.measurement);
+  if (p.measurement.startsWith('#'))
+    throw new LineProtocolError(
+      'RESERVED_NAME',
+      `measurement ${JSON.stringify(p.measurement)} starts with "#", which makes the line a comment`,
+    );
+  if (!TIME_NS.test(p.timeNs))
+    throw new LineProtocolError(
+      'BAD_TIMESTAMP',
+      `timestamp ${JSON.stringify(p.timeNs)} is not integer nanoseconds`,
+    );
+  const point = new Point(p.measurement);
+  if (p.tags) {
+    for (const key of Object.keys(p.tags)) {
+      const value = p.tags[key];
+      checkName('tag key', key);
+      if (key === 'time')
+        throw new LineProtocolError('RESERVED_NAME', 'tag key "time" is reserved by InfluxDB');
+      if (typeof value !== 'string')
+        throw new LineProtocolError('BAD_TAG', `tag ${JSON.stringify(key)} must be a string`);
+      checkKeyOrTagValue(`tag ${JSON.stringify(key)} value`, value);
+      point.tag(key, value);
+    }
+  }
+  let count = 0;
+  for (const name of Object.keys(p.fields)) {
+    const value = p.fields[name];
+    checkName('field key', name);
+    if (name === 'time')
+      throw new LineProtocolError('RESERVED_NAME', 'field key "time" is reserved by InfluxDB');
+    const integer = opts.integerFields?.has(name) ?? false;
+    const type = fieldTypeOf(value, integer);
+    switch (type) {
+      case 'float':
+        // Point.floatField would also refuse NaN, but with a message naming the client; the text is ours.
+        point.fields[name] = floatText(name, value as number);
+        break;
+      case 'integer':
+        // Point.intField cannot represent integers beyond 2^53 exactly.
+        point.fields[name] = integerText(name, value as number | bigint);
+        break;
+      case 'boolean':
+        // Point writes T/F; the spelled-out form is what the reference encoder writes.
+        point.fields[name] = value ? 'true' : 'false';
+        break;
+      case 'string':
+        if (typeof value !== 'string')
+          throw new LineProtocolError('BAD_FIELD', `field ${JSON.stringify(name)} has an unsupported type`);
+        checkText(`field ${JSON.stringify(name)}`, value, MAX_STRING_BYTES);
+        if (LINE_BREAK.test(value))
+          throw new LineProtocolError(
+            'LINE_BREAK',
+            `field ${JSON.stringify(name)} contains a line break, which some InfluxDB parsers read as the end of the line`,
+          );
+        point.stringField(name, value);
+        break;
+    }
+    opts.fieldTypes?.check(p.measurement, name, type);
+    count++;
+  }
+  if (count === 0) throw new LineProtocolError('NO_FIELDS', 'a point needs at least one field');
+  point.timestamp(p.timeNs);
+  const line = point.toLineProtocol();
+  if (line === undefined) throw new LineProtocolError('NO_FIELDS', 'a point needs at least one field');
+  return line;
+}
+
+/** Nanoseconds for a timestamp given as ms since epoch (number), ISO-8601 text, a Date, or ns (bigint). */
+export function toTimeNs(t: number | string | Date | bigint): string {
+  if (typeof t === 'bigint') return t.toString();
+  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : t;
+  if (!Number.isFinite(ms))
+    throw new LineProtocolError(
+      'BAD_TIMESTAMP',
+      `timestamp ${JSON.stringify(String(t))} is not a valid time`,
+    );
+  // ms may carry a fraction (sub-ms precision); round to whole ns through BigInt to stay exact.
+  const whole = Math.trunc(ms);
+  const fracNs = Math.round((ms - whole) * 1e6);
+  return (BigInt(whole) * 1_000_000n + BigInt(fracNs)).toString();
+}

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeLine, LineProtocolError } from '../../nodes/lib/influx/line-protocol';
+import { AcceptanceClock, DEFAULT_POINT_DEFAULTS, pointsFromMessage } from '../../nodes/lib/influx/points';
+
+const NOW = 1_700_000_000_000;
+const lines = (msg: Parameters<typeof pointsFromMessage>[0]): string[] =>
+  pointsFromMessage(msg, DEFAULT_POINT_DEFAULTS, new AcceptanceClock(() => NOW)).map((p) => encodeLine(p));
+
+describe('readings and points to line protocol', () => {
+  it('maps a pipeline reading: device tags, one field per value, quality siblings, fixed timestamp', () => {
+    assert.deepEqual(
+      lines({
+        device: { id: 'd1', type: 'thermo' },
+        payload: { temperature: 21.5, door: true, label: 'kitchen', missing: null, ts: 5, id: 'm1' },
+        timestamp: 1_700_000_000_123,
+        quality: { temperature: { flag: 'imputed', method: 'hold', raw: 999 } },
+      }),
+      [
+        'telemetry,device=d1,type=thermo door=true,label="kitchen",temperature=21.5,temperature_flag="imputed",temperature_raw=999 1700000000123000000',
+      ],
+    );
+  });
+
+  it('fixes the acceptance time for a reading without one', () => {
+    assert.deepEqual(lines({ device: { id: 'd1' }, payload: { v: 1 } }), [
+      `telemetry,device=d1 v=1 ${NOW}000000`,
+    ]);
+  });
+
+  it('gives readings accepted in the same millisecond distinct times', () => {
+    const clock = new AcceptanceClock(() => NOW);
+    const t = [1, 2, 3].map(
+      () => pointsFromMessage({ payload: { v: 1 } }, DEFAULT_POINT_DEFAULTS, clock)[0].timeNs,
+    );
+    assert.deepEqual(t, [`${NOW}000000`, `${NOW}000001`, `${NOW}000002`]);
+  });
+
+  it('takes explicit points and arrays of points or readings', () => {
+    assert.deepEqual(
+      lines({
+        device: { id: 'd2' },
+        timestamp: 7,
+        payload: [
+          { measurement: 'commands', tags: { device: 'd2' }, fields: { state: 'SENT' }, timestamp: 1000 },
+          { v: 1, ts: 2000 },
+          { v: 2 },
+        ],
+      }),
+      [
+        'commands,device=d2 state="SENT" 1000000000',
+        'telemetry,device=d2 v=1 2000000000',
+        'telemetry,device=d2 v=2 7000000',
+      ],
+    );
+  });
+
+  it('refuses what is neither, with a reason', () => {
+    for (const payload of ['text', 42, null, [1], { nested: { a: 1 } }]) {
+      assert.throws(
+        () => pointsFromMessage({ payload }, DEFAULT_POINT_DEFAULTS, new AcceptanceClock()),
+        (e: unknown) => e instanceof LineProtocolError && e.message.length > 10,
+        JSON.stringify(payload),
+      );
+    }
+  });
+});
