@@ -189,21 +189,12 @@ export = function register(RED: NodeAPI): void {
         })
         .catch((err: Error) => {
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
-            m.rejection = rejection(
-              'influx',
-              err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL',
-              RED._(
-                err instanceof SpoolFullError
-                  ? 'iotb-influx-write.error.spoolFull'
-                  : 'iotb-influx-write.error.diskFull',
-                {
-                  error: err.message,
-                },
-              ),
-            );
-            send([null, m, null]);
-          }
-          done(err);
+          // The spool's message says what happened and where; the rejection carries it as the reason.
+          const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
+          m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
+          send([null, m, null]);
+        }
+        done(err);
         });
     });
 

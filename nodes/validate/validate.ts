@@ -152,9 +152,9 @@ export = function register(RED: NodeAPI): void {
       problem = undefined;
       status.call();
     };
+    const subscribed = source === 'type' ? directory() : undefined;
     if (source === 'type') {
-      const dir = directory();
-      if (dir) dir.on('types', onTypes);
+      if (subscribed) subscribed.on('types', onTypes);
       else report({ code: 'NO_SCHEMA', reason: NO_REGISTRY });
     }
 
@@ -224,7 +224,7 @@ export = function register(RED: NodeAPI): void {
 
     this.on('close', () => {
       status.cancel();
-      directory()?.off('types', onTypes);
+      subscribed?.off('types', onTypes);
     });
 
     function loadSchemaFile(file: string, options: SchemaOptions): SchemaChoice {

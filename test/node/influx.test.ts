@@ -91,6 +91,58 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     await spool.close();
   });
 
+  it('refuses input with SPOOL_FULL when the bounded spool is full, or drops the oldest when told to', async () => {
+    const port = await freePort(); // InfluxDB down: nothing drains the spool
+    const url = `http://127.0.0.1:${port}`;
+    await helper.load(
+      [influxNode, writeNode],
+      flow(url, { id: 'wf', spoolMaxMB: 0.0625, whenFull: 'refuse' }),
+    );
+    let accepted = 0;
+    const refusals: any[] = [];
+    const settled = new Promise<void>((resolve) => {
+      const check = (): void => void (accepted + refusals.length === 3000 && resolve());
+      helper.getNode('ok').on('input', () => (accepted++, check()));
+      helper.getNode('bad').on('input', (m: any) => (refusals.push(m.rejection), check()));
+    });
+    const w = helper.getNode('wf');
+    for (let i = 0; i < 3000; i++) w.receive({ device: { id: 'full' }, payload: { v: i } });
+    await settled;
+    assert.ok(accepted > 100 && refusals.length > 0, `${accepted} accepted`);
+    for (const r of refusals) {
+      assert.equal(r.code, 'SPOOL_FULL');
+      assert.match(r.reason, /^point not accepted: spool full/);
+    }
+    await helper.unload();
+
+    await helper.load(
+      [influxNode, writeNode],
+      flow(url, { id: 'wd', spoolMaxMB: 0.0625, whenFull: 'drop-oldest', statsIntervalS: 0.3 }),
+    );
+    let refused = 0;
+    let ok = 0;
+    helper.getNode('bad').on('input', () => refused++);
+    const wd = helper.getNode('wd');
+    // In waves: one burst larger than the whole spool cannot be taken even by dropping (spool docs).
+    for (let wave = 0; wave < 15; wave++) {
+      const all = new Promise<void>((resolve) => {
+        const okNode = helper.getNode('ok');
+        const onOk = (): void => {
+          if (++ok % 200 === 0) {
+            okNode.removeListener('input', onOk);
+            resolve();
+          }
+        };
+        okNode.on('input', onOk);
+      });
+      for (let i = 0; i < 200; i++) wd.receive({ device: { id: 'drop' }, payload: { v: wave * 200 + i } });
+      await all;
+    }
+    assert.equal(refused, 0);
+    const stats = await nextMessage(helper.getNode('stats'));
+    assert.ok(stats.payload.spool.droppedOldest > 0, 'dropped points are counted and reported');
+  });
+
   it('answers "test connection" from the editor precisely', async () => {
     await helper.load(
       [influxNode],

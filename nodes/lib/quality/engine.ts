@@ -51,6 +51,7 @@ const {
   F_VALUE,
   F_VALUE_TS,
   FIELD_INTS,
+  I_SCALE,
   I_COUNT,
   I_FLAT_RUN,
   I_HEAD,
@@ -351,6 +352,7 @@ export class QualityEngine {
       n[ib + I_COUNT] = 0;
       n[ib + I_HEAD] = 0;
       n[ib + I_FLAT_RUN] = 0;
+      this.store.fieldF32[ib + I_SCALE] = 0;
     }
     this.median = NaN;
     if (v < r.min || v > r.max) return RANGE_BAD; // a value outside the sensor's range never enters the window
@@ -359,7 +361,14 @@ export class QualityEngine {
     const ring = b + F_RING;
     if (r.spike && count === W) {
       const med = medianOf(f, ring, count, this.scratch);
-      const thr = Math.max(r.spikeK * robustScale(f, ring, count, med, this.scratch), r.spikeMinDeviation);
+      // The scale of 7 values is itself noisy: a window that happens to be tight would call ordinary noise a
+      // spike (9 % of Gaussian noise at k = 3). The field's long-run scale (mean of past window scales over
+      // about 32 readings) is a floor, which brings that to the expected ~1 %.
+      const windowScale = robustScale(f, ring, count, med, this.scratch);
+      const f32 = this.store.fieldF32;
+      const longRun = f32[ib + I_SCALE];
+      f32[ib + I_SCALE] = longRun === 0 ? windowScale : longRun + (windowScale - longRun) / 32;
+      const thr = Math.max(r.spikeK * Math.max(windowScale, longRun), r.spikeMinDeviation);
       this.median = med;
       if (Math.abs(v - med) > thr) {
         mask |= SPIKE;

@@ -2,8 +2,8 @@
  * Per device and field filter state in fixed-size records inside a few large typed arrays ("slabs"):
  * no object per field, nothing for the garbage collector to trace, and a compact binary form on disk.
  *
- * Field record (window W, default 7): FIELD_DOUBLES + W doubles and FIELD_INTS int32 =
- * 8·(8+7) + 4·3 = 132 bytes. Device record: DEVICE_DOUBLES doubles (counters for the scorecard) and
+ * Field record (window W, default 7): FIELD_DOUBLES + W doubles and FIELD_INTS 32-bit words =
+ * 8·(8+7) + 4·4 = 136 bytes. Device record: DEVICE_DOUBLES doubles (counters for the scorecard) and
  * DEVICE_COUNTERS uint32 and `maxFields` int32 slot references. docs/quality.md has the measured total per device-field.
  */
 import { createHash } from 'node:crypto';
@@ -23,7 +23,8 @@ export const FIELD_DOUBLES = 8;
 export const I_HEAD = 0; // next ring slot to write
 export const I_COUNT = 1; // values in the ring (<= W)
 export const I_FLAT_RUN = 2; // identical readings in a row so far (1 = just this one)
-export const FIELD_INTS = 3;
+export const I_SCALE = 3; // float32 (through fieldF32): long-run robust scale of the field, 0 = none yet
+export const FIELD_INTS = 4;
 
 // Device record, doubles (times).
 export const D_LAST_SEEN = 0; // wall clock of the last update (TTL eviction)
@@ -58,6 +59,8 @@ export interface QualityStateStore {
   readonly fieldStride: number;
   readonly fieldF64: Float64Array;
   readonly fieldI32: Int32Array;
+  /** The same memory as fieldI32, for the float32 words (I_SCALE). */
+  readonly fieldF32: Float32Array;
   readonly deviceF64: Float64Array;
   readonly deviceU32: Uint32Array;
   /** Device record index; -1 if absent and !create. */
@@ -115,6 +118,7 @@ function grown<T extends Float64Array | Int32Array | Uint32Array>(old: T, length
 export class MemoryStateStore implements QualityStateStore {
   fieldF64: Float64Array;
   fieldI32: Int32Array;
+  fieldF32: Float32Array;
   deviceF64: Float64Array;
   deviceU32: Uint32Array;
   /** Per device: maxFields field record indexes, -1 = none. */
@@ -139,6 +143,7 @@ export class MemoryStateStore implements QualityStateStore {
     this.deviceFields = new Int32Array(initialDevices * maxFields).fill(-1);
     this.fieldF64 = new Float64Array(this.fieldPool.capacity * this.fieldStride);
     this.fieldI32 = new Int32Array(this.fieldPool.capacity * FIELD_INTS);
+    this.fieldF32 = new Float32Array(this.fieldI32.buffer);
   }
 
   device(id: string, create: boolean): number {
@@ -167,6 +172,7 @@ export class MemoryStateStore implements QualityStateStore {
     const slot = this.fieldPool.alloc((cap) => {
       this.fieldF64 = grown(this.fieldF64, cap * this.fieldStride);
       this.fieldI32 = grown(this.fieldI32, cap * FIELD_INTS);
+      this.fieldF32 = new Float32Array(this.fieldI32.buffer);
     });
     const b = slot * this.fieldStride;
     this.fieldF64.fill(0, b, b + this.fieldStride);
@@ -244,13 +250,14 @@ export class MemoryStateStore implements QualityStateStore {
         const slot = this.deviceFields[dev * this.maxFields + f];
         body.set(this.fieldF64.subarray(slot * this.fieldStride, (slot + 1) * this.fieldStride), o);
         o += this.fieldStride;
-        for (let i = 0; i < FIELD_INTS; i++) body[o++] = this.fieldI32[slot * FIELD_INTS + i];
+        for (let i = 0; i < FIELD_INTS; i++)
+          body[o++] = (i === I_SCALE ? this.fieldF32 : this.fieldI32)[slot * FIELD_INTS + i];
       }
     }
     const bodyBytes = new Uint8Array(body.buffer);
     const header = Buffer.from(
       JSON.stringify({
-        version: 2,
+        version: 3,
         window: this.window,
         maxFields: this.maxFields,
         fieldNames,
@@ -282,7 +289,7 @@ export class MemoryStateStore implements QualityStateStore {
     const bodyStart = MAGIC.length + 4 + headerLen;
     if (bodyStart > buf.length || (buf.length - bodyStart) % 8 !== 0) throw new Error('truncated');
     const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, bodyStart)) as StateHeader;
-    if (header.version !== 2) throw new Error(`unknown version ${String(header.version)}`);
+    if (header.version !== 3) throw new Error(`unknown version ${String(header.version)}`);
     if (header.window !== window) throw new Error(`saved with window ${header.window}, configured ${window}`);
     if (header.maxFields > maxFields)
       throw new Error(`saved with ${header.maxFields} fields per device, limit ${maxFields}`);
@@ -308,7 +315,8 @@ export class MemoryStateStore implements QualityStateStore {
         const slot = store.field(dev, f, true);
         store.fieldF64.set(body.subarray(o, o + store.fieldStride), slot * store.fieldStride);
         o += store.fieldStride;
-        for (let i = 0; i < FIELD_INTS; i++) store.fieldI32[slot * FIELD_INTS + i] = body[o++];
+        for (let i = 0; i < FIELD_INTS; i++)
+          (i === I_SCALE ? store.fieldF32 : store.fieldI32)[slot * FIELD_INTS + i] = body[o++];
       }
     }
     if (o !== body.length) throw new Error('body longer than header says');
