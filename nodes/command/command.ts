@@ -101,7 +101,8 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      link = RED.nodes.getNode(config.broker ?? '') as unknown as DeviceLink | undefined;
+      // The iotb-broker config node holds the embedded broker, which is the DeviceLink.
+      link = (RED.nodes.getNode(config.broker ?? '') as unknown as { broker?: DeviceLink } | null)?.broker;
     }
     if (!link || typeof link.publishToDevice !== 'function') {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
