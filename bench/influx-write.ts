@@ -52,7 +52,10 @@ function makePoints(): Buffer[] {
 }
 
 async function createDb(url: string, db: string): Promise<void> {
-  const res = await fetch(`${url}/query`, { method: 'POST', body: new URLSearchParams({ q: `CREATE DATABASE ${db}` }) });
+  const res = await fetch(`${url}/query`, {
+    method: 'POST',
+    body: new URLSearchParams({ q: `CREATE DATABASE ${db}` }),
+  });
   if (res.status !== 200) throw new Error(`CREATE DATABASE: ${res.status}`);
 }
 
@@ -71,7 +74,11 @@ async function direct(url: string, db: string, lines: Buffer[]): Promise<number>
 
 async function throughWriter(url: string, db: string, lines: Buffer[]): Promise<number> {
   const dir = tempDir('bench-writer');
-  const spool = await Spool.open({ dir: join(dir.path, 'spool'), fsync: args.fsync as FsyncPolicy, maxBytes: 4 * 1024 ** 3 });
+  const spool = await Spool.open({
+    dir: join(dir.path, 'spool'),
+    fsync: args.fsync as FsyncPolicy,
+    maxBytes: 4 * 1024 ** 3,
+  });
   const conn = new InfluxConnection({ flavour: '1', url, database: db, timeoutMs: 60_000 });
   const sender = new InfluxSender<SpoolPosition>(spool, (body, signal) => conn.write(body, signal), {
     batchRecords: BATCH,

@@ -14,6 +14,7 @@ import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
 import type { InfluxConfigNode } from '../influx/types';
+import type { WriterHealthHolder } from '../lib/health';
 
 interface InfluxWriteDef extends NodeDef {
   influx: string;
@@ -93,6 +94,8 @@ export = function register(RED: NodeAPI): void {
       sender.start();
       return spool;
     });
+    // Read by iotb-health (GET /api/health): the database state and the spool depth.
+    (this as Node & WriterHealthHolder).writerSnapshot = () => sender?.snapshot();
     opened.catch((err: Error) => {
       this.error(RED._('iotb-influx-write.error.spool', { error: err.message }));
       this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.spoolError') });
@@ -189,12 +192,12 @@ export = function register(RED: NodeAPI): void {
         })
         .catch((err: Error) => {
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
-          // The spool's message says what happened and where; the rejection carries it as the reason.
-          const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
-          m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
-          send([null, m, null]);
-        }
-        done(err);
+            // The spool's message says what happened and where; the rejection carries it as the reason.
+            const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
+            m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
+            send([null, m, null]);
+          }
+          done(err);
         });
     });
 
