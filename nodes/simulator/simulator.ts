@@ -4,7 +4,8 @@ import { DeviceSimulator } from '../lib/simulator';
 
 interface SimulatorNodeDef extends NodeDef {
   registry: string;
-  url: string;
+  host: string;
+  port: number | string;
   count: number | string;
   idPrefix: string;
   deviceType: string;
@@ -28,7 +29,7 @@ export = function register(RED: NodeAPI): void {
     let sim: DeviceSimulator;
     try {
       sim = new DeviceSimulator(registry, {
-        url: config.url || 'mqtt://127.0.0.1:1883',
+        url: `mqtt://${config.host || '127.0.0.1'}:${Number(config.port) || 1883}`,
         count: Number(config.count),
         idPrefix: config.idPrefix || 'sim',
         type: config.deviceType || 'sensor',
@@ -57,7 +58,8 @@ export = function register(RED: NodeAPI): void {
       if (err.message !== lastError) this.warn(RED._('iotb-simulator.warn.device', { message: err.message }));
       lastError = err.message;
     });
-    sim.start().then(showStatus, (err: Error) => this.error(err));
+    // Devices that cannot connect keep retrying; the status and the warnings above tell.
+    sim.start().then(showStatus, () => undefined);
     const timer = setInterval(showStatus, 1000);
     this.on('close', (done: () => void) => {
       clearInterval(timer);

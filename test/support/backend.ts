@@ -49,7 +49,12 @@ export async function startBackend(extraFlows: FlowNode[] = []): Promise<Backend
         IOTB_INFLUX_DB: 'iot',
       },
     });
-    await nr.waitForOutput(/embedded MQTT broker listening on mqtt:\/\/127\.0\.0\.1/);
+    // The deploy with credentials restarts the flows: wait until the redeployed API answers.
+    const ready = nr;
+    await eventually('the backend API after the deploy', async () => {
+      const res = await fetch(`${ready.url}/api/health`).catch(() => undefined);
+      return res?.status === 200 ? true : undefined;
+    });
   } catch (err) {
     await influx.stop();
     throw err;
