@@ -2,7 +2,7 @@
 // is copied into the user dir, so the editor never writes to the file in flows/, and an operator API key is
 // created in the device registry and printed once (only its keyed hash is stored).
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,11 +12,17 @@ const userDir = resolve(process.env.IOTB_USER_DIR || join(root, '.node-red'));
 mkdirSync(userDir, { recursive: true, mode: 0o700 });
 
 const require = createRequire(import.meta.url);
+const { writeFileAtomicSync } = require('../dist/nodes/lib/atomic-file.js');
 const flowFile = join(userDir, 'flows.json');
 if (!existsSync(flowFile)) {
-  copyFileSync(join(root, 'flows', 'backend.json'), flowFile);
-  console.log(`Copied flows/backend.json to ${flowFile}`);
+  // The backend and its dashboard (GET /dashboard): separate tabs with their own fixed ids.
+  const flows = ['backend.json', 'dashboard.json'].flatMap((f) =>
+    JSON.parse(readFileSync(join(root, 'flows', f), 'utf8')),
+  );
+  // The key first: should that fail, the next start is still a first start.
   printFirstApiKey();
+  writeFileAtomicSync(flowFile, JSON.stringify(flows, null, 2));
+  console.log(`Copied flows/backend.json and flows/dashboard.json to ${flowFile}`);
 }
 
 /**
@@ -27,7 +33,6 @@ function printFirstApiKey() {
   const { Registry } = require('../dist/nodes/lib/registry/registry.js');
   const { FileDeviceStore } = require('../dist/nodes/lib/registry/file-store.js');
   const { generateRegistrySecret } = require('../dist/nodes/lib/registry/credentials.js');
-  const { writeFileAtomicSync } = require('../dist/nodes/lib/atomic-file.js');
   const file = join(userDir, 'iotb-registry.json');
   const secretFile = `${file}.secret`;
   if (!existsSync(secretFile)) writeFileAtomicSync(secretFile, generateRegistrySecret(), 0o600);
