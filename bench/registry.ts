@@ -79,6 +79,5 @@ try {
   reg.close();
   console.log(`close (snapshot compaction): ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
 } finally {
-  if (!process.env.KEEP) rmSync(dir, { recursive: true, force: true });
-  else console.log(dir);
+  rmSync(dir, { recursive: true, force: true });
 }

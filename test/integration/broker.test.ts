@@ -233,6 +233,45 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
     }
   });
 
+  it('mosquitto_sub: wildcard, $SYS and foreign subscriptions are denied; its own commands topic receives', async () => {
+    const sub = (topic: string) =>
+      run('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-i',
+        'dev-a',
+        '-u',
+        'dev-a',
+        '-P',
+        tokens['dev-a'],
+        '-t',
+        topic,
+        '-C',
+        '1',
+        '-W',
+        '5',
+      ]);
+    for (const topic of ['#', '+/#', '$SYS/#', 'devices/dev-b/commands', 'devices/+/telemetry']) {
+      const r = await sub(topic);
+      assert.match(r.stderr, /All subscription requests were denied/, topic);
+    }
+    // publish once the broker has granted its SUBSCRIBE
+    const subscribed = nextEvent<unknown>((broker as any).aedes, 'subscribe');
+    const own = sub('devices/dev-a/commands');
+    await subscribed;
+    await broker.publishToDevice('dev-a', 'commands', '{"id":"c9","name":"reboot"}', { qos: 1 });
+    assert.equal((await own).stdout.trim(), '{"id":"c9","name":"reboot"}');
+  });
+
+  it('refuses a keepalive above the limit, or none at all', async () => {
+    assert.equal(await refusalCode(url, { ...auth('dev-a'), keepalive: 0 }), 6);
+    assert.equal(await refusalCode(url, { ...auth('dev-a'), keepalive: 1201 }), 6);
+    const c = await connectDevice(url, { ...auth('dev-a'), keepalive: 1200 });
+    await c.endAsync();
+  });
+
   it("refuses a Will on another device's topic, and accepts one on its own", async () => {
     const code = await refusalCode(url, {
       ...auth('dev-a'),
@@ -299,18 +338,39 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
   it('accepts both tokens during the rotation grace period and only the new one after it', async () => {
     const old = tokens['dev-rot'];
     const { token: fresh } = registry.rotateToken('dev-rot', 60_000);
+    tokens['dev-rot'] = fresh;
     for (const t of [old, fresh]) {
       const c = await connectDevice(url, auth('dev-rot', t));
       await c.endAsync();
     }
+    const online = nextEvent<string>(broker, 'online', (id) => id === 'dev-rot');
+    const live = await connectDevice(url, auth('dev-rot', old));
+    await online;
+    const ended = closed(live);
     clock += 60_000;
     try {
+      // the session that authenticated with the old token ends when the grace period does
+      await Promise.race([
+        ended,
+        new Promise((_, rej) => setTimeout(() => rej(new Error('old-token session still open')), 3000)),
+      ]);
+      live.end(true);
       assert.equal(await refusalCode(url, auth('dev-rot', old)), 4);
-      const c = await connectDevice(url, auth('dev-rot', fresh));
-      await c.endAsync();
+      const again = await connectDevice(url, auth('dev-rot', fresh));
+      await again.endAsync();
     } finally {
       clock -= 60_000;
     }
+  });
+
+  it('ends a session at once when its token is rotated away without grace', async () => {
+    const online = nextEvent<string>(broker, 'online', (id) => id === 'dev-rot');
+    const c = await connectDevice(url, auth('dev-rot'));
+    await online;
+    const ended = closed(c);
+    tokens['dev-rot'] = registry.rotateToken('dev-rot', 0).token;
+    await ended;
+    c.end(true);
   });
 
   it('publishes commands to a device and reports delivered when the device PUBACKs', async () => {

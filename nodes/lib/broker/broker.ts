@@ -95,6 +95,8 @@ export interface ConnectionEvent {
 
 interface Session {
   device: DeviceRecord;
+  /** Hash of the token this session authenticated with: it ends when that token expires. */
+  credential: string;
   ip: string;
   publishTopics: readonly string[];
   commandsTopic: string;
@@ -160,6 +162,14 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   private readonly onRevoked = (id: string): void => this.disconnect(id);
   private readonly onRemoved = (id: string): void => void this.presence.delete(id);
   private readonly onRegistrySecurity = (ev: SecurityEvent): void => this.emitSecurity(ev);
+  /** Devices whose previous token expires at the given time; their sessions are re-checked then. */
+  private readonly expiring = new Map<string, number>();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private readonly onRotated = (id: string, previousExpiresAt?: number): void => {
+    if (previousExpiresAt === undefined) return this.endIfCredentialDead(id);
+    this.expiring.set(id, previousExpiresAt);
+    this.expiryTimer ??= setInterval(() => this.sweepExpired(), 1000).unref();
+  };
 
   /** Creates the broker without listening: `start` opens the listeners (nodes can hold it meanwhile). */
   constructor(opts: BrokerOptions) {
@@ -264,6 +274,26 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     return this.registry.getDevice(deviceId);
   }
 
+  /** A session whose token stopped verifying (rotation grace over) is closed like a revoked one. */
+  private endIfCredentialDead(id: string): void {
+    const client = this.live.get(id);
+    const s = client && this.sessions.get(client);
+    if (s && !this.registry.isCredentialLive(id, s.credential)) client.close();
+  }
+
+  private sweepExpired(): void {
+    const now = this.registry.time();
+    for (const [id, at] of this.expiring) {
+      if (at > now) continue;
+      this.expiring.delete(id);
+      this.endIfCredentialDead(id);
+    }
+    if (this.expiring.size === 0) {
+      clearInterval(this.expiryTimer);
+      this.expiryTimer = undefined;
+    }
+  }
+
   /** Closes the device's live session (revocation, disablement); a no-op when it is not connected. */
   disconnect(deviceId: string): void {
     this.live.get(deviceId)?.close();
@@ -340,6 +370,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.on('revoked', this.onRevoked);
     this.registry.on('disabled', this.onRevoked);
     this.registry.on('removed', this.onRemoved);
+    this.registry.on('rotated', this.onRotated);
     this.registry.on('security', this.onRegistrySecurity); // revocations etc. reach the same event output
   }
 
@@ -373,6 +404,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       s.once('close', () => this.rawSockets.delete(s));
     });
     server.on('tlsClientError', (_err: Error, s: Socket) => s.destroy());
+    server.maxConnections = this.limits.maxConnections; // also bounds TLS handshakes not yet accepted
     this.servers.push(server);
     server.listen(port, host);
     await Promise.race([
@@ -449,7 +481,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       }
       return refuse(reason === 'disabled' ? 5 : 4, reason);
     }
-    const session = this.sessionFor(result.device, ip, client.clean);
+    const session = this.sessionFor(result.device, result.credential, ip, client.clean);
     const will = this.willTopicOf.get(client);
     if (will !== undefined && !session.publishTopics.includes(will)) {
       this.emitSecurity(securityEvent('acl_denied', 'mqtt', 'will_topic', id, ip));
@@ -460,10 +492,11 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     done(null, true);
   }
 
-  private sessionFor(device: DeviceRecord, ip: string, clean: boolean): Session {
+  private sessionFor(device: DeviceRecord, credential: string, ip: string, clean: boolean): Session {
     const base = `${this.topicPrefix}/${device.id}/`;
     return {
       device,
+      credential,
       ip,
       publishTopics: [`${base}telemetry`, `${base}status`, `${base}commands/ack`],
       commandsTopic: `${base}commands`,
@@ -509,9 +542,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   private onReady(client: Client): void {
     const s = this.sessions.get(client);
     if (!s) return void client.close();
-    // A revocation between authentication and now must still win.
-    if (!this.registry.hasCredentials(s.device.id) || !this.registry.getDevice(s.device.id)?.enabled)
-      return void client.close();
+    // A revocation, disablement or token expiry between authentication and now must still win.
+    if (!this.registry.isCredentialLive(s.device.id, s.credential)) return void client.close();
     const now = Date.now();
     this.live.set(s.device.id, client);
     this.presence.set(s.device.id, { online: true, lastSeen: now, connectedAt: now, ip: s.ip });
@@ -565,6 +597,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.off('revoked', this.onRevoked);
     this.registry.off('disabled', this.onRevoked);
     this.registry.off('removed', this.onRemoved);
+    this.registry.off('rotated', this.onRotated);
+    clearInterval(this.expiryTimer);
     this.registry.off('security', this.onRegistrySecurity);
     const closed = this.servers.map((s) => (s.listening ? once(s, 'close') : Promise.resolve()));
     for (const s of this.servers) if (s.listening) s.close();

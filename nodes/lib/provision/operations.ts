@@ -1,5 +1,5 @@
 import type { DeviceRecord } from '../device-contracts';
-import { Registry, RegistryError, type RegistryErrorCode } from '../registry/registry';
+import { RegistryError, type Registry, type RegistryErrorCode } from '../registry/registry';
 
 /** What a provisioning operation needs to know about presence (the embedded broker offers it). */
 export interface PresenceSource {

@@ -63,7 +63,12 @@ export interface RegistryOptions {
 
 /** The outcome of checking a device's token; failures are shared constants (no allocation per attempt). */
 export type VerifyResult =
-  { ok: true; device: DeviceRecord } | { ok: false; reason: 'unknown_device' | 'bad_token' | 'disabled' };
+  | {
+      ok: true;
+      device: DeviceRecord;
+      /** hash of the matching token, for `isCredentialLive` */ credential: string;
+    }
+  | { ok: false; reason: 'unknown_device' | 'bad_token' | 'disabled' };
 
 const UNKNOWN: VerifyResult = Object.freeze({ ok: false, reason: 'unknown_device' });
 const BAD_TOKEN: VerifyResult = Object.freeze({ ok: false, reason: 'bad_token' });
@@ -98,8 +103,8 @@ export interface DeviceUpdate {
  * The device registry: devices with hashed credentials, device types, operator API keys and per-type
  * provisioning keys. Everything is held in memory (Maps: O(1) lookups on the connect path) and each change
  * is committed to the store before the call returns. Implements `DeviceDirectory`; emits 'created',
- * 'revoked', 'disabled', 'enabled', 'removed', 'rotated' (deviceId), 'types' (), and 'security'
- * (SecurityEvent).
+ * 'revoked', 'disabled', 'enabled', 'removed' (deviceId), 'rotated' (deviceId, previousExpiresAt?),
+ * 'types' (), and 'security' (SecurityEvent).
  */
 export class Registry extends EventEmitter implements DeviceDirectory {
   private readonly devices = new Map<string, DeviceEntry>();
@@ -160,12 +165,6 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     return out;
   }
 
-  /** Whether the device has a token that currently verifies (false after revoke). */
-  hasCredentials(id: string): boolean {
-    const e = this.devices.get(id);
-    return !!e && e.stored.credentials.some((c) => this.live(c));
-  }
-
   /** Expiry of the device's tokens (for GET: never the hashes). */
   credentialInfo(id: string): { createdAt: number; expiresAt?: number }[] {
     const e = this.devices.get(id);
@@ -193,13 +192,24 @@ export class Registry extends EventEmitter implements DeviceDirectory {
       return UNKNOWN;
     }
     const digest = this.hasher.digest(token);
-    let match = false;
+    let match = -1;
     const digests = (e.digests ??= e.stored.credentials.map((c) => Buffer.from(c.hash, 'base64url')));
     for (let i = 0; i < digests.length; i++)
-      if (digestsEqual(digest, digests[i]) && this.live(e.stored.credentials[i])) match = true;
-    if (!match) return BAD_TOKEN;
+      if (digestsEqual(digest, digests[i]) && this.live(e.stored.credentials[i])) match = i;
+    if (match < 0) return BAD_TOKEN;
     if (!e.stored.enabled) return DISABLED;
-    return { ok: true, device: recordOf(e) };
+    return { ok: true, device: recordOf(e), credential: e.stored.credentials[match].hash };
+  }
+
+  /** The registry's clock (ms since epoch), which token expiry follows. */
+  time(): number {
+    return this.now();
+  }
+
+  /** Whether the token with this hash (from a successful verify) still verifies: not expired, not revoked. */
+  isCredentialLive(id: string, credential: string): boolean {
+    const e = this.devices.get(id);
+    return !!e && e.stored.enabled && e.stored.credentials.some((c) => c.hash === credential && this.live(c));
   }
 
   /**
@@ -294,7 +304,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
       credentials.push({ ...current, expiresAt: previousExpiresAt });
     }
     this.put({ ...e.stored, credentials });
-    this.emit('rotated', id);
+    this.emit('rotated', id, previousExpiresAt);
     this.emitSecurity(
       securityEvent('token_rotated', 'registry', graceMs > 0 ? 'rotated_with_grace' : 'rotated', id),
     );
