@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { CommandDispatcher, type AuditEvent, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
+import type { BrokerHolder } from '../lib/broker/broker';
 import type { CommandRecord, Transition } from '../lib/commands/states';
 import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection } from '../lib/rejection';
@@ -101,8 +102,7 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      // The iotb-broker config node holds the embedded broker, which is the DeviceLink.
-      link = (RED.nodes.getNode(config.broker ?? '') as unknown as { broker?: DeviceLink } | null)?.broker;
+      link = (RED.nodes.getNode(config.broker ?? '') as unknown as BrokerHolder | null)?.broker;
     }
     if (!link || typeof link.publishToDevice !== 'function') {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
@@ -152,17 +152,22 @@ export = function register(RED: NodeAPI): void {
     }, 500);
     showStatus.call();
     if (ownLink) {
+      // One warning per outage, not one per reconnect attempt; the status shows the rest.
+      let warned = false;
       ownLink.on('connect', () => {
         brokerUp = true;
+        warned = false;
         showStatus.call();
       });
       ownLink.on('disconnect', () => {
         brokerUp = false;
         showStatus.call();
       });
-      ownLink.on('error', (err: Error) =>
-        node.warn(RED._('iotb-command.warn.broker', { message: err.message })),
-      );
+      ownLink.on('error', (err: Error) => {
+        if (warned) return;
+        warned = true;
+        node.warn(RED._('iotb-command.warn.broker', { message: err.message }));
+      });
     }
 
     /** The request message being handled: its QUEUED transition carries the caller's msg (e.g. msg.res). */

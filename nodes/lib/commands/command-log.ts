@@ -25,7 +25,8 @@ type LogLine =
  * so dispatching thousands of commands per second stays cheap. Each write goes to the OS before the call returns,
  * so a killed process loses nothing; `fdatasync` runs at most every `syncIntervalMs`, so a power cut loses at most
  * that window. On load the last line per command wins; a torn last line (crash mid-write) is skipped. The log is
- * compacted (rewritten with `writeFileAtomicSync` from the live state) when it grows past twice the live records.
+ * compacted (rewritten with `writeFileAtomicSync` from the live state) at start and when most of its lines
+ * belong to commands no longer kept.
  */
 export class CommandLog {
   private fd: number;

@@ -18,6 +18,11 @@ export interface DispatcherOptions {
   queueBound: number;
   /** Most commands published per device per second (a burst of this many); the rest wait QUEUED. */
   ratePerSecond: number;
+  /**
+   * After a broker reports a device online, how long to wait for its first message before sending (ms,
+   * default 2000). Not used with links whose 'online' already means "subscribed" (`onlineMeansSubscribed`).
+   */
+  subscribeGraceMs?: number;
   /** Most commands tracked at once (queued, in flight and retained finished ones). */
   maxCommands?: number;
   /** How long and how many finished commands are remembered, for idempotency and look-ups. */
@@ -97,6 +102,9 @@ export class CommandDispatcher extends EventEmitter {
   private readonly control: ControlState;
   private readonly log: CommandLog;
   private readonly validator: RequestValidator;
+  /** Devices that just connected and may not have subscribed yet: nothing is sent to them until then. */
+  private readonly warmingUp = new Map<string, NodeJS.Timeout>();
+  private readonly onlineMeansSubscribed: boolean;
   private inFlight = 0;
   private queued = 0;
   private closed = false;
@@ -105,6 +113,8 @@ export class CommandDispatcher extends EventEmitter {
   constructor(private readonly opts: DispatcherOptions) {
     super();
     this.validator = new RequestValidator(opts.directory);
+    this.onlineMeansSubscribed =
+      (opts.link as { onlineMeansSubscribed?: boolean }).onlineMeansSubscribed === true;
     const saved = CommandLog.read(opts.logFile);
     this.control = saved.control;
     this.log = new CommandLog(opts.logFile);
@@ -112,8 +122,19 @@ export class CommandDispatcher extends EventEmitter {
 
     const onMessage = (m: DeviceMessage): void => {
       if (m.kind === 'commands/ack') this.handleAck(m.device.id, m.payload);
+      if (this.warmingUp.has(m.device.id)) this.warmedUp(m.device.id);
     };
-    const onOnline = (deviceId: string): void => this.deviceOnline(deviceId);
+    const onOnline = (deviceId: string): void => {
+      if (this.onlineMeansSubscribed) return this.deviceOnline(deviceId);
+      // The broker reports a connection before the device has subscribed to its commands; a command
+      // published in between is lost. Wait for its first message (the reference device announces itself
+      // after subscribing) or a grace period.
+      clearTimeout(this.warmingUp.get(deviceId));
+      this.warmingUp.set(
+        deviceId,
+        setTimeout(() => this.warmedUp(deviceId), opts.subscribeGraceMs ?? 2000),
+      );
+    };
     const onDelivered = (deviceId: string, topic: string, payload: Buffer): void =>
       this.handleDelivered(deviceId, topic, payload);
     const onGone = (reason: string) => (deviceId: string) => this.cancelQueued(deviceId, reason);
@@ -258,6 +279,8 @@ export class CommandDispatcher extends EventEmitter {
     this.unsubscribe();
     for (const t of this.timers.values()) clearTimeout(t);
     for (const t of this.pumpTimers.values()) clearTimeout(t);
+    for (const t of this.warmingUp.values()) clearTimeout(t);
+    this.warmingUp.clear();
     this.timers.clear();
     this.pumpTimers.clear();
     this.log.close();
@@ -320,6 +343,12 @@ export class CommandDispatcher extends EventEmitter {
     );
   }
 
+  private warmedUp(deviceId: string): void {
+    clearTimeout(this.warmingUp.get(deviceId));
+    this.warmingUp.delete(deviceId);
+    if (this.opts.link.isOnline(deviceId)) this.deviceOnline(deviceId);
+  }
+
   private deviceOnline(deviceId: string): void {
     this.pump(deviceId);
     if (this.resendPending.size === 0) return;
@@ -334,7 +363,7 @@ export class CommandDispatcher extends EventEmitter {
     if (this.closed || this.pumpTimers.has(deviceId)) return;
     const queue = this.queues.get(deviceId);
     if (!queue || queue.length === 0) return;
-    if (!this.opts.link.isOnline(deviceId)) return;
+    if (!this.opts.link.isOnline(deviceId) || this.warmingUp.has(deviceId)) return;
     const rate = this.opts.ratePerSecond;
     const now = Date.now();
     let bucket = this.buckets.get(deviceId);
@@ -516,7 +545,8 @@ export class CommandDispatcher extends EventEmitter {
     transitionsTotal.labels(step.state).inc();
     try {
       this.log.putCommand(record);
-      if (this.log.lineCount > 2 * this.commands.size + 1000)
+      // A command writes ~4 lines in its life; compact once most lines belong to forgotten commands.
+      if (this.log.lineCount > 10_000 && this.log.lineCount > 8 * this.commands.size)
         this.log.compact(this.commands.values(), this.control);
     } catch (err) {
       this.emit('error', new Error(`persisting command ${record.id} failed: ${(err as Error).message}`));

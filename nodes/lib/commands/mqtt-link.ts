@@ -34,6 +34,8 @@ const UNSUPPORTED_PROTOCOL = new Set([132, 1]);
  * MQTT 5: commands carry a response topic, correlation data (the command id) and a message expiry.
  */
 export class MqttDeviceLink extends EventEmitter implements DeviceLink {
+  /** 'online' comes from the device's own status, which it sends after subscribing: commands can go at once. */
+  readonly onlineMeansSubscribed = true;
   private client: MqttClient;
   private readonly online = new Set<string>();
   private readonly prefix: string;
