@@ -23,10 +23,13 @@ export function inspectReading(
   depth: number,
   pointer = '',
 ): Refusal | undefined {
-  const stack: Pending[] = [{ value: root, depth, pointer }];
+  // Flat readings (the common case) never allocate the stack: only nested containers are queued.
+  let stack: Pending[] | undefined;
   let budget = limits.maxBytes;
-  while (stack.length > 0) {
-    const { value, depth: level, pointer: at } = stack.pop()!;
+  let value = root;
+  let level = depth;
+  let at = pointer;
+  for (;;) {
     if (level > limits.maxDepth) {
       return refuse('TOO_DEEP', `${where(at)} nests deeper than ${limits.maxDepth} levels`, at, {
         limit: limits.maxDepth,
@@ -46,48 +49,51 @@ export function inspectReading(
         const problem = checkScalar(value[i], at, i);
         if (problem) return problem;
         if (typeof value[i] === 'object' && value[i] !== null) {
-          stack.push({ value: value[i], depth: level + 1, pointer: at + pointerSegment(i) });
+          (stack ??= []).push({ value: value[i], depth: level + 1, pointer: at + pointerSegment(i) });
         }
       }
-      continue;
-    }
-    if (!isPlainObject(value)) {
-      return refuse('PARSE', `${where(at)} is ${describeType(value)}, which JSON cannot carry`, at);
-    }
-    const keys = Object.keys(value);
-    if (keys.length > limits.maxKeys) {
-      return refuse(
-        'TOO_LARGE',
-        `${where(at)} has ${keys.length} properties, more than the limit of ${limits.maxKeys}`,
-        at,
-        { limit: limits.maxKeys },
-      );
-    }
-    if ((budget -= keys.length) < 0) return overBudget(limits, at);
-    for (const key of keys) {
-      const child = value[key];
-      if (key === '__proto__' || (key === 'constructor' && isPrototypeCarrier(child))) {
+    } else {
+      if (!isPlainObject(value)) {
+        return refuse('PARSE', `${where(at)} is ${describeType(value)}, which JSON cannot carry`, at);
+      }
+      const record = value;
+      const keys = Object.keys(record);
+      if (keys.length > limits.maxKeys) {
         return refuse(
-          'FORBIDDEN_KEY',
-          `field name "${key}" is not allowed (it could change object prototypes downstream)`,
-          at + pointerSegment(key),
+          'TOO_LARGE',
+          `${where(at)} has ${keys.length} properties, more than the limit of ${limits.maxKeys}`,
+          at,
+          { limit: limits.maxKeys },
         );
       }
-      if (!isWellFormed(key)) {
-        return refuse(
-          'ENCODING',
-          `a field name in ${where(at)} contains an unpaired UTF-16 surrogate, not valid Unicode`,
-          at + pointerSegment(key),
-        );
-      }
-      const problem = checkScalar(child, at, key);
-      if (problem) return problem;
-      if (typeof child === 'object' && child !== null) {
-        stack.push({ value: child, depth: level + 1, pointer: at + pointerSegment(key) });
+      if ((budget -= keys.length) < 0) return overBudget(limits, at);
+      for (const key of keys) {
+        const child = record[key];
+        if (key === '__proto__' || (key === 'constructor' && isPrototypeCarrier(child))) {
+          return refuse(
+            'FORBIDDEN_KEY',
+            `field name "${key}" is not allowed (it could change object prototypes downstream)`,
+            at + pointerSegment(key),
+          );
+        }
+        if (!isWellFormed(key)) {
+          return refuse(
+            'ENCODING',
+            `a field name in ${where(at)} contains an unpaired UTF-16 surrogate, not valid Unicode`,
+            at + pointerSegment(key),
+          );
+        }
+        const problem = checkScalar(child, at, key);
+        if (problem) return problem;
+        if (typeof child === 'object' && child !== null) {
+          (stack ??= []).push({ value: child, depth: level + 1, pointer: at + pointerSegment(key) });
+        }
       }
     }
+    const next = stack?.pop();
+    if (!next) return undefined;
+    ({ value, depth: level, pointer: at } = next);
   }
-  return undefined;
 }
 
 function checkScalar(value: unknown, at: string, key: string | number): Refusal | undefined {

@@ -19,11 +19,12 @@ export function parsePayload(payload: unknown, limits: ValidateLimits): ParseRes
   let text: string;
   if (Buffer.isBuffer(payload)) {
     if (payload.length > limits.maxBytes) return tooLarge(payload.length, limits.maxBytes);
-    if (!isUtf8(payload)) {
+    text = payload.toString('utf8');
+    // The decoder turns invalid bytes into U+FFFD: only a text holding one needs the strict check.
+    if (text.includes('\uFFFD') && !isUtf8(payload)) {
       const position = firstInvalidUtf8(payload);
       return refuse('PARSE', `payload is not valid UTF-8 (bad byte at offset ${position})`, { position });
     }
-    text = payload.toString('utf8');
   } else if (typeof payload === 'string') {
     // UTF-8 needs at most 3 bytes per UTF-16 unit: only count bytes when the length alone cannot decide.
     if (payload.length > limits.maxBytes) return tooLarge(Buffer.byteLength(payload), limits.maxBytes);
@@ -58,12 +59,8 @@ export function parsePayload(payload: unknown, limits: ValidateLimits): ParseRes
  */
 export function exceedsDepth(text: string, maxDepth: number): number {
   let opens = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === OPEN_SQUARE || c === OPEN_CURLY) {
-      if (++opens > maxDepth) break;
-    }
-  }
+  for (let i = text.indexOf('{'); i !== -1 && opens <= maxDepth; i = text.indexOf('{', i + 1)) opens++;
+  for (let i = text.indexOf('['); i !== -1 && opens <= maxDepth; i = text.indexOf('[', i + 1)) opens++;
   if (opens <= maxDepth) return -1;
   let depth = 0;
   let inString = false;

@@ -122,8 +122,9 @@ function judgeReading(
   if (structural) return structural;
 
   const record = reading as Record<string, unknown>;
-  const hasTs = Object.prototype.hasOwnProperty.call(record, 'ts');
-  const hasId = Object.prototype.hasOwnProperty.call(record, 'id');
+  // inspectReading refused __proto__ tricks, so plain reads see own properties only.
+  const hasTs = record.ts !== undefined;
+  const hasId = record.id !== undefined;
   let timestamp = ctx.now;
   if (hasTs) {
     const ts = readTimestamp(record.ts, ctx.now, ctx.window ?? DEFAULT_WINDOW);
