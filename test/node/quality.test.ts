@@ -95,6 +95,14 @@ describe('iotb-quality node', () => {
       const msg = await got;
       assert.deepEqual([msg.quality.t.flag, msg.quality.t.code], ['bad', 4]);
       assert.match(msg.quality.t.reason, /\[-20, 50\]/);
+
+      // A changed device type takes effect at once (the registry's 'types' event).
+      helper
+        .getNode('reg')
+        .registry.putType({ name: 'thermo', schema: { ...schema, properties: { t: { maximum: 30 } } } });
+      const after = nextMessage(helper.getNode('out'));
+      helper.getNode('q').receive(reading('d1', 1, { t: 40 }));
+      assert.match((await after).quality.t.reason, /\[-Infinity, 30\]/);
     } finally {
       await helper.unload();
       helper.settings({});

@@ -7,18 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { QualityEngine } from '../../nodes/lib/quality/engine';
-
-/** mulberry32: a small seeded PRNG, so the signal is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { gaussian, seededRandom } from '../../nodes/lib/simulated-signal';
 
 const N = 6000;
 const STEP = 60_000;
@@ -28,8 +17,8 @@ const DROPOUT = { from: 3000, to: 3005 };
 const MAX_ERROR = 0.5;
 
 function signal(seed: number) {
-  const rnd = prng(seed);
-  const gauss = (): number => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  const rnd = seededRandom(seed);
+  const gauss = (): number => gaussian(rnd);
   const truth = Array.from({ length: N }, (_, i) => 20 + 3 * Math.sin((2 * Math.PI * i) / 1440));
   const observed: (number | null | 'dropped')[] = truth.map((x) => x + 0.1 * gauss());
   const spikes = new Set<number>();

@@ -245,7 +245,6 @@ export class QualityEngine {
     out.rejected = undefined;
     out.gapSlots = 0;
     out.fills = undefined;
-    let rejectRank = -1;
     const store = this.store;
     const dev = store.device(deviceId, true);
     const db = dev * DEVICE_DOUBLES;
@@ -293,9 +292,8 @@ export class QualityEngine {
         if (filling) this.fill(fi, rule, ts, v, deviceId);
         continue;
       }
-      const rank = this.flagged(slot, rule, ts, v, mask, payload, cb);
-      if (rank > rejectRank && rank === ACTION_RANK.reject) {
-        rejectRank = rank;
+      const action = this.flagged(slot, rule, ts, v, mask, payload, cb);
+      if (action === 'reject' && !out.rejected) {
         const q = out.quality![name];
         out.rejected = { field: name, check: q.check, reason: q.reason };
       }
@@ -444,7 +442,7 @@ export class QualityEngine {
     }
   }
 
-  /** Builds the flag of a value some check fired on, applies the action; returns the action's rank. */
+  /** Builds the flag of a value some check fired on and applies the action; returns that action. */
   private flagged(
     slot: number,
     r: ResolvedRule,
@@ -453,7 +451,7 @@ export class QualityEngine {
     mask: number,
     payload: Record<string, unknown>,
     cb: number,
-  ): number {
+  ): Action {
     const c = this.store.deviceU32;
     const checks: CheckName[] = [];
     const reasons: string[] = [];
@@ -522,7 +520,7 @@ export class QualityEngine {
       }
     }
     (this.outcome.quality ??= {})[name] = q;
-    return ACTION_RANK[action];
+    return action;
   }
 
   /** A field that is absent, null or not a finite number: imputed when the rule allows, else flagged missing. */
