@@ -2,7 +2,8 @@
  * NOT InfluxDB: a local HTTP server that answers the InfluxDB 2.x and 3.x write endpoints the way their docs
  * describe, for what no installable server here shows (2.x token errors and bucket lookup, the 3.x
  * `/api/v3/write_lp` endpoint, 429/503 with Retry-After, 413). Tests queue scripted answers with
- * `respond()`; otherwise it authenticates the token and stores the lines it is sent.
+ * `respond()`; otherwise it authenticates the token and stores the lines it is sent, keeping a field's first
+ * type and refusing lines that conflict (partial write: 2.x 422, 3.x 400 naming the lines).
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -52,6 +53,57 @@ export async function startInfluxDocServer(
   };
   const requests: DocServerRequest[] = [];
   const stored: string[] = [];
+  /** measurement + field -> type, as InfluxDB keeps a schema: a later value of another type is refused. */
+  const schema = new Map<string, string>();
+
+  /** The field types of a simple line (no escaped spaces, commas or quotes in it). */
+  function fieldTypes(line: string): { measurement: string; fields: [string, string][] } {
+    const [series, fieldText] = line.split(' ');
+    return {
+      measurement: series.split(',')[0],
+      fields: fieldText.split(',').map((f) => {
+        const [k, v] = f.split('=');
+        const type = v.startsWith('"')
+          ? 'string'
+          : v.endsWith('i')
+            ? 'integer'
+            : v === 'true' || v === 'false'
+              ? 'boolean'
+              : 'float';
+        return [k, type];
+      }),
+    };
+  }
+
+  /** Stores the lines that fit the schema; answers as the 2.x (422) or 3.x (400) docs say for the others. */
+  function store(body: string, v3: boolean): ScriptedAnswer {
+    const refused: { original_line: string; line_number: number; error_message: string }[] = [];
+    body
+      .split('\n')
+      .filter(Boolean)
+      .forEach((line, i) => {
+        const { measurement, fields } = fieldTypes(line);
+        const conflict = fields.find(([k, t]) => (schema.get(`${measurement}.${k}`) ?? t) !== t);
+        if (conflict) {
+          const had = schema.get(`${measurement}.${conflict[0]}`);
+          refused.push({
+            original_line: line,
+            line_number: i + 1,
+            error_message: `invalid column type for column '${conflict[0]}', expected ${had}, got ${conflict[1]}`,
+          });
+          return;
+        }
+        for (const [k, t] of fields) schema.set(`${measurement}.${k}`, t);
+        stored.push(line);
+      });
+    if (refused.length === 0) return { status: 204 };
+    return v3
+      ? json(400, { error: 'partial write of line protocol occurred', data: refused })
+      : json(422, {
+          code: 'unprocessable entity',
+          message: `failure writing points to database: partial write: ${refused[0].error_message} dropped=${refused.length}`,
+        });
+  }
 
   const json = (status: number, body: unknown): ScriptedAnswer => ({
     status,
@@ -89,8 +141,7 @@ export async function startInfluxDocServer(
             code: 'request too large',
             message: 'unable to read data: points batch is too large',
           });
-        stored.push(...req.body.split('\n').filter(Boolean));
-        return { status: 204 };
+        return store(req.body, false);
       }
     }
     if (url.pathname.startsWith('/api/v3/')) {
@@ -102,8 +153,7 @@ export async function startInfluxDocServer(
           return json(404, { error: `database not found: ${url.searchParams.get('db')}` });
         if (Buffer.byteLength(req.body) > state.maxBodyBytes)
           return json(413, { error: 'request too large' });
-        stored.push(...req.body.split('\n').filter(Boolean));
-        return { status: 204 };
+        return store(req.body, true);
       }
     }
     return json(404, { error: 'not found' });

@@ -4,7 +4,15 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, repoRoot, startProcess, tempDir, waitForOutput, type ManagedProcess } from './servers';
+import {
+  freePort,
+  repoRoot,
+  startProcess,
+  tempDir,
+  waitForOutput,
+  waitForPort,
+  type ManagedProcess,
+} from './servers';
 
 export interface NodeRedOptions {
   flows: unknown[];
@@ -64,6 +72,11 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     });
 
   const url = `http://127.0.0.1:${port}`;
+  // node-red starts the flows before it listens (red.js): "Started flows" alone can come before the port opens.
+  const ready = async (): Promise<void> => {
+    await nr.waitForOutput(/Started flows/);
+    await waitForPort(port, nr.proc.child);
+  };
   const nr: NodeRedProcess = {
     port,
     url,
@@ -75,12 +88,12 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     async restart() {
       await nr.proc.stop();
       nr.proc = launch();
-      await nr.waitForOutput(/Started flows/);
+      await ready();
     },
     async crashAndRestart() {
       await nr.proc.kill9();
       nr.proc = launch();
-      await nr.waitForOutput(/Started flows/);
+      await ready();
     },
     async stop() {
       await nr.proc.stop();
@@ -88,7 +101,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
     },
   };
   try {
-    await nr.waitForOutput(/Started flows/);
+    await ready();
     if (opts.credentials) await deployWithCredentials(nr, opts.flows, opts.credentials);
   } catch (err) {
     await nr.stop();

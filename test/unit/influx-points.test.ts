@@ -22,6 +22,18 @@ describe('readings and points to line protocol', () => {
     );
   });
 
+  it('keeps the flag of a field iotb-quality removed from the payload', () => {
+    assert.deepEqual(
+      lines({
+        device: { id: 'd1' },
+        payload: { humidity: 40 },
+        timestamp: 1000,
+        quality: { temperature: { flag: 'missing', raw: null, reason: 'no value' } },
+      }),
+      ['telemetry,device=d1 humidity=40,temperature_flag="missing" 1000000000'],
+    );
+  });
+
   it('fixes the acceptance time for a reading without one', () => {
     assert.deepEqual(lines({ device: { id: 'd1' }, payload: { v: 1 } }), [
       `telemetry,device=d1 v=1 ${NOW}000000`,

@@ -93,12 +93,13 @@ function readingPoint(
     if (k === 'ts' || k === 'id') continue; // reading envelope (DESIGN.md external contract), not data
     const fv = fieldValue(k, v);
     if (fv !== undefined) fields[k] = fv;
-    const q = quality[k];
-    if (isObject(q)) {
-      if (typeof q.flag === 'string') fields[k + defaults.flagSuffix] = q.flag;
-      const raw = fieldValue(k + defaults.rawSuffix, q.raw);
-      if (raw !== undefined) fields[k + defaults.rawSuffix] = raw;
-    }
+  }
+  // Flags for every judged field, also one iotb-quality removed from the payload (e.g. flagged missing).
+  for (const [k, q] of Object.entries(quality)) {
+    if (!isObject(q)) continue;
+    if (typeof q.flag === 'string') fields[k + defaults.flagSuffix] = q.flag;
+    const raw = fieldValue(k + defaults.rawSuffix, q.raw);
+    if (raw !== undefined) fields[k + defaults.rawSuffix] = raw;
   }
   const measurement = typeof msg.measurement === 'string' ? msg.measurement : defaults.measurement;
   return { measurement, tags, fields, timeNs: timeOf(time, nowNs) };

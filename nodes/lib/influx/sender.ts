@@ -206,7 +206,11 @@ export class InfluxSender<P> extends EventEmitter {
       }
       lingerSince = undefined;
       const batch = await this.spool.readBatch(this.batchRecords, this.batchBytes);
-      if (!batch || batch.records.length === 0) continue;
+      if (!batch || batch.records.length === 0) {
+        // Counted but not readable yet (still being written): yield to I/O instead of spinning.
+        await this.wait(Math.min(this.flushIntervalMs, 50));
+        continue;
+      }
       this.setState('sending');
       if (!(await this.deliver(batch.records))) {
         this.spool.rewind();
