@@ -35,8 +35,9 @@ function pct(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   // The backend's subscription receives two acks per command from every device at once; Mosquitto's default
   // per-client queue (1000) would drop QoS 1 acks in a burst, which would measure Mosquitto's limit, not ours.
+  // set_tcp_nodelay: Mosquitto leaves Nagle's algorithm on by default, adding delayed-ack stalls on every hop.
   const broker = await startMosquitto({
-    extraConfig: ['max_queued_messages 1000000', 'max_inflight_messages 0'],
+    extraConfig: ['max_queued_messages 1000000', 'max_inflight_messages 0', 'set_tcp_nodelay true'],
   });
   const dir = tempDir('bench-commands');
   const registry = new Registry(
@@ -111,9 +112,32 @@ async function main(): Promise<void> {
   }
 
   await round('warmup', 1);
+  // Throughput: every device gets PER_DEVICE commands at once (the rest wait QUEUED by the per-device rate).
   await round('burst', PER_DEVICE);
-  // Paced: one command per device per round, 10 rounds, each after the previous finished (closed loop).
+  // One command to every device at once, three times.
   for (let r = 0; r < 3; r++) await round(`one-per-device-${r}`, 1);
+
+  // Unloaded round trip: one command at a time to rotating devices.
+  const idle: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const cid = `idle-${i}`;
+    const at = performance.now();
+    const done = new Promise<void>((resolve) => {
+      const onFinal = (r: CommandRecord): void => {
+        if (r.id !== cid) return;
+        dispatcher.off('final', onFinal);
+        resolve();
+      };
+      dispatcher.on('final', onFinal);
+    });
+    dispatcher.submit({ id: cid, deviceId: ids[(i * 7) % DEVICES], name: 'led', params: { on: true } });
+    await done;
+    idle.push(performance.now() - at);
+  }
+  idle.sort((a, b) => a - b);
+  console.log(
+    `one at a time: 300 commands: round trip p50 ${pct(idle, 50).toFixed(2)} ms, p99 ${pct(idle, 99).toFixed(2)} ms`,
+  );
 
   for (const d of devices) await d.stop();
   dispatcher.close();

@@ -116,11 +116,18 @@ export class DeviceClient extends EventEmitter {
     for (const t of this.lateTimers) clearTimeout(t);
     this.lateTimers.clear();
     if (this.client.connected && !this.client.disconnecting) {
-      await this.client
-        .publishAsync(this.topic('status'), JSON.stringify({ online: false }), { qos: 1, retain: true })
-        .catch(() => undefined); // going away anyway; the last will says the same
+      // Going away anyway: wait a little for the broker to take the goodbye, never forever.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.client
+          .publishAsync(this.topic('status'), JSON.stringify({ online: false }), { qos: 1, retain: true })
+          .catch(() => undefined),
+        new Promise((resolve) => (timer = setTimeout(resolve, 2000))),
+      ]);
+      clearTimeout(timer);
     }
-    await this.client.endAsync();
+    // Forced: QoS 1 messages still waiting for an ack (e.g. after a broker restart) must not hold us.
+    await this.client.endAsync(true);
   }
 
   private topic(kind: string): string {
