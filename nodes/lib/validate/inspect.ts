@@ -16,19 +16,20 @@ export function pointerSegment(key: string | number): string {
  * values (so a shared sub-object cannot make an object payload explode), prototype-poisoning keys, numbers
  * JSON cannot carry faithfully and strings that are not valid Unicode. Returns the first problem.
  * `depth` is the nesting level of `root` itself (1 for a single reading, 2 inside a batch array).
+ * With `fields`, the root's properties except the reserved `ts` and `id` are copied into it in the same pass.
  */
 export function inspectReading(
   root: unknown,
   limits: ValidateLimits,
   depth: number,
-  pointer = '',
+  fields?: Record<string, unknown>,
 ): Refusal | undefined {
   // Flat readings (the common case) never allocate the stack: only nested containers are queued.
   let stack: Pending[] | undefined;
   let budget = limits.maxBytes;
   let value = root;
   let level = depth;
-  let at = pointer;
+  let at = '';
   for (;;) {
     if (level > limits.maxDepth) {
       return refuse('TOO_DEEP', `${where(at)} nests deeper than ${limits.maxDepth} levels`, at, {
@@ -85,6 +86,7 @@ export function inspectReading(
         }
         const problem = checkScalar(child, at, key);
         if (problem) return problem;
+        if (fields !== undefined && record === root && key !== 'ts' && key !== 'id') fields[key] = child;
         if (typeof child === 'object' && child !== null) {
           (stack ??= []).push({ value: child, depth: level + 1, pointer: at + pointerSegment(key) });
         }

@@ -118,7 +118,10 @@ function judgeReading(
       details: { path: '' },
     };
   }
-  const structural = inspectReading(reading, limits, depth);
+  // The fields are a copy without `ts`/`id`, made during the structure walk: coercion and defaults then
+  // never touch the caller's object.
+  const fields: Record<string, unknown> = {};
+  const structural = inspectReading(reading, limits, depth, fields);
   if (structural) return structural;
 
   const record = reading as Record<string, unknown>;
@@ -147,7 +150,6 @@ function judgeReading(
   if (!ctx.schema) {
     return ctx.noSchema ?? { code: 'NO_SCHEMA', reason: 'no schema to validate against' };
   }
-  const fields = hasTs || hasId ? withoutReserved(record) : record;
   const violation = ctx.schema.check(fields);
   if (violation) return violation;
 
@@ -172,15 +174,6 @@ function judgeReading(
     index === undefined ? { fields, timestamp, messageId } : { fields, timestamp, messageId, index },
   );
   return undefined;
-}
-
-/** A copy without the reserved keys, keeping the fields' order (and a fast object shape). */
-function withoutReserved(record: Record<string, unknown>): Record<string, unknown> {
-  const fields: Record<string, unknown> = {};
-  for (const key of Object.keys(record)) {
-    if (key !== 'ts' && key !== 'id') fields[key] = record[key];
-  }
-  return fields;
 }
 
 function atIndex(refusal: Refusal, index: number): Refusal {
