@@ -189,11 +189,9 @@ export class DeviceClient extends EventEmitter {
     const params = cmd.params ?? {};
     switch (cmd.name) {
       case 'reboot':
-        // A real device would restart here; the reference device reconnects once the ack is out.
-        setImmediate(() => {
-          this.emit('reboot');
-          this.client.reconnect();
-        });
+        // A real device would restart here; the reference device only reports it (and keeps its session, so
+        // tests and the benchmark stay deterministic).
+        setImmediate(() => this.emit('reboot'));
         return { id: cmd.id, status: 'succeeded', result: { rebootedAt: Date.now() } };
       case 'set-interval': {
         const ms = params.intervalMs;
