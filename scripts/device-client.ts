@@ -47,7 +47,7 @@ device.on('connect', () => console.log(`[${values.id}] connected to ${values.url
 device.on('command', (c: { id: string; name: string; params: unknown }) =>
   console.log(`[${values.id}] command ${c.name} ${JSON.stringify(c.params ?? {})} (id ${c.id})`),
 );
-device.on('reboot', () => console.log(`[${values.id}] rebooting (reconnect)`));
+device.on('reboot', () => console.log(`[${values.id}] reboot requested`));
 
 process.once('SIGINT', () => {
   device.stop().then(
