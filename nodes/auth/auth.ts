@@ -8,6 +8,7 @@ interface AuthNodeDef extends NodeDef {
   mode: AuthMode;
   windowS: number | string;
   topicPrefix: string;
+  ratePerS?: number | string;
 }
 
 interface HttpReq {
@@ -37,6 +38,7 @@ export = function register(RED: NodeAPI): void {
       mode,
       windowMs: Number.isFinite(windowS) && windowS > 0 ? windowS * 1000 : undefined,
       topicPrefix: config.topicPrefix || 'devices',
+      ratePerDeviceS: Number(config.ratePerS) > 0 ? Number(config.ratePerS) : undefined,
     });
     this.status({ text: `iotb-auth.mode.${mode}` });
 
@@ -65,6 +67,7 @@ export = function register(RED: NodeAPI): void {
         msg.statusCode = outcome.status;
         msg.payload = { error: outcome.code, reason: outcome.reason };
         if (outcome.status === 401) msg.headers = { 'WWW-Authenticate': 'Bearer' };
+        if (outcome.status === 429) msg.headers = { 'Retry-After': '1' };
       }
       send([null, msg]);
       done();

@@ -14,6 +14,7 @@ import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
 import type { InfluxConfigNode } from '../influx/types';
+import type { WriterHealthHolder } from '../lib/health';
 
 interface InfluxWriteDef extends NodeDef {
   influx: string;
@@ -93,6 +94,8 @@ export = function register(RED: NodeAPI): void {
       sender.start();
       return spool;
     });
+    // Read by iotb-health (GET /api/health): the database state and the spool depth.
+    (this as Node & WriterHealthHolder).writerSnapshot = () => sender?.snapshot();
     opened.catch((err: Error) => {
       this.error(RED._('iotb-influx-write.error.spool', { error: err.message }));
       this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.spoolError') });

@@ -21,6 +21,8 @@ export interface DeviceClientOptions {
   lateMs?: number;
   /** Telemetry period, ms; 0 sends none until `set-interval` asks for it. */
   telemetryIntervalMs?: number;
+  /** The periodic reading at time `ts` (default: a random temperature and the LED state); undefined sends none. */
+  reading?: (ts: number) => Record<string, unknown> | undefined;
   /** Send an "accepted" ack before the final one (default true). */
   ackAccepted?: boolean;
   clientOptions?: IClientOptions;
@@ -104,7 +106,7 @@ export class DeviceClient extends EventEmitter {
   }
 
   /** Sends one telemetry reading now. */
-  async sendTelemetry(reading: Record<string, unknown> = this.reading()): Promise<void> {
+  async sendTelemetry(reading: Record<string, unknown> = this.defaultReading()): Promise<void> {
     await this.client.publishAsync(this.topic('telemetry'), JSON.stringify(reading), { qos: 1 });
   }
 
@@ -132,7 +134,7 @@ export class DeviceClient extends EventEmitter {
     return `${this.prefix}/${this.opts.deviceId}/${kind}`;
   }
 
-  private reading(): Record<string, unknown> {
+  private defaultReading(): Record<string, unknown> {
     return { ts: Date.now(), temperature: 20 + Math.round(Math.random() * 50) / 10, led: this.led.on };
   }
 
@@ -141,7 +143,9 @@ export class DeviceClient extends EventEmitter {
     this.telemetryTimer = undefined;
     if (this.intervalMs > 0)
       this.telemetryTimer = setInterval(() => {
-        if (this.client.connected) this.sendTelemetry().catch((err: unknown) => this.fault(err));
+        if (!this.client.connected) return;
+        const reading = this.opts.reading ? this.opts.reading(Date.now()) : this.defaultReading();
+        if (reading) this.sendTelemetry(reading).catch((err: unknown) => this.fault(err));
       }, this.intervalMs);
   }
 

@@ -295,9 +295,13 @@ describe('npm start (scripts/start.mjs)', () => {
 
     proc = launch();
     await waitForOutput(proc, /Started flows/, 60_000);
-    assert.match(proc.output(), /Copied flows\/backend\.json/);
+    assert.match(proc.output(), /Copied flows\/backend\.json and flows\/dashboard\.json/);
     const userFlows = join(dir.path, 'flows.json');
-    assert.deepEqual(JSON.parse(readFileSync(userFlows, 'utf8')), JSON.parse(readFileSync(shipped, 'utf8')));
+    const dashboard = join(repoRoot, 'flows', 'dashboard.json');
+    assert.deepEqual(JSON.parse(readFileSync(userFlows, 'utf8')), [
+      ...(JSON.parse(readFileSync(shipped, 'utf8')) as unknown[]),
+      ...(JSON.parse(readFileSync(dashboard, 'utf8')) as unknown[]),
+    ]);
 
     // The editor deploys into the user dir's copy.
     const password = PASSWORD_LINE.exec(proc.output())?.[1] ?? '';

@@ -4,6 +4,7 @@ import { isValidDeviceId } from '../device-id';
 import { digestsEqual } from '../registry/credentials';
 import type { Registry } from '../registry/registry';
 import { securityEvent } from '../security-events';
+import { RateLimiter } from '../broker/limits';
 import { NonceCache } from './nonce-cache';
 
 /**
@@ -38,7 +39,7 @@ export interface AuthRequest {
 
 export type AuthOutcome =
   | { ok: true; device?: DeviceRecord; apiKeyId?: string }
-  | { ok: false; status: 401 | 403; code: string; reason: string };
+  | { ok: false; status: 401 | 403 | 429; code: string; reason: string };
 
 export interface AuthenticatorOptions {
   mode: AuthMode;
@@ -48,6 +49,8 @@ export interface AuthenticatorOptions {
   maxNonces?: number;
   /** First topic level in topic mode, default 'devices'. */
   topicPrefix?: string;
+  /** Authenticated requests per second per device (burst twice that); 0 or absent: unlimited. */
+  ratePerDeviceS?: number;
   now?: () => number;
 }
 
@@ -64,6 +67,7 @@ export class Authenticator {
   private readonly nonces: NonceCache;
   private readonly now: () => number;
   private readonly topicPrefix: string;
+  private readonly rate: RateLimiter | undefined;
 
   constructor(
     private readonly registry: Registry,
@@ -73,9 +77,24 @@ export class Authenticator {
     this.now = opts.now ?? Date.now;
     this.nonces = new NonceCache(2 * this.windowMs, opts.maxNonces ?? 100_000, this.now);
     this.topicPrefix = opts.topicPrefix ?? 'devices';
+    const rate = opts.ratePerDeviceS ?? 0;
+    // Counted after authentication, so a stranger cannot use up a device's allowance.
+    this.rate = rate > 0 ? new RateLimiter(rate, 2 * rate, 100_000, this.now) : undefined;
   }
 
   authenticate(req: AuthRequest): AuthOutcome {
+    const outcome = this.check(req);
+    if (outcome.ok && outcome.device && this.rate && !this.rate.take(outcome.device.id))
+      return {
+        ok: false,
+        status: 429,
+        code: 'RATE_LIMITED',
+        reason: `device ${outcome.device.id} sends more than ${this.opts.ratePerDeviceS} requests per second`,
+      };
+    return outcome;
+  }
+
+  private check(req: AuthRequest): AuthOutcome {
     switch (this.opts.mode) {
       case 'bearer':
         return this.bearer(req);

@@ -165,6 +165,12 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     return out;
   }
 
+  /** Whether the device has a token that currently verifies (false after revoke); iotb-command refuses otherwise. */
+  hasCredentials(id: string): boolean {
+    const e = this.devices.get(id);
+    return !!e && e.stored.credentials.some((c) => this.live(c));
+  }
+
   /** Expiry of the device's tokens (for GET: never the hashes). */
   credentialInfo(id: string): { createdAt: number; expiresAt?: number }[] {
     const e = this.devices.get(id);

@@ -1,0 +1,47 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import {
+  healthHttpStatus,
+  healthReport,
+  type BrokerHealthHolder,
+  type WriterHealthHolder,
+} from '../lib/health';
+
+/**
+ * iotb-health: on every input, the health of every embedded broker and InfluxDB writer deployed in this
+ * Node-RED, as msg.payload with msg.statusCode (200/503) for an http response.
+ */
+export = function register(RED: NodeAPI): void {
+  function HealthNode(this: Node, config: NodeDef): void {
+    RED.nodes.createNode(this, config);
+    const instancesOf = <T>(type: string): { id: string; node: T }[] => {
+      const found: { id: string; node: T }[] = [];
+      RED.nodes.eachNode((n) => {
+        if (n.type !== type) return;
+        const node = RED.nodes.getNode(n.id) as unknown as T | null;
+        if (node) found.push({ id: n.id, node });
+      });
+      return found;
+    };
+
+    this.on('input', (msg, send, done) => {
+      const brokers = instancesOf<BrokerHealthHolder>('iotb-broker').flatMap(({ id, node }) =>
+        node.broker ? [{ id, probe: node.broker }] : [],
+      );
+      const writers = instancesOf<WriterHealthHolder>('iotb-influx-write').map(({ id, node }) => ({
+        id,
+        snapshot: node.writerSnapshot?.(),
+      }));
+      const report = healthReport(brokers, writers);
+      msg.payload = report;
+      (msg as { statusCode?: number }).statusCode = healthHttpStatus(report);
+      this.status({
+        fill: report.status === 'ok' ? 'green' : report.status === 'degraded' ? 'yellow' : 'red',
+        shape: 'dot',
+        text: `iotb-health.status.${report.status}`,
+      });
+      send(msg);
+      done();
+    });
+  }
+  RED.nodes.registerType('iotb-health', HealthNode);
+};

@@ -1,0 +1,154 @@
+/**
+ * `npm start` (scripts/start.mjs) on a fresh user dir prints an operator API key once; with it the HTTP API
+ * answers, and the dashboard (GET /dashboard) renders in a real browser (Debian's chromium, driven by
+ * playwright-core): the device list with presence, the chart of a device's readings from InfluxDB, and a command
+ * sent from the page that ends SUCCEEDED. On failure a screenshot is kept.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { DeviceClient } from '../../nodes/lib/device-client';
+import { eventually } from '../support/backend';
+import {
+  freePort,
+  repoRoot,
+  requireBinary,
+  startInfluxd,
+  startProcess,
+  tempDir,
+  waitForOutput,
+  type ManagedProcess,
+  type Server,
+} from '../support/servers';
+
+describe('npm start: first-run API key and the dashboard in a real browser', () => {
+  const dir = tempDir('dashboard');
+  let url: string;
+  let apiKey: string;
+  let mqttPort: number;
+  let influx: Server;
+  let nodeRed: ManagedProcess;
+  let device: DeviceClient | undefined;
+  let context: BrowserContext;
+  let page: Page;
+  let failed = false;
+  const pageErrors: string[] = [];
+
+  async function withScreenshot(name: string, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (err) {
+      failed = true;
+      const file = join(dir.path, `${name}.png`);
+      await page?.screenshot({ path: file, fullPage: true }).catch(() => undefined);
+      (err as Error).message += `\nscreenshot: ${file}`;
+      throw err;
+    }
+  }
+
+  before(async () => {
+    const executablePath = requireBinary('chromium', 'chromium');
+    influx = await startInfluxd();
+    await fetch(`${influx.url}/query`, {
+      method: 'POST',
+      body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
+    });
+    const port = await freePort();
+    mqttPort = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      IOTB_USER_DIR: join(dir.path, 'user'),
+      IOTB_PORT: `${port}`,
+      IOTB_MQTT_HOST: '127.0.0.1',
+      IOTB_MQTT_PORT: `${mqttPort}`,
+      IOTB_INFLUX_URL: influx.url,
+      IOTB_INFLUX_DB: 'iot',
+    };
+    for (const k of ['IOTB_ADMIN_PASSWORD_HASH', 'IOTB_ADMIN_USER', 'IOTB_HOST']) delete env[k];
+    nodeRed = startProcess(process.execPath, [join(repoRoot, 'scripts', 'start.mjs')], { env });
+    await waitForOutput(nodeRed, /Started flows/, 60_000);
+    apiKey = /Operator API key[^\n]*\n\*\*\*\s+(\S+)/.exec(nodeRed.output())?.[1] ?? '';
+    await eventually('the API to answer', async () => {
+      const res = await fetch(`${url}/api/health`).catch(() => undefined);
+      return res?.status === 200 ? true : undefined;
+    });
+    context = await chromium.launchPersistentContext(join(dir.path, 'profile'), {
+      executablePath,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+      ],
+      viewport: { width: 1300, height: 800 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.setDefaultTimeout(20_000);
+  });
+
+  after(async () => {
+    await device?.stop().catch(() => undefined);
+    await context?.close();
+    await nodeRed?.stop();
+    await influx?.stop();
+    if (failed) console.log(`dashboard test failed: screenshots kept in ${dir.path}`);
+    else dir.remove();
+  });
+
+  it('prints an operator API key once that the API accepts', async () => {
+    assert.match(apiKey, /^iotbk_/);
+    assert.equal((nodeRed.output().match(/Operator API key/g) ?? []).length, 1);
+    const res = await fetch(`${url}/api/devices`, { headers: { authorization: `Bearer ${apiKey}` } });
+    assert.equal(res.status, 200);
+    const created = await fetch(`${url}/api/devices`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'lab-1', type: 'sensor' }),
+    });
+    assert.equal(created.status, 201);
+    const { token } = (await created.json()) as { token: string };
+    device = new DeviceClient({ url: `mqtt://127.0.0.1:${mqttPort}`, deviceId: 'lab-1', token });
+    await device.ready();
+    const now = Date.now();
+    for (let i = 0; i < 5; i++)
+      await device.sendTelemetry({ ts: now - 5000 + i * 1000, temperature: 20 + i });
+    await eventually('readings in InfluxDB', async () => {
+      const r = await fetch(`${url}/api/devices/lab-1/telemetry?field=temperature`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      const body = (await r.json()) as { readings: unknown[] };
+      return body.readings.length >= 5 ? true : undefined;
+    });
+  });
+
+  it('renders devices, health and a device chart, and sends a command that succeeds', () =>
+    withScreenshot('dashboard', async () => {
+      const res = await page.goto(`${url}/dashboard`);
+      assert.equal(res?.status(), 200);
+      assert.match(res?.headers()['content-security-policy'] ?? '', /default-src 'self'/);
+      await page.locator('#health').getByText('broker: ok').waitFor();
+      await page.locator('#apikey').fill(apiKey);
+      await page.locator('#apikey').dispatchEvent('change');
+      const row = page.locator('#devices tr', { hasText: 'lab-1' });
+      await row.getByText('online').waitFor();
+      await row.click();
+      await page.locator('#dev-title').getByText('lab-1 (sensor)').waitFor();
+      await page
+        .locator('#chart-msg')
+        .getByText(/^5 readings/)
+        .waitFor();
+      const points = await page.locator('#chart polyline').getAttribute('points');
+      assert.equal(points?.trim().split(' ').length, 5);
+
+      await page.locator('#cmd-name').fill('led');
+      await page.locator('#cmd-params').fill('{"on":true}');
+      await page.locator('#cmd button').click();
+      await page.locator('#commands tr', { hasText: 'SUCCEEDED' }).waitFor();
+      assert.deepEqual(pageErrors, []);
+    }));
+});

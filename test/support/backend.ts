@@ -1,0 +1,118 @@
+/** The shipped backend flow in a real node-red process with a real influxd, and a small client for its API. */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startNodeRed, type NodeRedProcess } from './node-red';
+import { freePort, repoRoot, startInfluxd, type Server } from './servers';
+
+export type FlowNode = { id: string; type: string; [k: string]: unknown };
+
+export function shippedFlow(name: string): FlowNode[] {
+  return JSON.parse(readFileSync(join(repoRoot, 'flows', name), 'utf8')) as FlowNode[];
+}
+
+export interface Backend {
+  nr: NodeRedProcess;
+  influx: Server;
+  mqttUrl: string;
+  operatorKey: string;
+  api(
+    method: string,
+    path: string,
+    opts?: { key?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: any; headers: Headers }>;
+  /** InfluxQL straight against influxd (the test's view of what was stored). */
+  influxql(q: string): Promise<Record<string, unknown>[]>;
+  stop(): Promise<void>;
+}
+
+/** Starts influxd (database iot) and node-red with flows/backend.json (+ extra flows), registry credentials deployed. */
+export async function startBackend(extraFlows: FlowNode[] = []): Promise<Backend> {
+  const influx = await startInfluxd();
+  await fetch(`${influx.url}/query`, {
+    method: 'POST',
+    body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
+  });
+  const flows = [...shippedFlow('backend.json'), ...extraFlows];
+  const registryId = flows.find((n) => n.type === 'iotb-registry')!.id;
+  const operatorKey = `op-${randomBytes(24).toString('base64url')}`;
+  const mqttPort = await freePort();
+  let nr: NodeRedProcess;
+  try {
+    nr = await startNodeRed({
+      flows,
+      credentials: { [registryId]: { secret: randomBytes(32).toString('hex'), apiKey: operatorKey } },
+      env: {
+        IOTB_MQTT_HOST: '127.0.0.1',
+        IOTB_MQTT_PORT: String(mqttPort),
+        IOTB_INFLUX_URL: influx.url,
+        IOTB_INFLUX_DB: 'iot',
+      },
+    });
+    // The deploy with credentials restarts the flows: wait until the redeployed API answers.
+    const ready = nr;
+    await eventually('the backend API after the deploy', async () => {
+      const res = await fetch(`${ready.url}/api/health`).catch(() => undefined);
+      return res?.status === 200 ? true : undefined;
+    });
+  } catch (err) {
+    await influx.stop();
+    throw err;
+  }
+  return {
+    nr,
+    influx,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    operatorKey,
+    async api(method, path, opts = {}) {
+      const headers: Record<string, string> = { ...opts.headers };
+      if (opts.key !== null) headers.authorization = `Bearer ${opts.key ?? operatorKey}`;
+      let body: string | undefined;
+      if (opts.raw !== undefined) {
+        body = opts.raw;
+        headers['content-type'] ??= 'application/json';
+      } else if (opts.body !== undefined) {
+        body = JSON.stringify(opts.body);
+        headers['content-type'] = 'application/json';
+      }
+      const res = await fetch(`${nr.url}${path}`, { method, headers, body });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        // not JSON (e.g. Prometheus text): the raw text
+      }
+      return { status: res.status, body: parsed, headers: res.headers };
+    },
+    async influxql(q) {
+      const res = await fetch(`${influx.url}/query?${new URLSearchParams({ db: 'iot', q, epoch: 'ms' })}`);
+      const json = (await res.json()) as {
+        results: { series?: { columns: string[]; values: unknown[][] }[] }[];
+      };
+      const rows: Record<string, unknown>[] = [];
+      for (const s of json.results[0]?.series ?? [])
+        for (const v of s.values) rows.push(Object.fromEntries(s.columns.map((c, i) => [c, v[i]])));
+      return rows;
+    },
+    async stop() {
+      await nr.stop();
+      await influx.stop();
+    },
+  };
+}
+
+/** Polls `probe` (a foreign process answers) until it returns a value, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}

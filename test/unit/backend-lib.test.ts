@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Authenticator } from '../../nodes/lib/auth/authenticator';
+import { healthHttpStatus, healthReport, type BrokerProbe } from '../../nodes/lib/health';
+import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
+import { Registry } from '../../nodes/lib/registry/registry';
+import { DeviceSimulator } from '../../nodes/lib/simulator';
+import { tempDir } from '../support/servers';
+
+const broker = (state: string, connections = 2): BrokerProbe => ({
+  state,
+  stats: () => ({ connections, online: connections }),
+});
+
+describe('health report', () => {
+  it('is ok with a listening broker and writers that are idle or sending; depth sums the spools', () => {
+    const r = healthReport(
+      [{ id: 'b', probe: broker('listening') }],
+      [
+        { id: 'w1', snapshot: { state: 'idle', queued: 3, written: 10 } },
+        { id: 'w2', snapshot: { state: 'sending', queued: 4, written: 1 } },
+      ],
+      42,
+    );
+    assert.equal(r.status, 'ok');
+    assert.equal(r.at, 42);
+    assert.equal(r.spool.depth, 7);
+    assert.deepEqual(r.broker.brokers, [{ id: 'b', state: 'listening', connections: 2, online: 2 }]);
+    assert.equal(healthHttpStatus(r), 200);
+  });
+
+  it('is degraded while a writer retries or holds (data in the spool), with its last error', () => {
+    const r = healthReport(
+      [{ id: 'b', probe: broker('listening') }],
+      [
+        {
+          id: 'w',
+          snapshot: { state: 'retrying', lastError: 'InfluxDB unreachable', queued: 9, written: 0 },
+        },
+      ],
+    );
+    assert.equal(r.status, 'degraded');
+    assert.equal(r.database.writers[0].lastError, 'InfluxDB unreachable');
+    assert.equal(r.spool.depth, 9);
+    assert.equal(healthHttpStatus(r), 503);
+  });
+
+  it('is down when the broker does not listen, a writer has no spool, or a part is missing', () => {
+    assert.equal(healthReport([{ id: 'b', probe: broker('failed') }], []).broker.status, 'down');
+    const noSpool = healthReport(
+      [{ id: 'b', probe: broker('listening') }],
+      [{ id: 'w', snapshot: undefined }],
+    );
+    assert.equal(noSpool.database.status, 'down');
+    assert.equal(noSpool.status, 'down');
+    assert.equal(healthReport([], []).status, 'down');
+  });
+});
+
+describe('per-device rate limit of the authenticator', () => {
+  it('answers 429 RATE_LIMITED above the rate, counts only authenticated requests, refills with time', () => {
+    const dir = tempDir('auth-rate');
+    let clock = 1_700_000_000_000;
+    const reg = new Registry(
+      new FileDeviceStore(join(dir.path, 'r.json')),
+      'rate-test-secret-0123456789abcdef',
+      {
+        now: () => clock,
+      },
+    );
+    try {
+      reg.putType({ name: 't' });
+      const token = reg.createDevice({ id: 'd1', type: 't' }).token;
+      const auth = new Authenticator(reg, { mode: 'bearer', ratePerDeviceS: 2, now: () => clock });
+      const req = { headers: { authorization: `Bearer ${token}` }, deviceId: 'd1' };
+      // Strangers do not use up the device's allowance.
+      for (let i = 0; i < 10; i++)
+        assert.equal(
+          auth.authenticate({ headers: { authorization: 'Bearer nope' }, deviceId: 'd1' }).ok,
+          false,
+        );
+      const outcomes = Array.from({ length: 5 }, () => auth.authenticate(req));
+      assert.deepEqual(
+        outcomes.map((o) => o.ok),
+        [true, true, true, true, false],
+        'a burst of twice the rate, then refused',
+      );
+      const refused = outcomes[4];
+      assert.ok(!refused.ok && refused.status === 429 && refused.code === 'RATE_LIMITED');
+      clock += 500; // one more token at 2/s
+      assert.equal(auth.authenticate(req).ok, true);
+      assert.equal(auth.authenticate(req).ok, false);
+      const unlimited = new Authenticator(reg, { mode: 'bearer', now: () => clock });
+      for (let i = 0; i < 50; i++) assert.equal(unlimited.authenticate(req).ok, true);
+    } finally {
+      reg.close();
+      dir.remove();
+    }
+  });
+});
+
+describe('device simulator options', () => {
+  const registry = {
+    getDevice: () => undefined,
+    createDevice: () => ({ token: 't' }),
+    rotateToken: () => ({ token: 't' }),
+  };
+  const base = { url: 'mqtt://127.0.0.1:1', count: 2, idPrefix: 'sim', type: 'sensor', intervalMs: 1000 };
+  it('refuses counts, prefixes and intervals it cannot run', () => {
+    assert.throws(() => new DeviceSimulator(registry, { ...base, count: 0 }), /count/);
+    assert.throws(() => new DeviceSimulator(registry, { ...base, count: 1001 }), /count/);
+    assert.throws(() => new DeviceSimulator(registry, { ...base, idPrefix: 'a/b' }), /valid device ids/);
+    assert.throws(() => new DeviceSimulator(registry, { ...base, intervalMs: 10 }), /interval/);
+    assert.deepEqual(new DeviceSimulator(registry, base).stats(), { devices: 0, connected: 0, commands: 0 });
+  });
+});
