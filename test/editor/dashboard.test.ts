@@ -7,13 +7,13 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchBrowser } from '../support/browser';
 import { DeviceClient } from '../../nodes/lib/device-client';
 import { eventually } from '../support/backend';
 import {
   freePort,
   repoRoot,
-  requireBinary,
   startInfluxd,
   startProcess,
   tempDir,
@@ -48,7 +48,6 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
   }
 
   before(async () => {
-    const executablePath = requireBinary('chromium', 'chromium');
     influx = await startInfluxd();
     await fetch(`${influx.url}/query`, {
       method: 'POST',
@@ -74,21 +73,8 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
       const res = await fetch(`${url}/api/health`).catch(() => undefined);
       return res?.status === 200 ? true : undefined;
     });
-    context = await chromium.launchPersistentContext(join(dir.path, 'profile'), {
-      executablePath,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-      viewport: { width: 1300, height: 800 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ context, page } = await launchBrowser(dir.path, { width: 1300, height: 800 }));
     page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.setDefaultTimeout(20_000);
   });
 
   after(async () => {

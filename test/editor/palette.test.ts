@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchBrowser } from '../support/browser';
 import {
   freePort,
   repoRoot,
-  requireBinary,
   startProcess,
   tempDir,
   waitForOutput,
@@ -55,7 +55,6 @@ describe('the editor in a real browser', () => {
   }
 
   before(async () => {
-    const executablePath = requireBinary('chromium', 'chromium');
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     const env: NodeJS.ProcessEnv = {
@@ -67,24 +66,8 @@ describe('the editor in a real browser', () => {
     nodeRed = startProcess(process.execPath, [join(repoRoot, 'scripts', 'start.mjs')], { env });
     await waitForOutput(nodeRed, /Started flows/, 60_000);
     password = /Editor password: (\S+)/.exec(nodeRed.output())?.[1] ?? '';
-    context = await chromium.launchPersistentContext(join(dir.path, 'profile'), {
-      executablePath,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1400, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ context, page } = await launchBrowser(dir.path, { width: 1400, height: 900 }));
     page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.setDefaultTimeout(20_000);
   });
 
   after(async () => {

@@ -4,11 +4,11 @@
  * `rules`, and an existing rule list is shown again when the dialog reopens.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchBrowser } from '../support/browser';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { requireBinary, tempDir } from '../support/servers';
+import { tempDir } from '../support/servers';
 
 const flows = [
   { id: 'tab', type: 'tab', label: 'q' },
@@ -33,21 +33,8 @@ describe('iotb-quality edit dialog in a real browser', () => {
 
   before(async () => {
     nr = await startNodeRed({ flows });
-    context = await chromium.launchPersistentContext(join(profile.path, 'profile'), {
-      executablePath: requireBinary('chromium', 'chromium'),
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-      viewport: { width: 1400, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ context, page } = await launchBrowser(profile.path, { width: 1400, height: 900 }));
     page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.setDefaultTimeout(20_000);
     await page.goto(nr.url);
     await page.locator('[id="q"]').waitFor();
   });
