@@ -58,7 +58,9 @@ const redMain = require.resolve('node-red/red.js');
 const child = spawn(process.execPath, [redMain, '--settings', join(root, 'settings.js')], {
   stdio: 'inherit',
   env: {
-    // Defaults for the shipped backend flow's ${...} settings (Node-RED substitutes an unset variable with '').
+    // Defaults for the shipped backend flow's ${...} settings: Node-RED leaves an unset variable's
+    // placeholder in place, so each one needs a value.
+    IOTB_MQTT_HOST: '0.0.0.0',
     IOTB_MQTT_PORT: '1883',
     IOTB_INFLUX_URL: 'http://127.0.0.1:8086',
     IOTB_INFLUX_DB: 'iot',
