@@ -10,8 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser';
 import { DeviceClient } from '../../nodes/lib/device-client';
-import { eventually } from '../support/backend';
 import {
+  eventually,
   freePort,
   repoRoot,
   startInfluxd,

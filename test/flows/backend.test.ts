@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DeviceClient } from '../../nodes/lib/device-client';
-import { eventually, startBackend, type Backend } from '../support/backend';
+import { startBackend, type Backend } from '../support/backend';
+import { eventually } from '../support/servers';
 import type { HealthReport } from '../../nodes/lib/health';
 import { closed, refusalCode } from '../support/mqtt-device';
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, shippedFlow, startBackend, type Backend } from '../support/backend';
+import { shippedFlow, startBackend, type Backend } from '../support/backend';
+import { eventually } from '../support/servers';
 
 interface DeviceRow {
   id: string;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { repoRoot, startInfluxd, type Server } from '../support/servers';
+import { eventually, repoRoot, startInfluxd, type Server } from '../support/servers';
 
 /** A shipped flow with its InfluxDB config node pointed at the test's influxd. */
 function shipped(name: string, influxUrl: string): Record<string, unknown>[] {
@@ -46,15 +46,16 @@ describe('flows/storage-write.json and flows/storage-query.json in a real node-r
     assert.equal((await bad.json()).code, 'RESERVED_NAME');
 
     // Polling: the readings reach InfluxDB when the writer's batch interval ends (a foreign process).
-    const deadline = Date.now() + 30_000;
-    let body: any;
-    for (;;) {
-      const res = await fetch(`${nr.url}/api/demo/history?device=flow-1&minutes=10`);
-      assert.equal(res.status, 200);
-      body = await res.json();
-      if (body.rows.length >= 3 || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const body: any = await eventually(
+      'three readings in InfluxDB',
+      async () => {
+        const res = await fetch(`${nr.url}/api/demo/history?device=flow-1&minutes=10`);
+        assert.equal(res.status, 200);
+        const history = (await res.json()) as { rows: unknown[] };
+        return history.rows.length >= 3 ? history : undefined;
+      },
+      30_000,
+    );
     assert.deepEqual(
       body.rows.map((r: { temperature: number }) => r.temperature),
       [22, 21, 20],

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { repoRoot, startInfluxd, type Server } from '../support/servers';
+import { eventually, repoRoot, startInfluxd, type Server } from '../support/servers';
 
 function writeFlow(influxUrl: string): unknown[] {
   return [
@@ -95,14 +95,14 @@ async function until<T>(
   done: (v: T) => boolean,
   ms = 60_000,
 ): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not reached within ${ms} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  return eventually(
+    what,
+    async () => {
+      const v = await probe();
+      return done(v) ? v : undefined;
+    },
+    ms,
+  );
 }
 
 describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {

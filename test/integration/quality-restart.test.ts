@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { tempDir } from '../support/servers';
+import { eventually, tempDir } from '../support/servers';
 
 const flows = [
   { id: 'tab', type: 'tab', label: 'quality' },
@@ -56,11 +56,11 @@ async function post(nr: NodeRedProcess, device: string, i: number, t: number): P
 
 /** Polls (a foreign process writes it) until the state file is newer than `since`. */
 async function savedAfter(file: string, since: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!existsSync(file) || statSync(file).mtimeMs <= since) {
-    if (Date.now() > deadline) throw new Error(`${file} was not saved within 10 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await eventually(
+    `${file} to be saved`,
+    () => Promise.resolve(existsSync(file) && statSync(file).mtimeMs > since ? true : undefined),
+    10_000,
+  );
 }
 
 describe('iotb-quality state in a real node-red process', () => {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNodeRed, type NodeRedProcess } from './node-red';
-import { freePort, repoRoot, startInfluxd, type Server } from './servers';
+import { eventually, freePort, repoRoot, startInfluxd, type Server } from './servers';
 
 export type FlowNode = { id: string; type: string; [k: string]: unknown };
 
@@ -100,19 +100,4 @@ export async function startBackend(extraFlows: FlowNode[] = []): Promise<Backend
       await influx.stop();
     },
   };
-}
-
-/** Polls `probe` (a foreign process answers) until it returns a value, or fails after `timeoutMs`. */
-export async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }

@@ -91,6 +91,21 @@ export async function waitForHttp(
   }
 }
 
+/** Polls `probe` (a foreign process answers) until it returns a value, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
 export interface ManagedProcess {
   child: ChildProcess;
   /** Everything the process printed so far (stdout and stderr). */
