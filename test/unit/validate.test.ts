@@ -12,6 +12,7 @@ import {
   type ValidateContext,
 } from '../../nodes/lib/validate';
 import { metricsRegistry } from '../../nodes/lib/metrics';
+import { decimal } from '../../nodes/lib/validate/readings';
 
 const now = Date.parse('2026-06-01T12:00:00Z');
 const thermo = compileReadingSchema({
@@ -151,6 +152,30 @@ describe('validatePayload', () => {
     assert.equal(codeOf({ temperature: 1, when: new Date() }), 'PARSE');
   });
 
+  it('checks the depth of a short text in the walk and scans a long one before parsing', () => {
+    const limits = { ...DEFAULT_LIMITS, maxDepth: 3 };
+    // 47 characters: parsed, then refused by the structure walk with the path of the too-deep value.
+    const short = run('{"temperature":1,"a":{"b":{"c":{"d":1}}}}', { limits });
+    assert.equal(short.rejected[0].rejection.code, 'TOO_DEEP');
+    assert.deepEqual(short.rejected[0].rejection.details, { path: '/a/b/c', limit: 3 });
+    // Over DEPTH_SCAN_FROM (1024 characters): refused by the scan, with the bracket's position.
+    const long = run(`{"temperature":1,"pad":"${'x'.repeat(1100)}","a":{"b":{"c":{"d":1}}}}`, { limits });
+    assert.equal(long.rejected[0].rejection.code, 'TOO_DEEP');
+    assert.deepEqual(long.rejected[0].rejection.details, { limit: 3, position: 1140 });
+  });
+
+  it('walks own keys only: a null-prototype object passes, a class instance does not', () => {
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { temperature: 3 });
+    assert.deepEqual(run(bare).accepted[0].fields, { temperature: 3 });
+    const derived = Object.create({ temperature: 4 }) as Record<string, unknown>;
+    assert.equal(codeOf(derived), 'PARSE');
+    const limits = { ...DEFAULT_LIMITS, maxKeys: 3 };
+    assert.equal(
+      run('{"temperature":1,"a":1,"b":2,"c":3,"d":4}', { limits }).rejected[0].rejection.reason,
+      'the reading has 5 properties, more than the limit of 3',
+    );
+  });
+
   it('refuses prototype-poisoning keys and keeps harmless ones', () => {
     assert.equal(codeOf('{"temperature":1,"__proto__":{"polluted":1}}'), 'FORBIDDEN_KEY');
     assert.equal(
@@ -260,6 +285,38 @@ describe('validatePayload', () => {
     assert.equal(run(reading(1), ctx).accepted.length, 1, 'reading 1 was forgotten');
   });
 
+  it('recognises a repetition that arrives after newer readings, and one whose values were coerced', () => {
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(100, 100) };
+    const reading = (ts: number, t: number | string) => `{"ts":${ts},"temperature":${JSON.stringify(t)}}`;
+    for (let i = 10; i > 0; i--) assert.equal(run(reading(now - i * 1000, i), ctx).accepted.length, 1);
+    // Older than the newest reading: the ring is searched, not just the newest ts.
+    assert.equal(codeOf(reading(now - 5000, 5), ctx), 'DUPLICATE');
+    assert.equal(run(reading(now - 5000, 6), ctx).accepted.length, 1, 'same ts, other value');
+    // With coercion the accepted payload holds 21.5 while the device sent "21.5": its retry is still one.
+    const coercing = compileReadingSchema(
+      { type: 'object', properties: { temperature: { type: 'number' } } },
+      {
+        coerce: true,
+        useDefaults: false,
+        unknown: 'schema',
+        allErrors: false,
+      },
+    );
+    const c = { ...ctx, schema: coercing, deviceId: 'd2' };
+    const first = run(reading(now - 100, '21.5'), c);
+    assert.deepEqual(first.accepted[0].fields, { temperature: 21.5 });
+    assert.equal(codeOf(reading(now - 100, '21.5'), c), 'DUPLICATE');
+  });
+
+  it('forgets ids and readings alike as the ring turns over', () => {
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(2, 10) };
+    assert.equal(run('{"id":"a","temperature":1}', ctx).accepted.length, 1);
+    assert.equal(run(`{"ts":${now - 10},"temperature":1}`, ctx).accepted.length, 1);
+    assert.equal(codeOf('{"id":"a","temperature":1}', ctx), 'DUPLICATE');
+    assert.equal(run(`{"ts":${now - 5},"temperature":1}`, ctx).accepted.length, 1, 'evicts id a');
+    assert.equal(run('{"id":"a","temperature":1}', ctx).accepted.length, 1, 'id a was forgotten');
+  });
+
   it('keeps the duplicate window bounded per device and in devices', () => {
     const w = new DuplicateWindow(3, 2);
     for (const k of ['a', 'b', 'c', 'd']) assert.equal(w.seen('d1', k), false);
@@ -296,6 +353,15 @@ describe('validatePayload', () => {
     assert.equal(await read(), before + 1);
     validatePayload('[]', { schema: thermo, now, count: false });
     assert.equal(await read(), before + 1);
+  });
+});
+
+describe('decimal', () => {
+  it('writes a time in ms as String() does', () => {
+    const cases = [0, 1, 9_999_999, 10_000_000, 10_000_001, 1_795_900_000_000, 1_795_900_000_007];
+    cases.push(1_795_929_244_235, 999_999_999_999_999, 1e16, -5, 1.5, 1e21);
+    for (let i = 0; i < 1000; i++) cases.push(Math.floor(Math.random() * 1e15));
+    for (const ms of cases) assert.equal(decimal(ms), String(ms));
   });
 });
 

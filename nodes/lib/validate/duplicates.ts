@@ -1,25 +1,23 @@
 import { createHash } from 'node:crypto';
 
-/** Keys (and value texts) longer than this are stored as a digest so that the window's memory stays bounded. */
-const MAX_PLAIN_KEY = 128;
-/** Readings with at most this many fields, all scalars and strings up to this length, are kept as a copy. */
-const SMALL_FIELDS = 16;
-const SMALL_STRING = 64;
-
-/**
- * What is kept of an accepted reading to recognise its repetition: a shallow copy of small flat fields
- * (cheap, and immune to downstream edits of `msg.payload`), otherwise the values' JSON text or its digest.
- */
-type Snapshot = Record<string, unknown> | string;
+/** Ids and kept texts longer than this are stored as a digest so that the window's memory stays bounded. */
+export const MAX_KEPT_TEXT = 256;
+/** Marks a kept digest; JSON text never starts with it. */
+const DIGEST = '#';
 
 interface DeviceWindow {
   /**
-   * Device message ids (strings, `true`), and per `ts` (numbers) the snapshot of the reading accepted with it,
-   * or a list of them (oldest first) when several readings share the `ts`.
+   * A ring of the device's last `perDevice` accepted readings: per slot the reading's `ts` (NaN for one
+   * recognised by its id) and what was kept of it (the id, or the reading's JSON text or digest).
    */
-  keys: Map<string | number, Snapshot | Snapshot[] | true>;
-  order: (string | number)[];
+  times: number[];
+  kept: string[];
+  /** Ring position to overwrite next once the ring is full. */
   next: number;
+  /** The ids in the ring, for a lookup without a scan. */
+  ids: Set<string>;
+  /** The newest `ts` ever remembered: a reading with a later one cannot be a repetition (no scan). */
+  newest: number;
   /** When the device was last seen, in calls (cheaper than reordering a Map on every call). */
   lastSeen: number;
 }
@@ -27,8 +25,11 @@ interface DeviceWindow {
 /**
  * Recent readings per device, to drop QoS 1 redeliveries and device retries. A reading is recognised by the
  * device's message id, or by its `ts` plus identical values (two readings with one `ts` but different fields
- * are both real, and InfluxDB merges them into one point). Keyed by the `ts` number, values are compared only
- * when two readings share a `ts`: no text is built per reading.
+ * are both real, and InfluxDB merges them into one point). Readings arrive mostly in time order, so a `ts`
+ * newer than any remembered one settles it at once; otherwise the device's ring of `ts` numbers is scanned,
+ * and values are compared only for a reading with an equal `ts`. What is kept of a reading is its JSON text —
+ * usually the payload text itself, so remembering a reading copies nothing — or, when longer than
+ * MAX_KEPT_TEXT, a digest of its values' JSON.
  *
  * Bounded twice: at most `perDevice` entries per device (oldest forgotten first) and at most `maxDevices`
  * devices (when a new device would exceed it, the least recently seen tenth are forgotten), so memory is at
@@ -44,32 +45,42 @@ export class DuplicateWindow {
     readonly maxDevices: number,
   ) {}
 
-  /** True when `key` (a device message id) was seen for `device` recently; otherwise remembers it. */
-  seen(device: string, key: string): boolean {
-    const k = key.length > MAX_PLAIN_KEY ? digest(key) : key;
+  /** True when `id` (a device message id) was seen for `device` recently; otherwise remembers it. */
+  seen(device: string, id: string): boolean {
+    const key = id.length > MAX_KEPT_TEXT ? digest(id) : id;
     const w = this.window(device);
-    if (w.keys.has(k)) return true;
-    this.forgetOldest(w, k);
-    w.keys.set(k, true);
+    if (w.ids.has(key)) return true;
+    this.put(w, NaN, key);
+    w.ids.add(key);
     return false;
   }
 
-  /** True when a reading with this `ts` and identical fields was seen for `device`; otherwise remembers it. */
-  seenReading(device: string, ts: number, fields: Record<string, unknown>): boolean {
-    const w = this.window(device);
-    const prior = w.keys.get(ts);
-    if (Array.isArray(prior)) {
-      for (const snapshot of prior) if (sameReading(snapshot, fields)) return true;
-    } else if (prior !== undefined && prior !== true && sameReading(prior, fields)) {
-      return true;
+  /**
+   * True when a reading with this `ts` and the same values as `reading` (its `ts` and `id` aside) was
+   * remembered for `device`. Looks only: `rememberReading` adds it once it is accepted.
+   */
+  hasReading(device: string, ts: number, reading: Record<string, unknown>): boolean {
+    const w = this.devices.get(device);
+    if (w === undefined || ts > w.newest) return false;
+    let mine: string | undefined;
+    for (let i = 0; i < w.times.length; i++) {
+      if (w.times[i] !== ts) continue;
+      const kept = w.kept[i];
+      if (kept.startsWith(DIGEST)) {
+        mine ??= DIGEST + digest(valuesText(reading));
+        if (kept === mine) return true;
+      } else if (sameValues(JSON.parse(kept) as Record<string, unknown>, reading)) {
+        return true;
+      }
     }
-    this.forgetOldest(w, ts);
-    const kept = w.keys.get(ts);
-    const snapshot = snapshotOf(fields);
-    if (kept === undefined || kept === true) w.keys.set(ts, snapshot);
-    else if (Array.isArray(kept)) kept.push(snapshot);
-    else w.keys.set(ts, [kept, snapshot]);
     return false;
+  }
+
+  /** Remembers an accepted reading by its `ts` and what `keepOf` kept of it. */
+  rememberReading(device: string, ts: number, kept: string): void {
+    const w = this.window(device);
+    this.put(w, ts, kept);
+    if (ts > w.newest) w.newest = ts;
   }
 
   /** Devices currently tracked (for status and tests). */
@@ -81,25 +92,23 @@ export class DuplicateWindow {
     let w = this.devices.get(device);
     if (!w) {
       if (this.devices.size >= this.maxDevices) this.forgetLeastRecent();
-      w = { keys: new Map(), order: [], next: 0, lastSeen: 0 };
+      w = { times: [], kept: [], next: 0, ids: new Set(), newest: -Infinity, lastSeen: 0 };
       this.devices.set(device, w);
     }
     w.lastSeen = ++this.tick;
     return w;
   }
 
-  /** Makes room for `key` in the device's ring, forgetting its oldest entry when it is full. */
-  private forgetOldest(w: DeviceWindow, key: string | number): void {
-    if (w.order.length < this.perDevice) {
-      w.order.push(key);
+  /** Adds an entry to the device's ring, forgetting its oldest entry when the ring is full. */
+  private put(w: DeviceWindow, ts: number, kept: string): void {
+    if (w.times.length < this.perDevice) {
+      w.times.push(ts);
+      w.kept.push(kept);
       return;
     }
-    const old = w.order[w.next];
-    const entry = w.keys.get(old);
-    // Snapshots of one ts were added in ring order: the first is the oldest.
-    if (Array.isArray(entry) && entry.length > 1) entry.shift();
-    else w.keys.delete(old);
-    w.order[w.next] = key;
+    if (Number.isNaN(w.times[w.next])) w.ids.delete(w.kept[w.next]);
+    w.times[w.next] = ts;
+    w.kept[w.next] = kept;
     w.next = (w.next + 1) % this.perDevice;
   }
 
@@ -111,40 +120,44 @@ export class DuplicateWindow {
   }
 }
 
+/**
+ * What the window keeps of a reading to recognise its repetition: its JSON text (`text` when the caller has
+ * it, e.g. the payload the reading came in, else built), or a digest of its values when that is long. Taken
+ * before coercion or defaults change the reading, as `hasReading` compares the values as they came.
+ */
+export function keepOf(reading: Record<string, unknown>, text?: string): string {
+  const json = text ?? JSON.stringify(reading);
+  return json.length > MAX_KEPT_TEXT ? DIGEST + digest(valuesText(reading)) : json;
+}
+
 function digest(text: string): string {
   return createHash('sha256').update(text).digest('base64');
 }
 
-function snapshotOf(fields: Record<string, unknown>): Snapshot {
-  const keys = Object.keys(fields);
-  if (keys.length <= SMALL_FIELDS) {
-    const copy: Record<string, unknown> = {};
-    let small = true;
-    for (const key of keys) {
-      const v = fields[key];
-      if ((typeof v === 'object' && v !== null) || (typeof v === 'string' && v.length > SMALL_STRING)) {
-        small = false;
-        break;
-      }
-      copy[key] = v;
-    }
-    if (small) return copy;
-  }
-  return textOf(fields);
+/** The JSON text of a reading's values, `ts` and `id` left out. */
+function valuesText(reading: Record<string, unknown>): string {
+  return JSON.stringify(reading, function (this: unknown, key: string, value: unknown) {
+    return this === reading && (key === 'ts' || key === 'id') ? undefined : value;
+  });
 }
 
-function textOf(fields: Record<string, unknown>): string {
-  const text = JSON.stringify(fields);
-  return text.length > MAX_PLAIN_KEY ? digest(text) : text;
-}
-
-/** Identical values: a copy compares field by field, a text (nested or large fields) as text. */
-function sameReading(snapshot: Snapshot, fields: Record<string, unknown>): boolean {
-  if (typeof snapshot === 'string') return textOf(fields) === snapshot;
-  const keys = Object.keys(fields);
-  if (keys.length !== Object.keys(snapshot).length) return false;
-  for (const key of keys) {
-    if (!Object.prototype.hasOwnProperty.call(snapshot, key) || snapshot[key] !== fields[key]) return false;
+/**
+ * The same fields with the same values, `ts` and `id` aside (their order aside too); nested values are
+ * compared as JSON text.
+ */
+function sameValues(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  let fieldsOfA = 0;
+  for (const key of Object.keys(a)) {
+    if (key === 'ts' || key === 'id') continue;
+    fieldsOfA++;
+    if (!Object.prototype.hasOwnProperty.call(b, key)) return false;
+    const x = a[key];
+    const y = b[key];
+    if (x === y) continue;
+    if (typeof x !== 'object' || x === null || typeof y !== 'object' || y === null) return false;
+    if (JSON.stringify(x) !== JSON.stringify(y)) return false;
   }
-  return true;
+  let fieldsOfB = 0;
+  for (const key of Object.keys(b)) if (key !== 'ts' && key !== 'id') fieldsOfB++;
+  return fieldsOfA === fieldsOfB;
 }

@@ -6,6 +6,13 @@ interface Pending {
   pointer: string;
 }
 
+/** State of one reading's walk: values left in the budget, and nested containers still to check. */
+interface Walk {
+  budget: number;
+  /** Created for the first nested container: a flat reading allocates none. */
+  stack: Pending[] | undefined;
+}
+
 /** JSON Pointer (RFC 6901) segment for one key or index. */
 export function pointerSegment(key: string | number): string {
   return typeof key === 'number' ? `/${key}` : `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
@@ -15,27 +22,83 @@ export function pointerSegment(key: string | number): string {
  * Checks one reading's structure without recursion: depth, keys per object, array lengths, a budget of
  * values (so a shared sub-object cannot make an object payload explode), prototype-poisoning keys, numbers
  * JSON cannot carry faithfully and strings that are not valid Unicode. Returns the first problem.
- * `depth` is the nesting level of `root` itself (1 for a single reading, 2 inside a batch array).
+ * `root` is a non-array object; `depth` is its nesting level (1 for a single reading, 2 inside a batch).
  * With `fields`, the root's properties except the reserved `ts` and `id` are copied into it in the same pass.
  */
 export function inspectReading(
-  root: unknown,
+  root: object,
   limits: ValidateLimits,
   depth: number,
   fields?: Record<string, unknown>,
 ): Refusal | undefined {
-  // Flat readings (the common case) never allocate the stack: only nested containers are queued.
-  let stack: Pending[] | undefined;
-  let budget = limits.maxBytes;
-  let value = root;
-  let level = depth;
-  let at = '';
-  for (;;) {
-    if (level > limits.maxDepth) {
-      return refuse('TOO_DEEP', `${where(at)} nests deeper than ${limits.maxDepth} levels`, at, {
-        limit: limits.maxDepth,
-      });
+  if (depth > limits.maxDepth) return tooDeep(limits, '');
+  if (!isPlainObject(root)) {
+    return refuse('PARSE', `the reading is ${describeType(root)}, which JSON cannot carry`, '');
+  }
+  const walk: Walk = { budget: limits.maxBytes, stack: undefined };
+  return inspectObject(root, '', depth, limits, walk, fields) ?? inspectNested(limits, walk);
+}
+
+/**
+ * One object's own keys and scalar values: key count, budget, prototype keys, field-name encoding, numbers,
+ * strings; nested containers are queued on the walk. With `fields`, copies the values except `ts` and `id`.
+ */
+function inspectObject(
+  record: Record<string, unknown>,
+  at: string,
+  depth: number,
+  limits: ValidateLimits,
+  walk: Walk,
+  fields: Record<string, unknown> | undefined,
+): Refusal | undefined {
+  const maxKeys = limits.maxKeys;
+  let count = 0;
+  // for-in rather than Object.keys: V8 then reads the values through the object's enum cache, about
+  // twice as fast on a small reading; the own-property test keeps it to the keys Object.keys lists.
+  for (const key in record) {
+    if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
+    if (++count > maxKeys) {
+      const total = Object.keys(record).length;
+      return refuse(
+        'TOO_LARGE',
+        `${where(at)} has ${total} properties, more than the limit of ${maxKeys}`,
+        at,
+        { limit: maxKeys },
+      );
     }
+    const child = record[key];
+    if (key === '__proto__' || (key === 'constructor' && isPrototypeCarrier(child))) {
+      return refuse(
+        'FORBIDDEN_KEY',
+        `field name "${key}" is not allowed (it could change object prototypes downstream)`,
+        at + pointerSegment(key),
+      );
+    }
+    if (!isWellFormed(key)) {
+      return refuse(
+        'ENCODING',
+        `a field name in ${where(at)} contains an unpaired UTF-16 surrogate, not valid Unicode`,
+        at + pointerSegment(key),
+      );
+    }
+    const problem = checkScalar(child, at, key);
+    if (problem) return problem;
+    if (fields !== undefined && key !== 'ts' && key !== 'id') fields[key] = child;
+    if (typeof child === 'object' && child !== null) {
+      (walk.stack ??= []).push({ value: child, depth: depth + 1, pointer: at + pointerSegment(key) });
+    }
+  }
+  if ((walk.budget -= count) < 0) return overBudget(limits, at);
+  return undefined;
+}
+
+/** The containers below the root, depth first from the walk's queue: no recursion, however deep. */
+function inspectNested(limits: ValidateLimits, walk: Walk): Refusal | undefined {
+  const stack = walk.stack;
+  if (stack === undefined) return undefined;
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const { value, depth, pointer: at } = next;
+    if (depth > limits.maxDepth) return tooDeep(limits, at);
     if (Array.isArray(value)) {
       if (value.length > limits.maxArrayLength) {
         return refuse(
@@ -45,57 +108,30 @@ export function inspectReading(
           { limit: limits.maxArrayLength },
         );
       }
-      if ((budget -= value.length) < 0) return overBudget(limits, at);
+      if ((walk.budget -= value.length) < 0) return overBudget(limits, at);
       for (let i = 0; i < value.length; i++) {
-        const problem = checkScalar(value[i], at, i);
+        const child: unknown = value[i];
+        const problem = checkScalar(child, at, i);
         if (problem) return problem;
-        if (typeof value[i] === 'object' && value[i] !== null) {
-          (stack ??= []).push({ value: value[i], depth: level + 1, pointer: at + pointerSegment(i) });
-        }
-      }
-    } else {
-      if (!isPlainObject(value)) {
-        return refuse('PARSE', `${where(at)} is ${describeType(value)}, which JSON cannot carry`, at);
-      }
-      const record = value;
-      const keys = Object.keys(record);
-      if (keys.length > limits.maxKeys) {
-        return refuse(
-          'TOO_LARGE',
-          `${where(at)} has ${keys.length} properties, more than the limit of ${limits.maxKeys}`,
-          at,
-          { limit: limits.maxKeys },
-        );
-      }
-      if ((budget -= keys.length) < 0) return overBudget(limits, at);
-      for (const key of keys) {
-        const child = record[key];
-        if (key === '__proto__' || (key === 'constructor' && isPrototypeCarrier(child))) {
-          return refuse(
-            'FORBIDDEN_KEY',
-            `field name "${key}" is not allowed (it could change object prototypes downstream)`,
-            at + pointerSegment(key),
-          );
-        }
-        if (!isWellFormed(key)) {
-          return refuse(
-            'ENCODING',
-            `a field name in ${where(at)} contains an unpaired UTF-16 surrogate, not valid Unicode`,
-            at + pointerSegment(key),
-          );
-        }
-        const problem = checkScalar(child, at, key);
-        if (problem) return problem;
-        if (fields !== undefined && record === root && key !== 'ts' && key !== 'id') fields[key] = child;
         if (typeof child === 'object' && child !== null) {
-          (stack ??= []).push({ value: child, depth: level + 1, pointer: at + pointerSegment(key) });
+          stack.push({ value: child, depth: depth + 1, pointer: at + pointerSegment(i) });
         }
       }
+      continue;
     }
-    const next = stack?.pop();
-    if (!next) return undefined;
-    ({ value, depth: level, pointer: at } = next);
+    if (!isPlainObject(value)) {
+      return refuse('PARSE', `${where(at)} is ${describeType(value)}, which JSON cannot carry`, at);
+    }
+    const problem = inspectObject(value, at, depth, limits, walk, undefined);
+    if (problem) return problem;
   }
+  return undefined;
+}
+
+function tooDeep(limits: ValidateLimits, at: string): Refusal {
+  return refuse('TOO_DEEP', `${where(at)} nests deeper than ${limits.maxDepth} levels`, at, {
+    limit: limits.maxDepth,
+  });
 }
 
 function checkScalar(value: unknown, at: string, key: string | number): Refusal | undefined {

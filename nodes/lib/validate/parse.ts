@@ -1,7 +1,14 @@
 import { isUtf8 } from 'node:buffer';
 import type { Refusal, ValidateLimits } from './options';
 
-export type ParseResult = { ok: true; value: unknown; text: boolean } | { ok: false; refusal: Refusal };
+export type ParseResult =
+  | {
+      ok: true;
+      value: unknown;
+      /** The text `value` was parsed from; undefined for an object payload, which belongs to the caller. */
+      source: string | undefined;
+    }
+  | { ok: false; refusal: Refusal };
 
 const OPEN_SQUARE = 0x5b;
 const OPEN_CURLY = 0x7b;
@@ -11,21 +18,20 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 /**
+ * Texts longer than this are scanned for their depth before JSON.parse. Shorter ones are parsed first (V8's
+ * JSON.parse is iterative, and a text this short is little work) and their depth is checked by the
+ * structure walk, so a small reading pays no scan.
+ */
+export const DEPTH_SCAN_FROM = 1024;
+
+/**
  * Turns `msg.payload` (Buffer, string or already-parsed value) into a value, refusing anything over the size
- * or depth limits before JSON.parse runs: a 100,000-deep array costs one linear scan, never a recursion.
- * Objects are passed through as they are (`text: false`); `inspectReading` checks their structure.
+ * or depth limits before deep work: a 100,000-deep array costs one linear scan, never a recursion.
+ * Objects are passed through as they are; `inspectReading` checks their structure.
  */
 export function parsePayload(payload: unknown, limits: ValidateLimits): ParseResult {
   let text: string;
-  if (Buffer.isBuffer(payload)) {
-    if (payload.length > limits.maxBytes) return tooLarge(payload.length, limits.maxBytes);
-    text = payload.toString('utf8');
-    // The decoder turns invalid bytes into U+FFFD: only a text holding one needs the strict check.
-    if (text.includes('\uFFFD') && !isUtf8(payload)) {
-      const position = firstInvalidUtf8(payload);
-      return refuse('PARSE', `payload is not valid UTF-8 (bad byte at offset ${position})`, { position });
-    }
-  } else if (typeof payload === 'string') {
+  if (typeof payload === 'string') {
     // UTF-8 needs at most 3 bytes per UTF-16 unit: only count bytes when the length alone cannot decide.
     if (payload.length > limits.maxBytes) return tooLarge(Buffer.byteLength(payload), limits.maxBytes);
     if (payload.length * 3 > limits.maxBytes) {
@@ -33,21 +39,35 @@ export function parsePayload(payload: unknown, limits: ValidateLimits): ParseRes
       if (bytes > limits.maxBytes) return tooLarge(bytes, limits.maxBytes);
     }
     text = payload;
+  } else if (Buffer.isBuffer(payload)) {
+    if (payload.length > limits.maxBytes) return tooLarge(payload.length, limits.maxBytes);
+    text = payload.toString('utf8');
+    // The decoder turns invalid bytes into U+FFFD: only a text holding one needs the strict check.
+    if (text.includes('\uFFFD') && !isUtf8(payload)) {
+      const position = firstInvalidUtf8(payload);
+      return refuse('PARSE', `payload is not valid UTF-8 (bad byte at offset ${position})`, { position });
+    }
   } else if (payload === undefined || payload === null) {
     return refuse('PARSE', 'payload is empty');
   } else {
-    return { ok: true, value: payload, text: false };
+    return { ok: true, value: payload, source: undefined };
   }
 
-  const deepAt = exceedsDepth(text, limits.maxDepth);
-  if (deepAt >= 0) {
-    return refuse('TOO_DEEP', `payload nests deeper than ${limits.maxDepth} levels (at position ${deepAt})`, {
-      limit: limits.maxDepth,
-      position: deepAt,
-    });
+  if (text.length > DEPTH_SCAN_FROM) {
+    const deepAt = exceedsDepth(text, limits.maxDepth);
+    if (deepAt >= 0) {
+      return refuse(
+        'TOO_DEEP',
+        `payload nests deeper than ${limits.maxDepth} levels (at position ${deepAt})`,
+        {
+          limit: limits.maxDepth,
+          position: deepAt,
+        },
+      );
+    }
   }
   try {
-    return { ok: true, value: JSON.parse(text), text: true };
+    return { ok: true, value: JSON.parse(text), source: text };
   } catch (err) {
     return refuse('PARSE', describeJsonError(text, err), jsonErrorDetails(text));
   }
