@@ -13,25 +13,27 @@ export class Throttle<A extends unknown[]> {
   ) {}
 
   call(...args: A): void {
+    if (this.timer) {
+      // The common case on a busy node: a delivery is already scheduled and will take these arguments.
+      this.pending = args;
+      return;
+    }
     const wait = this.lastRun + this.intervalMs - Date.now();
-    if (wait <= 0 && !this.timer) {
+    if (wait <= 0) {
       this.lastRun = Date.now();
       this.fn(...args);
       return;
     }
     this.pending = args;
-    this.timer ??= setTimeout(
-      () => {
-        this.timer = undefined;
-        const next = this.pending;
-        this.pending = undefined;
-        if (next) {
-          this.lastRun = Date.now();
-          this.fn(...next);
-        }
-      },
-      Math.max(wait, 0),
-    );
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const next = this.pending;
+      this.pending = undefined;
+      if (next) {
+        this.lastRun = Date.now();
+        this.fn(...next);
+      }
+    }, wait);
   }
 
   /** Drops a pending call; for node `close`. */
