@@ -260,7 +260,7 @@ export async function measureNodeRates(opts: RateOptions): Promise<RateResult> {
     credentialSecret: false, // plain flows_cred.json in the temp dir, written above
     httpAdminRoot: false,
     httpNodeRoot: '/',
-    nodesDir: [join(__dirname, 'bench-pass'), ...new Set(opts.modules.map((m) => dirname(m)))],
+    nodesDir: [join(__dirname, 'bench-nodes'), ...new Set(opts.modules.map((m) => dirname(m)))],
     logging: { console: { level: process.env.IOTB_BENCH_LOG ?? 'error', metrics: false, audit: false } },
     telemetry: { enabled: false, updateNotification: false },
     diagnostics: { enabled: false },
