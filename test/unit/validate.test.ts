@@ -308,6 +308,17 @@ describe('validatePayload', () => {
     assert.equal(codeOf(reading(now - 100, '21.5'), c), 'DUPLICATE');
   });
 
+  it('hands back a refused batch reading as the device sent it, even when coercion touched it first', () => {
+    const coercing = compileReadingSchema(
+      { type: 'object', properties: { temperature: { type: 'number' }, humidity: { type: 'number' } } },
+      { coerce: true, useDefaults: false, unknown: 'schema', allErrors: false },
+    );
+    const v = run('[{"temperature":"21.5"},{"temperature":"22.5","humidity":"wet"}]', { schema: coercing });
+    assert.deepEqual(v.accepted[0].fields, { temperature: 21.5 });
+    assert.deepEqual(v.rejected[0].value, { temperature: '22.5', humidity: 'wet' });
+    assert.throws(() => new DuplicateWindow(0, 10), RangeError);
+  });
+
   it('forgets ids and readings alike as the ring turns over', () => {
     const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(2, 10) };
     assert.equal(run('{"id":"a","temperature":1}', ctx).accepted.length, 1);

@@ -43,7 +43,13 @@ export class DuplicateWindow {
   constructor(
     readonly perDevice: number,
     readonly maxDevices: number,
-  ) {}
+  ) {
+    if (!(perDevice >= 1 && maxDevices >= 1)) {
+      throw new RangeError(
+        `a duplicate window needs at least one entry and one device (got ${perDevice}, ${maxDevices})`,
+      );
+    }
+  }
 
   /** True when `id` (a device message id) was seen for `device` recently; otherwise remembers it. */
   seen(device: string, id: string): boolean {

@@ -112,9 +112,14 @@ function judgeReading(
   }
   const record = reading as Record<string, unknown>;
   const single = index === undefined;
-  // A reading parsed here is ours and becomes the payload as it is, unless `ts`/`id` must come out. A
-  // caller's object is always copied (during the structure walk), so coercion and defaults never touch it.
-  const copy = source === undefined || record.ts !== undefined || record.id !== undefined;
+  // A reading parsed here is ours and becomes the payload as it is, unless `ts`/`id` must come out or the
+  // schema changes what it checks (a refused batch element leaves as the device sent it). A caller's object
+  // is always copied (during the structure walk), so coercion and defaults never touch it.
+  const copy =
+    source === undefined ||
+    record.ts !== undefined ||
+    record.id !== undefined ||
+    ctx.schema?.mutates === true;
   const fields: Record<string, unknown> = copy ? {} : record;
   const structural = inspectReading(record, limits, depth, copy ? fields : undefined);
   if (structural) return structural;

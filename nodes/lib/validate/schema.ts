@@ -38,6 +38,8 @@ const CACHE_SIZE = 256;
 export interface ReadingSchema {
   /** Validates (and, per options, coerces/fills/strips) `fields` in place; a refusal when it does not pass. */
   check(fields: Record<string, unknown>): Refusal | undefined;
+  /** `check` may change `fields` (coercion, defaults or stripping is on). */
+  readonly mutates: boolean;
 }
 
 /** The schema itself is unusable: bad JSON, not a schema, or ajv refuses to compile it. */
@@ -131,6 +133,7 @@ function compile(schema: object | boolean, options: SchemaOptions): ReadingSchem
     );
   }
   return {
+    mutates: options.coerce || options.useDefaults || options.unknown === 'strip',
     check(fields) {
       if (validate(fields)) return undefined;
       return describeViolations(validate.errors ?? [], fields);
