@@ -39,6 +39,8 @@ export class MqttDeviceLink extends EventEmitter implements DeviceLink {
   private readonly prefix: string;
   private protocolVersion: 5 | 4;
   private ended = false;
+  /** The broker refused the last CONNECT: mqtt.js does not retry after that, so ready() must not wait. */
+  private refusal: Error | undefined;
 
   constructor(private readonly opts: MqttLinkOptions) {
     super();
@@ -56,9 +58,11 @@ export class MqttDeviceLink extends EventEmitter implements DeviceLink {
     return this.client.connected;
   }
 
-  /** Resolves once connected and subscribed (or at once when already so). */
+  /** Resolves once connected and subscribed (or at once when already so); rejects when the broker refused us. */
   async ready(): Promise<void> {
-    if (!this.client.connected) await once(this, 'connect');
+    if (this.client.connected) return;
+    if (this.refusal) throw this.refusal;
+    await once(this, 'connect');
   }
 
   isOnline(deviceId: string): boolean {
@@ -103,6 +107,7 @@ export class MqttDeviceLink extends EventEmitter implements DeviceLink {
       reconnectPeriod: 1000,
     });
     client.on('connect', () => {
+      this.refusal = undefined;
       client.subscribe([`${this.prefix}/+/status`, `${this.prefix}/+/commands/ack`], { qos: 1 }, (err) => {
         if (err) this.fault(err);
         else this.emit('connect');
@@ -121,6 +126,17 @@ export class MqttDeviceLink extends EventEmitter implements DeviceLink {
         client.end(true);
         if (!this.ended) this.client = this.connect();
         return;
+      }
+      if (typeof err.code === 'number' && !client.connected) {
+        // A refused CONNACK; with MQTT 5 forced, say why and what to choose instead of a bare reason code.
+        this.refusal =
+          this.protocolVersion === 5 && UNSUPPORTED_PROTOCOL.has(err.code)
+            ? Object.assign(
+                new Error(`The broker does not accept MQTT 5 (${err.message}); use protocol auto or 3.1.1`),
+                { code: err.code },
+              )
+            : err;
+        return this.fault(this.refusal);
       }
       this.fault(err);
     });
