@@ -19,8 +19,10 @@ describe('flows/backend.json in a real node-red process with influxd', () => {
   const tokens: Record<string, string> = {};
   const clients: DeviceClient[] = [];
 
+  // Short, so the heartbeat timeout of an HTTP-only device can be awaited; MQTT devices hold a session instead.
+  const presenceTimeoutS = 3;
   before(async () => {
-    b = await startBackend();
+    b = await startBackend([], { IOTB_PRESENCE_TIMEOUT_S: String(presenceTimeoutS) });
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
@@ -55,6 +57,9 @@ describe('flows/backend.json in a real node-red process with influxd', () => {
     const listed = await b.api('GET', '/api/devices');
     assert.equal(listed.status, 200);
     assert.equal(listed.body.devices.find((d: { id: string }) => d.id === 'dev-1').online, true);
+    const one = await b.api('GET', '/api/devices/dev-1');
+    assert.equal(one.body.online, true);
+    assert.equal(typeof one.body.lastSeen, 'number');
 
     const t0 = Date.now() - 5000;
     await dev.sendTelemetry({ ts: t0, temperature: 21.5, humidity: 40 });
@@ -133,6 +138,51 @@ describe('flows/backend.json in a real node-red process with influxd', () => {
     assert.ok(answers.some((a) => a.status === 202));
   });
 
+  it('tracks presence of an HTTP-only device: online after a reading, offline after the heartbeat timeout', async () => {
+    const created = await b.api('POST', '/api/devices', { body: { id: 'http-1', type: 'sensor' } });
+    assert.equal(created.status, 201);
+    const key = created.body.token as string;
+    const presenceOf = async (): Promise<{ online: boolean; lastSeen: number }> => {
+      const one = await b.api('GET', '/api/devices/http-1');
+      assert.equal(one.status, 200);
+      const listed = await b.api('GET', '/api/devices');
+      const inList = listed.body.devices.find((d: { id: string }) => d.id === 'http-1');
+      assert.deepEqual({ online: inList.online, lastSeen: inList.lastSeen }, { online: one.body.online, lastSeen: one.body.lastSeen });
+      return one.body as { online: boolean; lastSeen: number };
+    };
+    const unseen = await presenceOf();
+    assert.equal(unseen.online, false, 'never seen: offline');
+    assert.equal(unseen.lastSeen, 0);
+
+    const before = Date.now();
+    const ok = await b.api('POST', '/api/devices/http-1/telemetry', { key, body: { temperature: 19.5 } });
+    assert.equal(ok.status, 202);
+    const seen = await presenceOf();
+    assert.equal(seen.online, true);
+    assert.ok(seen.lastSeen >= before && seen.lastSeen <= Date.now(), `lastSeen ${seen.lastSeen} is the reading's arrival`);
+
+    const wrong = await b.api('POST', '/api/devices/http-1/telemetry', { key: 'iotbd_wrong', body: { temperature: 1 } });
+    assert.equal(wrong.status, 401);
+    assert.equal((await presenceOf()).lastSeen, seen.lastSeen, 'an unauthenticated request does not count');
+
+    await eventually('the heartbeat timeout', async () => ((await presenceOf()).online ? undefined : true));
+    const gone = await presenceOf();
+    assert.equal(gone.lastSeen, seen.lastSeen, 'offline keeps the last-seen time');
+    assert.ok(Date.now() - seen.lastSeen >= presenceTimeoutS * 1000);
+
+    const events = await eventually('online and offline in device_events', async () => {
+      const rows = await b.influxql(`SELECT * FROM device_events WHERE kind = 'presence' AND device = 'http-1'`);
+      return rows.length >= 2 ? rows : undefined;
+    });
+    assert.deepEqual(
+      events.map((r) => [r.event, r.reason]),
+      [
+        ['online', 'seen'],
+        ['offline', 'heartbeat timeout'],
+      ],
+    );
+  });
+
   it('runs a command round trip to SUCCEEDED through POST and GET', async () => {
     const posted = await b.api('POST', '/api/devices/dev-1/commands', { body: { name: 'led', params: { on: true } } });
     assert.equal(posted.status, 202);
@@ -205,6 +255,10 @@ describe('flows/backend.json in a real node-red process with influxd', () => {
     const t = Date.now();
     await closedAt;
     assert.ok(Date.now() - t < 1000, 'the session closes within a second');
+    await eventually('the revoked device to show offline', async () => {
+      const r = await b.api('GET', '/api/devices/dev-1');
+      return r.body.online === false ? true : undefined;
+    });
     assert.equal(await refusalCode(b.mqttUrl, { clientId: 'dev-1', username: 'dev-1', password: fresh }), 4);
     assert.equal(
       (await b.api('POST', '/api/devices/dev-1/telemetry', { key: fresh, body: { temperature: 20 } })).status,

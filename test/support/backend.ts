@@ -26,8 +26,14 @@ export interface Backend {
   stop(): Promise<void>;
 }
 
-/** Starts influxd (database iot) and node-red with flows/backend.json (+ extra flows), registry credentials deployed. */
-export async function startBackend(extraFlows: FlowNode[] = []): Promise<Backend> {
+/**
+ * Starts influxd (database iot) and node-red with flows/backend.json (+ extra flows), registry credentials deployed.
+ * `env` adds to (or overrides) the flow's IOTB_* environment.
+ */
+export async function startBackend(
+  extraFlows: FlowNode[] = [],
+  env: Record<string, string> = {},
+): Promise<Backend> {
   const influx = await startInfluxd();
   await fetch(`${influx.url}/query`, {
     method: 'POST',
@@ -47,6 +53,7 @@ export async function startBackend(extraFlows: FlowNode[] = []): Promise<Backend
         IOTB_MQTT_PORT: String(mqttPort),
         IOTB_INFLUX_URL: influx.url,
         IOTB_INFLUX_DB: 'iot',
+        ...env,
       },
     });
     // The deploy with credentials restarts the flows: wait until the redeployed API answers.
