@@ -67,7 +67,9 @@ describe('the editor in a real browser', () => {
     await waitForOutput(nodeRed, /Started flows/, 60_000);
     password = /Editor password: (\S+)/.exec(nodeRed.output())?.[1] ?? '';
     ({ context, page } = await launchBrowser(dir.path, { width: 1400, height: 900 }));
-    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('pageerror', (err) => {
+      if (!isMonacoDisposeRace(err)) pageErrors.push(err.message);
+    });
   });
 
   after(async () => {
@@ -162,4 +164,20 @@ describe('the editor in a real browser', () => {
 
 function countNodes(page: Page, type: string): Promise<number> {
   return page.evaluate((t) => (globalThis as any).RED.nodes.filterNodes({ type: t }).length as number, type);
+}
+
+/**
+ * This test cancels each edit dialog as soon as it renders. Monaco (the editor's code editor, two of them in
+ * iotb-validate's dialog) can then run a computation it had scheduled on a model the dialog has just disposed,
+ * and throws "Model is disposed!" from its own code (Node-RED's `destroy()` disposes model and editor). Only
+ * that error, raised entirely inside Monaco, is set aside; any other page error fails the test.
+ */
+function isMonacoDisposeRace(err: Error): boolean {
+  const frames = (err.stack ?? '').split('\n').filter((line) => line.trim().startsWith('at '));
+  return (
+    // The message can repeat itself after a blank line ("Model is disposed!\n\nError: Model is disposed!").
+    /^Model is disposed!(\s+Error: Model is disposed!)*$/.test(err.message) &&
+    frames.length > 0 &&
+    frames.every((line) => line.includes('/vendor/monaco/'))
+  );
 }
