@@ -6,30 +6,16 @@
  *   node --import tsx bench/support/validate-loop.ts <case> <count>
  */
 import Ajv2020 from 'ajv/dist/2020';
+import { readingText, SCHEMA, withoutReserved } from './validate-reading';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lib = require('../../dist/nodes/lib/validate') as typeof import('../../nodes/lib/validate');
 
-const SCHEMA = {
-  type: 'object',
-  properties: {
-    temperature: { type: 'number', minimum: -40, maximum: 150 },
-    humidity: { type: 'number', minimum: 0, maximum: 100 },
-    battery: { type: 'number', minimum: 0, maximum: 100 },
-  },
-  required: ['temperature'],
-};
 // A fixed time, so that every run counts the same work.
 const now = 1_795_929_244_235;
-const text = JSON.stringify({ ts: now - 1000, temperature: 21.5, humidity: 40, battery: 97 });
+const text = readingText(now);
 const floor = new Ajv2020().compile(SCHEMA);
 const ctx = { schema: lib.compileReadingSchema(SCHEMA), now };
-
-function withoutReserved(reading: Record<string, unknown>): Record<string, unknown> {
-  const fields: Record<string, unknown> = {};
-  for (const key in reading) if (key !== 'ts' && key !== 'id') fields[key] = reading[key];
-  return fields;
-}
 
 const cases: Record<string, () => unknown> = {
   'json-parse': () => JSON.parse(text) as unknown,
