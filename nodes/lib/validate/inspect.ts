@@ -1,7 +1,7 @@
 import type { Refusal, ValidateLimits } from './options';
 
 interface Pending {
-  value: unknown;
+  value: object;
   depth: number;
   pointer: string;
 }
@@ -31,26 +31,27 @@ export function inspectReading(
   depth: number,
   fields?: Record<string, unknown>,
 ): Refusal | undefined {
-  if (depth > limits.maxDepth) return tooDeep(limits, '');
-  if (!isPlainObject(root)) {
-    return refuse('PARSE', `the reading is ${describeType(root)}, which JSON cannot carry`, '');
-  }
   const walk: Walk = { budget: limits.maxBytes, stack: undefined };
   return inspectObject(root, '', depth, limits, walk, fields) ?? inspectNested(limits, walk);
 }
 
 /**
- * One object's own keys and scalar values: key count, budget, prototype keys, field-name encoding, numbers,
- * strings; nested containers are queued on the walk. With `fields`, copies the values except `ts` and `id`.
+ * One object at `depth`: a plain object within the depth limit, its own keys and scalar values (key count,
+ * budget, prototype keys, field-name encoding, numbers, strings); nested containers are queued on the walk.
+ * With `fields`, copies the values except `ts` and `id`.
  */
 function inspectObject(
-  record: Record<string, unknown>,
+  record: object,
   at: string,
   depth: number,
   limits: ValidateLimits,
   walk: Walk,
   fields: Record<string, unknown> | undefined,
 ): Refusal | undefined {
+  if (depth > limits.maxDepth) return tooDeep(limits, at);
+  if (!isPlainObject(record)) {
+    return refuse('PARSE', `${where(at)} is ${describeType(record)}, which JSON cannot carry`, at);
+  }
   const maxKeys = limits.maxKeys;
   let count = 0;
   // for-in rather than Object.keys: V8 then reads the values through the object's enum cache, about
@@ -98,8 +99,8 @@ function inspectNested(limits: ValidateLimits, walk: Walk): Refusal | undefined 
   if (stack === undefined) return undefined;
   for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
     const { value, depth, pointer: at } = next;
-    if (depth > limits.maxDepth) return tooDeep(limits, at);
     if (Array.isArray(value)) {
+      if (depth > limits.maxDepth) return tooDeep(limits, at);
       if (value.length > limits.maxArrayLength) {
         return refuse(
           'TOO_LARGE',
@@ -117,13 +118,10 @@ function inspectNested(limits: ValidateLimits, walk: Walk): Refusal | undefined 
           stack.push({ value: child, depth: depth + 1, pointer: at + pointerSegment(i) });
         }
       }
-      continue;
+    } else {
+      const problem = inspectObject(value, at, depth, limits, walk, undefined);
+      if (problem) return problem;
     }
-    if (!isPlainObject(value)) {
-      return refuse('PARSE', `${where(at)} is ${describeType(value)}, which JSON cannot carry`, at);
-    }
-    const problem = inspectObject(value, at, depth, limits, walk, undefined);
-    if (problem) return problem;
   }
   return undefined;
 }
