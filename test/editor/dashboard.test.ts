@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { launchBrowser } from '../support/browser';
+import { FailureScreenshots, launchBrowser } from '../support/browser';
 import { DeviceClient } from '../../nodes/lib/device-client';
 import {
   eventually,
@@ -32,20 +32,9 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
   let device: DeviceClient | undefined;
   let context: BrowserContext;
   let page: Page;
-  let failed = false;
   const pageErrors: string[] = [];
 
-  async function withScreenshot(name: string, body: () => Promise<void>): Promise<void> {
-    try {
-      await body();
-    } catch (err) {
-      failed = true;
-      const file = join(dir.path, `${name}.png`);
-      await page?.screenshot({ path: file, fullPage: true }).catch(() => undefined);
-      (err as Error).message += `\nscreenshot: ${file}`;
-      throw err;
-    }
-  }
+  const screenshots = new FailureScreenshots(dir, () => page);
 
   before(async () => {
     influx = await startInfluxd();
@@ -82,8 +71,7 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
     await context?.close();
     await nodeRed?.stop();
     await influx?.stop();
-    if (failed) console.log(`dashboard test failed: screenshots kept in ${dir.path}`);
-    else dir.remove();
+    screenshots.keepOrRemove('dashboard test');
   });
 
   it('prints an operator API key once that the API accepts', async () => {
@@ -113,7 +101,7 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
   });
 
   it('renders devices, health and a device chart, and sends a command that succeeds', () =>
-    withScreenshot('dashboard', async () => {
+    screenshots.run('dashboard', async () => {
       const res = await page.goto(`${url}/dashboard`);
       assert.equal(res?.status(), 200);
       assert.match(res?.headers()['content-security-policy'] ?? '', /default-src 'self'/);

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { launchBrowser } from '../support/browser';
+import { FailureScreenshots, launchBrowser } from '../support/browser';
 import {
   freePort,
   repoRoot,
@@ -38,21 +38,9 @@ describe('the editor in a real browser', () => {
   let page: Page;
   /** Types of the package, with their editor category, as the editor itself reports them. */
   let types: { type: string; category: string }[];
-  let failed = false;
   const pageErrors: string[] = [];
 
-  /** Runs a test body; on failure keeps a screenshot in the temp dir and says where. */
-  async function withScreenshot(name: string, body: () => Promise<void>): Promise<void> {
-    try {
-      await body();
-    } catch (err) {
-      failed = true;
-      const file = join(dir.path, `${name.replace(/\W+/g, '-')}.png`);
-      await page.screenshot({ path: file, fullPage: true }).catch(() => undefined);
-      (err as Error).message += `\nscreenshot: ${file}`;
-      throw err;
-    }
-  }
+  const screenshots = new FailureScreenshots(dir, () => page);
 
   before(async () => {
     const port = await freePort();
@@ -75,12 +63,11 @@ describe('the editor in a real browser', () => {
   after(async () => {
     await context?.close();
     await nodeRed?.stop();
-    if (failed) console.log(`editor test failed: screenshots kept in ${dir.path}`);
-    else dir.remove();
+    screenshots.keepOrRemove('editor test');
   });
 
   it('logs in with the password npm start printed on first start', () =>
-    withScreenshot('login', async () => {
+    screenshots.run('login', async () => {
       await page.goto(url);
       await page.locator('#node-dialog-login-username').fill('admin');
       await page.locator('#node-dialog-login-password').fill(password);
@@ -97,7 +84,7 @@ describe('the editor in a real browser', () => {
     }));
 
   it(`shows every node of package.json in the palette category "${CATEGORY}"`, () =>
-    withScreenshot('palette', async () => {
+    screenshots.run('palette', async () => {
       const sets = await page.evaluate(
         (module) =>
           ((globalThis as any).RED.nodes.registry.getNodeList() as { module: string; name: string }[])
@@ -121,7 +108,7 @@ describe('the editor in a real browser', () => {
     }));
 
   it('drags each node onto the workspace and opens its edit dialog', () =>
-    withScreenshot('edit-dialog', async () => {
+    screenshots.run('edit-dialog', async () => {
       const workspace = page.locator('#red-ui-workspace-chart');
       const box = (await workspace.boundingBox())!;
       let y = 80;
@@ -151,7 +138,7 @@ describe('the editor in a real browser', () => {
     }));
 
   it('lists the shipped flows under Import -> Examples', () =>
-    withScreenshot('examples', async () => {
+    screenshots.run('examples', async () => {
       await page.locator('#red-ui-header-button-sidemenu').click();
       await page.locator('#menu-item-import').click();
       await page.locator('a[href="#red-ui-clipboard-dialog-import-tab-examples"]').click();

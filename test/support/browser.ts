@@ -34,3 +34,35 @@ export async function launchBrowser(
   page.setDefaultTimeout(20_000);
   return { context, page };
 }
+
+/**
+ * Keeps a full-page screenshot of a failed browser test: `run` throws the test's error with the screenshot's
+ * path added, and `keepOrRemove` (for `after`) keeps the temp dir when anything failed, else removes it.
+ */
+export class FailureScreenshots {
+  private failed = false;
+
+  constructor(
+    private readonly dir: { path: string; remove(): void },
+    private readonly page: () => Page | undefined,
+  ) {}
+
+  async run(name: string, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (err) {
+      this.failed = true;
+      const file = join(this.dir.path, `${name.replace(/\W+/g, '-')}.png`);
+      await this.page()
+        ?.screenshot({ path: file, fullPage: true })
+        .catch(() => undefined);
+      (err as Error).message += `\nscreenshot: ${file}`;
+      throw err;
+    }
+  }
+
+  keepOrRemove(what: string): void {
+    if (this.failed) console.log(`${what} failed: screenshots kept in ${this.dir.path}`);
+    else this.dir.remove();
+  }
+}
