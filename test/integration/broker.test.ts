@@ -16,6 +16,12 @@ import { closed, connectDevice, grants, refusalCode } from '../support/mqtt-devi
 import { freePort, tempDir } from '../support/servers';
 
 const run = promisify(execFile);
+
+/** mosquitto_pub as device `id` (client id and user name) with `password`, to its status topic. */
+function mosquittoPub(port: number, id: string, password: string, message: string, extra: string[] = []) {
+  const target = ['-h', '127.0.0.1', '-p', String(port), '-t', `devices/${id}/status`];
+  return run('mosquitto_pub', [...target, '-i', id, '-u', id, '-P', password, '-m', message, ...extra]);
+}
 const SECRET = 'broker-test-registry-secret-0123456789abcdef';
 
 function nextEvent<T>(
@@ -127,45 +133,12 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
 
   it('accepts mosquitto_pub with device credentials and refuses it with a wrong token', async () => {
     const got = nextEvent<DeviceMessage>(broker, 'message', (m) => m.device.id === 'dev-b');
-    await run('mosquitto_pub', [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      '-i',
-      'dev-b',
-      '-u',
-      'dev-b',
-      '-P',
-      tokens['dev-b'],
-      '-t',
-      'devices/dev-b/status',
-      '-m',
-      '{"fw":"1.2"}',
-      '-q',
-      '1',
-    ]);
+    await mosquittoPub(port, 'dev-b', tokens['dev-b'], '{"fw":"1.2"}', ['-q', '1']);
     const m = await got;
     assert.equal(m.kind, 'status');
     assert.equal(m.payload.toString(), '{"fw":"1.2"}');
-    await assert.rejects(
-      run('mosquitto_pub', [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(port),
-        '-i',
-        'dev-b',
-        '-u',
-        'dev-b',
-        '-P',
-        'iotbd_wrong',
-        '-t',
-        'devices/dev-b/status',
-        '-m',
-        'x',
-      ]),
-      (err: { stderr: string }) => /bad user name or password/i.test(err.stderr),
+    await assert.rejects(mosquittoPub(port, 'dev-b', 'iotbd_wrong', 'x'), (err: { stderr: string }) =>
+      /bad user name or password/i.test(err.stderr),
     );
   });
 
@@ -553,24 +526,7 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
       assert.equal((await got).payload.toString(), '{"tls":1}');
       await c.endAsync();
       await assert.rejects(
-        run('mosquitto_pub', [
-          '-h',
-          '127.0.0.1',
-          '-p',
-          String(p),
-          '--cafile',
-          cert,
-          '-i',
-          'dev-b',
-          '-u',
-          'dev-b',
-          '-P',
-          'iotbd_wrong',
-          '-t',
-          'devices/dev-b/status',
-          '-m',
-          'x',
-        ]),
+        mosquittoPub(p, 'dev-b', 'iotbd_wrong', 'x', ['--cafile', cert]),
         (err: { stderr: string }) => /bad user name or password/i.test(err.stderr),
       );
       const wsGot = nextEvent<DeviceMessage>(b, 'message');
