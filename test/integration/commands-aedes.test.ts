@@ -13,7 +13,7 @@ import { DeviceClient, type DeviceClientOptions } from '../../nodes/lib/device-c
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
 import { RejectionError } from '../../nodes/lib/rejection';
-import { finalOf, logFile, online, states } from '../support/commands';
+import { finalOf, logFile, online, states, submitBurst } from '../support/commands';
 import { THERMOSTAT } from '../support/memory-directory';
 import { freePort, tempDir } from '../support/servers';
 
@@ -148,18 +148,7 @@ describe('command dispatch through the embedded aedes broker', () => {
     const devs = await Promise.all(
       ids.map((id, i) => device(id, i === 2 ? { behaviour: 'ack-late', lateMs: 400 } : {})),
     );
-    const submitted: string[] = [];
-    for (let i = 0; i < 45; i++) {
-      const id = `ae-br-${i}`;
-      d.submit({
-        id,
-        deviceId: ids[i % 3],
-        name: 'set-interval',
-        params: { intervalMs: i },
-        timeoutMs: 3000,
-      });
-      submitted.push(id);
-    }
+    const submitted = submitBurst(d, 'ae-br', 45, ids);
     await once(devs[2], 'executed'); // some in flight, some still queued by the rate limit
     d.close();
     await broker.close();

@@ -6,7 +6,7 @@ import { MqttDeviceLink } from '../../nodes/lib/commands/mqtt-link';
 import { isFinal, type CommandRecord } from '../../nodes/lib/commands/states';
 import { DeviceClient, type DeviceClientOptions } from '../../nodes/lib/device-client';
 import { RejectionError } from '../../nodes/lib/rejection';
-import { finalOf, logFile, online, states } from '../support/commands';
+import { finalOf, logFile, online, states, submitBurst } from '../support/commands';
 import { thermostatDirectory, type MemoryDirectory } from '../support/memory-directory';
 import { startMosquitto, tempDir, type Server } from '../support/servers';
 
@@ -262,18 +262,7 @@ describe('command dispatch over Mosquitto with reference devices', () => {
     );
     const finals = new Map<string, number>();
     d.on('final', (r: CommandRecord) => finals.set(r.id, (finals.get(r.id) ?? 0) + 1));
-    const submitted: string[] = [];
-    for (let i = 0; i < 60; i++) {
-      const id = `br-${i}`;
-      d.submit({
-        id,
-        deviceId: ids[i % 3],
-        name: 'set-interval',
-        params: { intervalMs: i },
-        timeoutMs: 3000,
-      });
-      submitted.push(id);
-    }
+    const submitted = submitBurst(d, 'br', 60, ids);
     await broker.restart(); // while commands are queued (rate limit), in flight and acked late
     for (let i = 60; i < 75; i++) {
       const id = `br-${i}`;

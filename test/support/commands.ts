@@ -48,3 +48,25 @@ export function logFile(dir: string): string {
 export function states(r: CommandRecord): string[] {
   return r.history.map((h) => h.state);
 }
+
+/** Submits `count` set-interval commands `<prefix>-<i>` round-robin to `deviceIds`; returns their ids in order. */
+export function submitBurst(
+  d: CommandDispatcher,
+  prefix: string,
+  count: number,
+  deviceIds: string[],
+): string[] {
+  const submitted: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = `${prefix}-${i}`;
+    d.submit({
+      id,
+      deviceId: deviceIds[i % deviceIds.length],
+      name: 'set-interval',
+      params: { intervalMs: i },
+      timeoutMs: 3000,
+    });
+    submitted.push(id);
+  }
+  return submitted;
+}
