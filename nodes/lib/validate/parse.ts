@@ -22,7 +22,7 @@ const BACKSLASH = 0x5c;
  * JSON.parse is iterative, and a text this short is little work) and their depth is checked by the
  * structure walk, so a small reading pays no scan.
  */
-export const DEPTH_SCAN_FROM = 1024;
+const DEPTH_SCAN_FROM = 1024;
 
 /**
  * Turns `msg.payload` (Buffer, string or already-parsed value) into a value, refusing anything over the size
