@@ -110,6 +110,8 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
       await page.locator('#apikey').dispatchEvent('change');
       const row = page.locator('#devices tr', { hasText: 'lab-1' });
       await row.getByText('online').waitFor();
+      // Refreshes update rows in place: a row rebuilt under the pointer would swallow the click.
+      const shownRow = await row.elementHandle();
       await row.click();
       await page.locator('#dev-title').getByText('lab-1 (sensor)').waitFor();
       await page
@@ -123,6 +125,8 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
       await page.locator('#cmd-params').fill('{"on":true}');
       await page.locator('#cmd button').click();
       await page.locator('#commands tr', { hasText: 'SUCCEEDED' }).waitFor();
+      // By now the click's refresh has reloaded the list.
+      assert.equal(await shownRow?.evaluate((tr: { isConnected: boolean }) => tr.isConnected), true);
       assert.deepEqual(pageErrors, []);
     }));
 });
