@@ -22,98 +22,55 @@ export async function diagnose(conn: InfluxConnection): Promise<Diagnosis> {
   const auth = conn.authHeaders();
   try {
     const ping = await conn.request('GET', o.flavour === '1' ? 'ping' : 'health', undefined, auth);
-    const version = (ping.headers['x-influxdb-version'] as string | undefined) ?? undefined;
+    const version = ping.headers['x-influxdb-version'] as string | undefined;
     if (ping.status >= 500)
       return { ok: false, message: `InfluxDB answers ${ping.status}: ${influxErrorText(ping)}` };
+    const fail = (message: string): Diagnosis => ({ ok: false, message, version });
+    const pass = (message: string): Diagnosis => ({ ok: true, message, version });
+    const wrongApi = (path: string, api: string): Diagnosis =>
+      fail(`${conn.base.href} has no ${path}: is this an InfluxDB ${api} API?`);
     const problem = authProblem(ping);
-    if (problem) return { ok: false, message: problem, version };
+    if (problem) return fail(problem);
     switch (o.flavour) {
       case '1': {
-        if (!o.database) return { ok: false, message: 'no database configured', version };
+        if (!o.database) return fail('no database configured');
         const q = new URLSearchParams({ q: 'SHOW DATABASES' });
         const res = await conn.request('GET', `query?${q}`, undefined, auth);
         const p = authProblem(res);
-        if (p) return { ok: false, message: p, version };
-        if (res.status === 404)
-          return {
-            ok: false,
-            message: `${conn.base.href} has no /query: is this an InfluxDB 1.x API?`,
-            version,
-          };
-        if (res.status !== 200)
-          return { ok: false, message: `SHOW DATABASES: ${influxErrorText(res)}`, version };
-        const names = databaseNames(res.body);
-        if (!names.includes(o.database))
-          return {
-            ok: false,
-            message: `database "${o.database}" does not exist (found: ${names.join(', ') || 'none'})`,
-            version,
-          };
-        return {
-          ok: true,
-          message: `connected to InfluxDB ${version ?? '1.x'}, database "${o.database}" exists`,
-          version,
-        };
+        if (p) return fail(p);
+        if (res.status === 404) return wrongApi('/query', '1.x');
+        if (res.status !== 200) return fail(`SHOW DATABASES: ${influxErrorText(res)}`);
+        const missing = missingDatabase(o.database, databaseNames(res.body));
+        if (missing) return fail(missing);
+        return pass(`connected to InfluxDB ${version ?? '1.x'}, database "${o.database}" exists`);
       }
       case '2': {
-        if (!o.org || !o.bucket)
-          return { ok: false, message: 'organisation and bucket must be set', version };
+        if (!o.org || !o.bucket) return fail('organisation and bucket must be set');
         const q = new URLSearchParams({ org: o.org, name: o.bucket });
         const res = await conn.request('GET', `api/v2/buckets?${q}`, undefined, auth);
         const p = authProblem(res);
-        if (p) return { ok: false, message: p, version };
+        if (p) return fail(p);
         if (res.status === 404 && /organization/i.test(res.body))
-          return {
-            ok: false,
-            message: `organisation "${o.org}" not found: ${influxErrorText(res)}`,
-            version,
-          };
-        if (res.status === 404)
-          return {
-            ok: false,
-            message: `${conn.base.href} has no /api/v2/buckets: is this an InfluxDB 2.x API?`,
-          };
-        if (res.status !== 200)
-          return { ok: false, message: `listing buckets: ${influxErrorText(res)}`, version };
+          return fail(`organisation "${o.org}" not found: ${influxErrorText(res)}`);
+        if (res.status === 404) return wrongApi('/api/v2/buckets', '2.x');
+        if (res.status !== 200) return fail(`listing buckets: ${influxErrorText(res)}`);
         const buckets = (JSON.parse(res.body) as { buckets?: { name: string }[] }).buckets ?? [];
         if (!buckets.some((b) => b.name === o.bucket))
-          return {
-            ok: false,
-            message: `bucket "${o.bucket}" does not exist in organisation "${o.org}"`,
-            version,
-          };
-        return {
-          ok: true,
-          message: `connected to InfluxDB ${version ?? '2.x'}, bucket "${o.bucket}" exists`,
-          version,
-        };
+          return fail(`bucket "${o.bucket}" does not exist in organisation "${o.org}"`);
+        return pass(`connected to InfluxDB ${version ?? '2.x'}, bucket "${o.bucket}" exists`);
       }
       case '3': {
-        if (!o.database) return { ok: false, message: 'no database configured', version };
+        if (!o.database) return fail('no database configured');
         const res = await conn.request('GET', 'api/v3/configure/database?format=json', undefined, auth);
         const p = authProblem(res);
-        if (p) return { ok: false, message: p, version };
-        if (res.status === 404)
-          return {
-            ok: false,
-            message: `${conn.base.href} has no /api/v3: is this an InfluxDB 3.x API?`,
-            version,
-          };
-        if (res.status !== 200)
-          return { ok: false, message: `listing databases: ${influxErrorText(res)}`, version };
+        if (p) return fail(p);
+        if (res.status === 404) return wrongApi('/api/v3', '3.x');
+        if (res.status !== 200) return fail(`listing databases: ${influxErrorText(res)}`);
         const rows = JSON.parse(res.body) as Record<string, string | undefined>[];
         const names = rows.map((r) => r['iox::database'] ?? r.database ?? r.name ?? '');
-        if (!names.includes(o.database))
-          return {
-            ok: false,
-            message: `database "${o.database}" does not exist (found: ${names.join(', ') || 'none'})`,
-            version,
-          };
-        return {
-          ok: true,
-          message: `connected to InfluxDB ${version ?? '3.x'}, database "${o.database}" exists`,
-          version,
-        };
+        const missing = missingDatabase(o.database, names);
+        if (missing) return fail(missing);
+        return pass(`connected to InfluxDB ${version ?? '3.x'}, database "${o.database}" exists`);
       }
     }
   } catch (err) {
@@ -121,6 +78,11 @@ export async function diagnose(conn: InfluxConnection): Promise<Diagnosis> {
       return { ok: false, message: `cannot reach ${conn.base.host}: ${err.message}` };
     return { ok: false, message: (err as Error).message };
   }
+}
+
+function missingDatabase(database: string, names: string[]): string | undefined {
+  if (names.includes(database)) return undefined;
+  return `database "${database}" does not exist (found: ${names.join(', ') || 'none'})`;
 }
 
 function databaseNames(body: string): string[] {
