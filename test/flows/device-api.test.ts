@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { signBody } from '../../nodes/lib/auth/authenticator';
 import { deriveSigningKey } from '../../nodes/lib/registry/credentials';
+import { apiClient, type ApiCall } from '../support/backend';
 import { connectDevice, refusalCode } from '../support/mqtt-device';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
 import { freePort, repoRoot } from '../support/servers';
@@ -20,6 +21,7 @@ const OPERATOR_KEY = `op-${randomBytes(24).toString('base64url')}`;
 describe('device HTTP API (shipped flow device-api.json in a real node-red)', () => {
   let nr: NodeRedProcess;
   let mqttUrl: string;
+  let api: ApiCall;
   const tokens: string[] = [];
 
   before(async () => {
@@ -32,29 +34,10 @@ describe('device HTTP API (shipped flow device-api.json in a real node-red)', ()
     });
     // startNodeRed deploys the credentials as a second deploy: wait until that one is running
     await nr.waitForOutput(/Started flows[\s\S]*Started flows/);
+    api = apiClient(nr.url, OPERATOR_KEY);
     await nr.waitForOutput(/(embedded MQTT broker listening on mqtt:\/\/127\.0\.0\.1[\s\S]*){2}/);
   });
   after(() => nr?.stop());
-
-  const api = async (
-    method: string,
-    path: string,
-    opts: { key?: string | null; body?: unknown; headers?: Record<string, string>; raw?: string } = {},
-  ) => {
-    const headers: Record<string, string> = { ...opts.headers };
-    if (opts.key !== null) headers.authorization = `Bearer ${opts.key ?? OPERATOR_KEY}`;
-    let body: string | undefined;
-    if (opts.raw !== undefined) {
-      body = opts.raw;
-      headers['content-type'] ??= 'text/plain';
-    } else if (opts.body !== undefined) {
-      body = JSON.stringify(opts.body);
-      headers['content-type'] = 'application/json';
-    }
-    const res = await fetch(`${nr.url}${path}`, { method, headers, body });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
-  };
 
   it('provisions devices for operators only, with 201/400/401/404/409', async () => {
     assert.equal((await api('POST', '/api/devices', { key: null, body: { type: 'sensor' } })).status, 401);

@@ -11,16 +11,47 @@ export function shippedFlow(name: string): FlowNode[] {
   return JSON.parse(readFileSync(join(repoRoot, 'flows', name), 'utf8')) as FlowNode[];
 }
 
+/**
+ * One request to the backend's HTTP API, as the operator (`key` undefined), with another key, or with none
+ * (`key: null`). `body` is sent as JSON, `raw` as it is (content-type application/json unless `headers` say
+ * otherwise). The reply body is parsed when it is JSON, else the text.
+ */
+export type ApiCall = (
+  method: string,
+  path: string,
+  opts?: { key?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> },
+) => Promise<{ status: number; body: any; headers: Headers }>;
+
+export function apiClient(baseUrl: string, operatorKey: string): ApiCall {
+  return async (method, path, opts = {}) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.key !== null) headers.authorization = `Bearer ${opts.key ?? operatorKey}`;
+    let body: string | undefined;
+    if (opts.raw !== undefined) {
+      body = opts.raw;
+      headers['content-type'] ??= 'application/json';
+    } else if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] = 'application/json';
+    }
+    const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON (e.g. Prometheus text): the raw text
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  };
+}
+
 export interface Backend {
   nr: NodeRedProcess;
   influx: Server;
   mqttUrl: string;
   operatorKey: string;
-  api(
-    method: string,
-    path: string,
-    opts?: { key?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> },
-  ): Promise<{ status: number; body: any; headers: Headers }>;
+  api: ApiCall;
   /** InfluxQL straight against influxd (the test's view of what was stored). */
   influxql(q: string): Promise<Record<string, unknown>[]>;
   stop(): Promise<void>;
@@ -71,27 +102,7 @@ export async function startBackend(
     influx,
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     operatorKey,
-    async api(method, path, opts = {}) {
-      const headers: Record<string, string> = { ...opts.headers };
-      if (opts.key !== null) headers.authorization = `Bearer ${opts.key ?? operatorKey}`;
-      let body: string | undefined;
-      if (opts.raw !== undefined) {
-        body = opts.raw;
-        headers['content-type'] ??= 'application/json';
-      } else if (opts.body !== undefined) {
-        body = JSON.stringify(opts.body);
-        headers['content-type'] = 'application/json';
-      }
-      const res = await fetch(`${nr.url}${path}`, { method, headers, body });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        // not JSON (e.g. Prometheus text): the raw text
-      }
-      return { status: res.status, body: parsed, headers: res.headers };
-    },
+    api: apiClient(nr.url, operatorKey),
     async influxql(q) {
       const res = await fetch(`${influx.url}/query?${new URLSearchParams({ db: 'iot', q, epoch: 'ms' })}`);
       const json = (await res.json()) as {
