@@ -54,6 +54,16 @@ describe('InfluxDB connection test and queries', () => {
       ...over,
     });
 
+  /** Each connection's "Test connection" verdict: ok or not, and the sentence it says. */
+  const expectDiagnoses = async (cases: [InfluxConnection, boolean, RegExp][]): Promise<void> => {
+    for (const [conn, ok, re] of cases) {
+      const d = await diagnose(conn);
+      conn.close();
+      assert.equal(d.ok, ok, d.message);
+      assert.match(d.message, re);
+    }
+  };
+
   it('says precisely what is wrong with a 1.x connection, or that it works', async () => {
     const port = await freePort();
     const cases: [InfluxConnection, boolean, RegExp][] = [
@@ -66,12 +76,7 @@ describe('InfluxDB connection test and queries', () => {
       [v1({ database: 'nope' }), false, /database "nope" does not exist \(found: iot\)/],
       [v1(), true, /connected to InfluxDB 1\.6\.\S+, database "iot" exists/],
     ];
-    for (const [conn, ok, re] of cases) {
-      const d = await diagnose(conn);
-      conn.close();
-      assert.equal(d.ok, ok, d.message);
-      assert.match(d.message, re);
-    }
+    await expectDiagnoses(cases);
   });
 
   it('says what is wrong with 2.x and 3.x connections (server answering as the InfluxDB docs say)', async () => {
@@ -94,12 +99,7 @@ describe('InfluxDB connection test and queries', () => {
       [c({ flavour: '3', database: 'iot' }), true, /database "iot" exists/],
       [c({ url: influx.url }), false, /has no \/api\/v2\/buckets/],
     ];
-    for (const [conn, ok, re] of cases) {
-      const d = await diagnose(conn);
-      conn.close();
-      assert.equal(d.ok, ok, d.message);
-      assert.match(d.message, re);
-    }
+    await expectDiagnoses(cases);
   });
 
   it('binds InfluxQL parameters instead of concatenating them', async () => {
