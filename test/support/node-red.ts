@@ -37,7 +37,7 @@ export interface NodeRedProcess {
   userDir: string;
   proc: ManagedProcess;
   /** Resolves when the process has printed a line matching `re` (now or later). */
-  waitForOutput(re: RegExp, timeoutMs?: number): Promise<string>;
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
   /** Stops gracefully and starts again with the same user dir and port. */
   restart(): Promise<void>;
   /** SIGKILL (a crash), then start again with the same user dir and port. */

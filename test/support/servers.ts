@@ -167,13 +167,17 @@ export function startProcess(
 }
 
 /** Resolves with the first match of `re` in what `proc` printed (now or later); rejects on exit or timeout. */
-export function waitForOutput(proc: ManagedProcess, re: RegExp, timeoutMs = 30_000): Promise<string> {
+export function waitForOutput(
+  proc: ManagedProcess,
+  re: RegExp,
+  timeoutMs = 30_000,
+): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     const check = (): boolean => {
       const m = re.exec(proc.output());
       if (m) {
         cleanup();
-        resolve(m[0]);
+        resolve(m);
         return true;
       }
       return false;

@@ -25,7 +25,7 @@ import {
   type SpoolOptions,
 } from '../../nodes/lib/spool';
 import { HEADER_BYTES } from '../../nodes/lib/spool/frame';
-import { repoRoot, startProcess, tempDir, type ManagedProcess } from '../support/servers';
+import { repoRoot, startProcess, tempDir, waitForOutput, type ManagedProcess } from '../support/servers';
 import { spoolRecord as rec } from '../support/spool-child';
 
 const childScript = join(repoRoot, 'test', 'support', 'spool-child.ts');
@@ -62,30 +62,6 @@ function segmentFiles(dir: string): string[] {
     .filter((n) => n.endsWith('.seg'))
     .sort()
     .map((n) => join(dir, n));
-}
-
-/** Resolves when the child's output so far matches `re`; rejects if it exits first. */
-function waitForLine(proc: ManagedProcess, re: RegExp): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    const onData = (): void => {
-      const m = re.exec(proc.output());
-      if (m) {
-        cleanup();
-        resolve(m);
-      }
-    };
-    const onExit = (): void => {
-      cleanup();
-      reject(new Error(`child exited before printing ${re}:\n${proc.output()}`));
-    };
-    const cleanup = (): void => {
-      proc.child.stdout!.off('data', onData);
-      proc.child.off('exit', onExit);
-    };
-    proc.child.stdout!.on('data', onData);
-    proc.child.once('exit', onExit);
-    onData();
-  });
 }
 
 function spawnChild(...args: string[]): ManagedProcess {
@@ -379,7 +355,7 @@ describe('spool', () => {
 
     const holder = spawnChild('hold', dir);
     try {
-      await waitForLine(holder, /ready/);
+      await waitForOutput(holder, /ready/);
       await assert.rejects(Spool.open({ dir }), (err: unknown) => {
         assert.ok(err instanceof SpoolLockedError);
         assert.equal(err.code, 'SPOOL_LOCKED');
@@ -483,11 +459,11 @@ describe('spool', () => {
     for (const [round, policy] of (['always', 'interval', 'never'] as const).entries()) {
       const child = spawnChild('append', dir, '300', policy);
       try {
-        const [, start, tornBytes] = await waitForLine(child, /start (\d+) torn (\d+)/);
+        const [, start, tornBytes] = await waitForOutput(child, /start (\d+) torn (\d+)/);
         assert.ok(Number(start) > lastAcked, `round ${round}: the child found every acknowledged record`);
         torn += Number(tornBytes);
         const target = Number(start) + 300 * (5 + round * 7);
-        const [, n] = await waitForLine(child, new RegExp(`acked (${target + 299})\\b`));
+        const [, n] = await waitForOutput(child, new RegExp(`acked (${target + 299})\\b`));
         lastAcked = Math.max(lastAcked, Number(n));
       } finally {
         await child.kill9();
@@ -508,7 +484,7 @@ describe('spool', () => {
     it(`acknowledged records are not lost by a crash, and with fsync '${policy}' ${policy === 'always' ? 'not delivered again' : 'delivered again if the ack was not yet persisted'}`, async () => {
       const child = spawnChild('deliver', dir, '600', policy);
       try {
-        await waitForLine(child, /delivered 600/);
+        await waitForOutput(child, /delivered 600/);
       } finally {
         await child.kill9();
       }
