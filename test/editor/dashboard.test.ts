@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
+import { apiClient } from '../support/backend';
 import { FailureScreenshots, launchBrowser } from '../support/browser';
 import { DeviceClient } from '../../nodes/lib/device-client';
 import {
@@ -37,11 +38,7 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
   const screenshots = new FailureScreenshots(dir, () => page);
 
   before(async () => {
-    influx = await startInfluxd();
-    await fetch(`${influx.url}/query`, {
-      method: 'POST',
-      body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
-    });
+    influx = await startInfluxd({ database: 'iot' });
     const port = await freePort();
     mqttPort = await freePort();
     url = `http://127.0.0.1:${port}`;
@@ -77,26 +74,19 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
   it('prints an operator API key once that the API accepts', async () => {
     assert.match(apiKey, /^iotbk_/);
     assert.equal((nodeRed.output().match(/Operator API key/g) ?? []).length, 1);
-    const res = await fetch(`${url}/api/devices`, { headers: { authorization: `Bearer ${apiKey}` } });
-    assert.equal(res.status, 200);
-    const created = await fetch(`${url}/api/devices`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'lab-1', type: 'sensor' }),
-    });
+    const api = apiClient(url, apiKey);
+    assert.equal((await api('GET', '/api/devices')).status, 200);
+    const created = await api('POST', '/api/devices', { body: { id: 'lab-1', type: 'sensor' } });
     assert.equal(created.status, 201);
-    const { token } = (await created.json()) as { token: string };
+    const { token } = created.body as { token: string };
     device = new DeviceClient({ url: `mqtt://127.0.0.1:${mqttPort}`, deviceId: 'lab-1', token });
     await device.ready();
     const now = Date.now();
     for (let i = 0; i < 5; i++)
       await device.sendTelemetry({ ts: now - 5000 + i * 1000, temperature: 20 + i });
     await eventually('readings in InfluxDB', async () => {
-      const r = await fetch(`${url}/api/devices/lab-1/telemetry?field=temperature`, {
-        headers: { authorization: `Bearer ${apiKey}` },
-      });
-      const body = (await r.json()) as { readings: unknown[] };
-      return body.readings.length >= 5 ? true : undefined;
+      const { body } = await api('GET', '/api/devices/lab-1/telemetry?field=temperature');
+      return (body as { readings: unknown[] }).readings.length >= 5 ? true : undefined;
     });
   });
 

@@ -1,15 +1,18 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DeviceClient, type ReceivedCommand } from '../../nodes/lib/device-client';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { repoRoot, startMosquitto, type Server } from '../support/servers';
+import { shippedFlow } from '../support/backend';
+import { startMosquitto, type Server } from '../support/servers';
 
 const SECRET = 'flows-test-registry-secret-0123456789abcd';
+
+const flow = shippedFlow('commands.json');
 
 describe('flows/commands.json in a real node-red process', () => {
   let broker: Server;
@@ -19,12 +22,8 @@ describe('flows/commands.json in a real node-red process', () => {
   before(async () => {
     broker = await startMosquitto();
     // The example talks to a broker on 127.0.0.1:1883; the test's Mosquitto listens on a free port.
-    const flow = readFileSync(join(repoRoot, 'flows', 'commands.json'), 'utf8').replace(
-      '"url": "mqtt://127.0.0.1:1883"',
-      `"url": "${broker.url}"`,
-    );
     nr = await startNodeRed({
-      flows: JSON.parse(flow),
+      flows: flow.map((n) => (n.url === 'mqtt://127.0.0.1:1883' ? { ...n, url: broker.url } : n)),
       prepareUserDir: (userDir) => {
         const file = join(userDir, 'iotb-registry.json');
         const reg = new Registry(new FileDeviceStore(file), SECRET);
@@ -44,12 +43,7 @@ describe('flows/commands.json in a real node-red process', () => {
   });
 
   const inject = async (name: string): Promise<void> => {
-    const flows = JSON.parse(readFileSync(join(repoRoot, 'flows', 'commands.json'), 'utf8')) as {
-      id: string;
-      type: string;
-      name?: string;
-    }[];
-    const node = flows.find((n) => n.type === 'inject' && n.name === name)!;
+    const node = flow.find((n) => n.type === 'inject' && n.name === name)!;
     const res = await fetch(`${nr.url}/inject/${node.id}`, { method: 'POST' });
     assert.equal(res.status, 200);
   };

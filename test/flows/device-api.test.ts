@@ -5,15 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { signBody } from '../../nodes/lib/auth/authenticator';
 import { deriveSigningKey } from '../../nodes/lib/registry/credentials';
-import { apiClient, type ApiCall } from '../support/backend';
+import { apiClient, shippedFlow, type ApiCall } from '../support/backend';
 import { connectDevice, refusalCode } from '../support/mqtt-device';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { freePort, repoRoot } from '../support/servers';
+import { freePort } from '../support/servers';
 
-const flows = JSON.parse(readFileSync(join(repoRoot, 'flows', 'device-api.json'), 'utf8')) as {
-  id: string;
-  type: string;
-}[];
+const flows = shippedFlow('device-api.json');
 const registryId = flows.find((n) => n.type === 'iotb-registry')!.id;
 const SECRET = randomBytes(32).toString('hex');
 const OPERATOR_KEY = `op-${randomBytes(24).toString('base64url')}`;

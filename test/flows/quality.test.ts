@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { repoRoot } from '../support/servers';
+import { shippedFlow } from '../support/backend';
 
 /**
  * flows/quality.json as shipped, with two test-only changes: the simulated sensor ticks every 50 ms instead
@@ -12,7 +10,7 @@ import { repoRoot } from '../support/servers';
 describe('flows/quality.json in a real node-red process', () => {
   let nr: NodeRedProcess;
   before(async () => {
-    const flows = JSON.parse(readFileSync(join(repoRoot, 'flows', 'quality.json'), 'utf8')) as Record<string, unknown>[];
+    const flows = shippedFlow('quality.json');
     for (const n of flows) {
       if (n.id === 'q1.tick') n.repeat = '0.05';
       if (n.id === 'q1.flags') n.console = true;

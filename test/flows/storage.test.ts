@@ -1,22 +1,19 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { eventually, repoRoot, startInfluxd, type Server } from '../support/servers';
+import { shippedFlow, type FlowNode } from '../support/backend';
+import { eventually, startInfluxd, type Server } from '../support/servers';
 
 /** A shipped flow with its InfluxDB config node pointed at the test's influxd. */
-function shipped(name: string, influxUrl: string): Record<string, unknown>[] {
-  const flow = JSON.parse(readFileSync(join(repoRoot, 'flows', name), 'utf8')) as Record<string, unknown>[];
-  return flow.map((n) => (n.type === 'iotb-influx' ? { ...n, url: influxUrl } : n));
+function shipped(name: string, influxUrl: string): FlowNode[] {
+  return shippedFlow(name).map((n) => (n.type === 'iotb-influx' ? { ...n, url: influxUrl } : n));
 }
 
 describe('flows/storage-write.json and flows/storage-query.json in a real node-red process', () => {
   let influx: Server;
   let nr: NodeRedProcess;
   before(async () => {
-    influx = await startInfluxd();
-    await fetch(`${influx.url}/query`, { method: 'POST', body: new URLSearchParams({ q: 'CREATE DATABASE iot' }) });
+    influx = await startInfluxd({ database: 'iot' });
     nr = await startNodeRed({
       flows: [...shipped('storage-write.json', influx.url), ...shipped('storage-query.json', influx.url)],
     });

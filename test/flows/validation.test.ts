@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { repoRoot } from '../support/servers';
+import { shippedFlow } from '../support/backend';
 
 /**
  * flows/validation.json in a real node-red process. Shipped as is, except that its injects fire once at start
@@ -12,10 +10,7 @@ import { repoRoot } from '../support/servers';
 describe('flows/validation.json in a real node-red process', () => {
   let nr: NodeRedProcess;
   before(async () => {
-    const flow = JSON.parse(readFileSync(join(repoRoot, 'flows', 'validation.json'), 'utf8')) as Record<
-      string,
-      unknown
-    >[];
+    const flow = shippedFlow('validation.json');
     let delay = 0.5;
     for (const n of flow) {
       if (n.type === 'inject') Object.assign(n, { once: true, onceDelay: (delay += 0.2) });

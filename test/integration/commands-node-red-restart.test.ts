@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
+import { isFinal, type CommandState } from '../../nodes/lib/commands/states';
 import { DeviceClient } from '../../nodes/lib/device-client';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
@@ -23,8 +24,6 @@ interface Body {
   payload?: { id?: string };
   rejection?: { code?: string };
 }
-
-const FINAL = ['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT', 'EXPIRED', 'CANCELED'];
 
 function flows(brokerPort: number): unknown[] {
   const z = 'c0de000000000001';
@@ -234,7 +233,7 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     const state = (id: string): string | undefined => finals(id)[0].state;
     for (const id of ids) assert.equal(finals(id).length, 1, `${id} has exactly one final result`);
     for (const id of ids)
-      assert.equal(finals(id)[0].history!.filter((h) => FINAL.includes(h.state)).length, 1);
+      assert.equal(finals(id)[0].history!.filter((h) => isFinal(h.state as CommandState)).length, 1);
     assert.equal(state('x-done'), 'SUCCEEDED');
     assert.equal(
       state('x-inflight'),

@@ -84,11 +84,7 @@ describe('sender against real InfluxDB 1.x', () => {
   let influx: Server;
   let r: Rig | undefined;
   before(async () => {
-    influx = await startInfluxd();
-    await fetch(`${influx.url}/query`, {
-      method: 'POST',
-      body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
-    });
+    influx = await startInfluxd({ database: 'iot' });
   });
   after(() => influx?.stop());
   afterEach(() => r?.close());

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { eventually, repoRoot, startInfluxd, type Server } from '../support/servers';
+import { eventually, influxRows, repoRoot, startInfluxd, type Server } from '../support/servers';
 
 function writeFlow(influxUrl: string): unknown[] {
   return [
@@ -53,26 +53,6 @@ function writeFlow(influxUrl: string): unknown[] {
   ];
 }
 
-async function createDb(influx: Server): Promise<void> {
-  await fetch(`${influx.url}/query`, {
-    method: 'POST',
-    body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
-  });
-}
-
-async function influxql(influx: Server, q: string): Promise<any> {
-  const res = await fetch(`${influx.url}/query?${new URLSearchParams({ db: 'iot', q })}`);
-  return res.json();
-}
-
-function rows(res: any): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const s of res.results?.[0]?.series ?? [])
-    for (const v of s.values)
-      out.push(Object.fromEntries(s.columns.map((c: string, i: number) => [c, v[i] as unknown])));
-  return out;
-}
-
 /** Status 0: no answer (connection failed), so whether the reading was accepted is unknown. */
 async function post(nr: NodeRedProcess, body: unknown): Promise<{ status: number; body: any }> {
   try {
@@ -116,8 +96,7 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
   });
 
   it('stores naughty strings as tag values and string fields byte-exact, or refuses them with a reason', async () => {
-    influx = await startInfluxd();
-    await createDb(influx);
+    influx = await startInfluxd({ database: 'iot' });
     nr = await startNodeRed({ flows: writeFlow(influx.url) });
     const naughty = JSON.parse(
       readFileSync(join(repoRoot, '..', 'shared', 'corpus', 'naughty-strings', 'blns.json'), 'utf8'),
@@ -150,7 +129,7 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
     assert.ok(accepted.size > 450, `only ${accepted.size} of ${naughty.length} accepted`);
     const stored = await until(
       'all accepted naughty points stored',
-      async () => rows(await influxql(influx!, 'SELECT * FROM naughty')),
+      async () => influxRows(influx!.url, 'iot', 'SELECT * FROM naughty'),
       (r) => r.length >= accepted.size,
     );
     assert.equal(stored.length, accepted.size, 'no extra or lost lines');
@@ -165,8 +144,7 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
   });
 
   it('loses nothing and duplicates nothing across an InfluxDB outage with a kill -9 of Node-RED', async () => {
-    influx = await startInfluxd();
-    await createDb(influx);
+    influx = await startInfluxd({ database: 'iot' });
     nr = await startNodeRed({ flows: writeFlow(influx.url) });
     const accepted = new Set<number>();
     let seq = 0;
@@ -193,7 +171,7 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
     await stream(100);
     const stored = await until(
       'every accepted reading stored',
-      async () => rows(await influxql(influx!, "SELECT seq FROM telemetry WHERE device = 'o1'")),
+      async () => influxRows(influx!.url, 'iot', "SELECT seq FROM telemetry WHERE device = 'o1'"),
       (r) => r.length >= accepted.size,
     );
     const perSeq = new Map<number, number>();

@@ -13,11 +13,7 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
   const userDir = tempDir('influx-node');
   let influx: Server;
   before(async () => {
-    influx = await startInfluxd();
-    await fetch(`${influx.url}/query`, {
-      method: 'POST',
-      body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
-    });
+    influx = await startInfluxd({ database: 'iot' });
     helper.settings({ userDir: userDir.path });
     await helper.startServer();
   });

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNodeRed, type NodeRedProcess } from './node-red';
-import { eventually, freePort, repoRoot, startInfluxd, type Server } from './servers';
+import { eventually, freePort, influxRows, repoRoot, startInfluxd, type Server } from './servers';
 
 export type FlowNode = { id: string; type: string; [k: string]: unknown };
 
@@ -50,7 +50,6 @@ export interface Backend {
   nr: NodeRedProcess;
   influx: Server;
   mqttUrl: string;
-  operatorKey: string;
   api: ApiCall;
   /** InfluxQL straight against influxd (the test's view of what was stored). */
   influxql(q: string): Promise<Record<string, unknown>[]>;
@@ -65,11 +64,7 @@ export async function startBackend(
   extraFlows: FlowNode[] = [],
   env: Record<string, string> = {},
 ): Promise<Backend> {
-  const influx = await startInfluxd();
-  await fetch(`${influx.url}/query`, {
-    method: 'POST',
-    body: new URLSearchParams({ q: 'CREATE DATABASE iot' }),
-  });
+  const influx = await startInfluxd({ database: 'iot' });
   const flows = [...shippedFlow('backend.json'), ...extraFlows];
   const registryId = flows.find((n) => n.type === 'iotb-registry')!.id;
   const operatorKey = `op-${randomBytes(24).toString('base64url')}`;
@@ -101,18 +96,8 @@ export async function startBackend(
     nr,
     influx,
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
-    operatorKey,
     api: apiClient(nr.url, operatorKey),
-    async influxql(q) {
-      const res = await fetch(`${influx.url}/query?${new URLSearchParams({ db: 'iot', q, epoch: 'ms' })}`);
-      const json = (await res.json()) as {
-        results: { series?: { columns: string[]; values: unknown[][] }[] }[];
-      };
-      const rows: Record<string, unknown>[] = [];
-      for (const s of json.results[0]?.series ?? [])
-        for (const v of s.values) rows.push(Object.fromEntries(s.columns.map((c, i) => [c, v[i]])));
-      return rows;
-    },
+    influxql: (q) => influxRows(influx.url, 'iot', q, 'ms'),
     async stop() {
       await nr.stop();
       await influx.stop();

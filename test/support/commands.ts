@@ -2,14 +2,13 @@
 import { once } from 'node:events';
 import { join } from 'node:path';
 import type { CommandDispatcher } from '../../nodes/lib/commands/dispatcher';
-import type { CommandRecord } from '../../nodes/lib/commands/states';
+import { isFinal, type CommandRecord } from '../../nodes/lib/commands/states';
 import type { DeviceLink } from '../../nodes/lib/device-contracts';
 
 /** Resolves with the command's record when it reaches its final state. */
 export function finalOf(d: CommandDispatcher, id: string, timeoutMs = 20_000): Promise<CommandRecord> {
   const now = d.get(id);
-  if (now && ['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT', 'EXPIRED', 'CANCELED'].includes(now.state))
-    return Promise.resolve(now);
+  if (now && isFinal(now.state)) return Promise.resolve(now);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       d.off('final', onFinal);

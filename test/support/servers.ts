@@ -268,8 +268,11 @@ function managedServer(
   );
 }
 
-/** InfluxDB 1.x (`influxd` from Debian `influxdb`): HTTP API on a free port, data in a temp dir. */
-export async function startInfluxd(opts: { authEnabled?: boolean } = {}): Promise<Server> {
+/**
+ * InfluxDB 1.x (`influxd` from Debian `influxdb`): HTTP API on a free port, data in a temp dir. `database` is
+ * created once it answers (without auth); it outlives pause/start, which keep the data dir.
+ */
+export async function startInfluxd(opts: { authEnabled?: boolean; database?: string } = {}): Promise<Server> {
   const bin = requireBinary('influxd', 'influxdb');
   const dir = tempDir('influxd');
   const port = await freePort();
@@ -297,7 +300,7 @@ bind-address = "127.0.0.1:${rpcPort}"
 `,
   );
   const url = `http://127.0.0.1:${port}`;
-  return managedServer(
+  const server = await managedServer(
     'influxd',
     port,
     url,
@@ -305,6 +308,34 @@ bind-address = "127.0.0.1:${rpcPort}"
     () => startProcess(bin, ['-config', conf]),
     (p) => waitForHttp(`${url}/ping`, 204, p.child),
   );
+  if (opts.database) {
+    const q = new URLSearchParams({ q: `CREATE DATABASE "${opts.database}"` });
+    const res = await fetch(`${url}/query`, { method: 'POST', body: q });
+    if (res.status !== 200) {
+      await server.stop();
+      throw new Error(
+        `influxd: CREATE DATABASE ${opts.database} answered ${res.status}: ${await res.text()}`,
+      );
+    }
+  }
+  return server;
+}
+
+/** The rows an InfluxQL query returns from influxd; times as RFC 3339 text, or as numbers with `epoch`. */
+export async function influxRows(
+  url: string,
+  db: string,
+  q: string,
+  epoch?: 'ms',
+): Promise<Record<string, unknown>[]> {
+  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q, ...(epoch ? { epoch } : {}) })}`);
+  const json = (await res.json()) as {
+    results?: { series?: { columns: string[]; values: unknown[][] }[] }[];
+  };
+  const rows: Record<string, unknown>[] = [];
+  for (const s of json.results?.[0]?.series ?? [])
+    for (const v of s.values) rows.push(Object.fromEntries(s.columns.map((c, i) => [c, v[i]])));
+  return rows;
 }
 
 /** Mosquitto 2.x. `extraConfig` lines are appended (e.g. `max_queued_messages 100000` — say why in the test). */
