@@ -29,8 +29,6 @@ describe('device HTTP API (shipped flow device-api.json in a real node-red)', ()
       credentials: { [registryId]: { secret: SECRET, apiKey: OPERATOR_KEY } },
       env: { IOTB_MQTT_HOST: '127.0.0.1', IOTB_MQTT_PORT: String(mqttPort) },
     });
-    // startNodeRed deploys the credentials as a second deploy: wait until that one is running
-    await nr.waitForOutput(/Started flows[\s\S]*Started flows/);
     api = apiClient(nr.url, OPERATOR_KEY);
     await nr.waitForOutput(/(embedded MQTT broker listening on mqtt:\/\/127\.0\.0\.1[\s\S]*){2}/);
   });

@@ -82,7 +82,7 @@ export async function startBackend(
         ...env,
       },
     });
-    // The deploy with credentials restarts the flows: wait until the redeployed API answers.
+    // The flows run; wait until their API answers.
     const ready = nr;
     await eventually('the backend API after the deploy', async () => {
       const res = await fetch(`${ready.url}/api/health`).catch(() => undefined);

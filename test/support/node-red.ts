@@ -110,8 +110,11 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
   return nr;
 }
 
-/** Full deploy through the admin API; credentials travel inside each node object as Node-RED expects. */
-export async function deployWithCredentials(
+/**
+ * Full deploy through the admin API; credentials travel inside each node object as Node-RED expects.
+ * Node-RED answers before the redeployed flows have started, so this waits for their "Started flows".
+ */
+async function deployWithCredentials(
   nr: NodeRedProcess,
   flows: unknown[],
   credentials: Record<string, Record<string, unknown>>,
@@ -121,6 +124,7 @@ export async function deployWithCredentials(
     const creds = credentials[node.id];
     return creds ? { ...node, credentials: creds } : node;
   });
+  const startsBefore = nr.proc.output().split('Started flows').length - 1;
   const res = await fetch(`${nr.url}/flows`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
@@ -128,4 +132,5 @@ export async function deployWithCredentials(
   });
   if (res.status !== 204 && res.status !== 200)
     throw new Error(`deploy failed: ${res.status} ${await res.text()}`);
+  await nr.waitForOutput(new RegExp(`(?:Started flows[\\s\\S]*?){${startsBefore + 1}}`));
 }
