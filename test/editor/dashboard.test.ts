@@ -14,14 +14,12 @@ import { DeviceClient } from '../../nodes/lib/device-client';
 import {
   eventually,
   freePort,
-  repoRoot,
   startInfluxd,
-  startProcess,
   tempDir,
-  waitForOutput,
   type ManagedProcess,
   type Server,
 } from '../support/servers';
+import { startScript } from '../support/start-script';
 
 describe('npm start: first-run API key and the dashboard in a real browser', () => {
   const dir = tempDir('dashboard');
@@ -42,18 +40,11 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
     const port = await freePort();
     mqttPort = await freePort();
     url = `http://127.0.0.1:${port}`;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      IOTB_USER_DIR: join(dir.path, 'user'),
-      IOTB_PORT: `${port}`,
-      IOTB_MQTT_HOST: '127.0.0.1',
+    nodeRed = await startScript(join(dir.path, 'user'), port, {
       IOTB_MQTT_PORT: `${mqttPort}`,
       IOTB_INFLUX_URL: influx.url,
       IOTB_INFLUX_DB: 'iot',
-    };
-    for (const k of ['IOTB_ADMIN_PASSWORD_HASH', 'IOTB_ADMIN_USER', 'IOTB_HOST']) delete env[k];
-    nodeRed = startProcess(process.execPath, [join(repoRoot, 'scripts', 'start.mjs')], { env });
-    await waitForOutput(nodeRed, /Started flows/, 60_000);
+    });
     apiKey = /Operator API key[^\n]*\n\*\*\*\s+(\S+)/.exec(nodeRed.output())?.[1] ?? '';
     await eventually('the API to answer', async () => {
       const res = await fetch(`${url}/api/health`).catch(() => undefined);

@@ -17,6 +17,7 @@ import {
   waitForOutput,
   type ManagedProcess,
 } from '../support/servers';
+import { cleanEnv, startScript } from '../support/start-script';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const bcrypt = require('bcryptjs') as {
@@ -27,13 +28,6 @@ const bcrypt = require('bcryptjs') as {
 const redJs = require.resolve('node-red/red.js');
 const settingsJs = join(repoRoot, 'settings.js');
 const PASSWORD_LINE = /Editor password: (\S+)/;
-
-/** The environment without any IOTB_ variable of the developer's shell. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('IOTB_') && k !== 'PORT') env[k] = v;
-  return { ...env, ...extra };
-}
 
 /** node-red with the repository's settings.js, as `npm start` runs it. */
 async function startWithSettings(userDir: string, port: number, env: Record<string, string> = {}) {
@@ -288,13 +282,7 @@ describe('npm start (scripts/start.mjs)', () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const shippedBefore = sha(shipped);
-    const launch = (): ManagedProcess =>
-      startProcess(process.execPath, [join(repoRoot, 'scripts', 'start.mjs')], {
-        env: cleanEnv({ IOTB_USER_DIR: dir.path, IOTB_PORT: String(port) }),
-      });
-
-    proc = launch();
-    await waitForOutput(proc, /Started flows/, 60_000);
+    proc = await startScript(dir.path, port);
     assert.match(proc.output(), /Copied flows\/backend\.json and flows\/dashboard\.json/);
     const userFlows = join(dir.path, 'flows.json');
     const dashboard = join(repoRoot, 'flows', 'dashboard.json');
@@ -318,8 +306,7 @@ describe('npm start (scripts/start.mjs)', () => {
 
     // A second start keeps the operator's flow.
     await proc.stop();
-    proc = launch();
-    await waitForOutput(proc, /Started flows/, 60_000);
+    proc = await startScript(dir.path, port);
     assert.doesNotMatch(proc.output(), /Copied flows/);
     assert.deepEqual(JSON.parse(readFileSync(userFlows, 'utf8')), edited);
     assert.equal(sha(shipped), shippedBefore);
