@@ -2,15 +2,14 @@
 // message rate, and authenticated connects per second.
 // Run: node --import tsx bench/broker.ts
 // The load generator runs in the same process on the same (shared) cores: numbers are a lower bound.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { DeviceBroker } from '../nodes/lib/broker/broker';
 import { FileDeviceStore } from '../nodes/lib/registry/file-store';
 import { Registry } from '../nodes/lib/registry/registry';
+import { freePort, tempDir } from '../test/support/servers';
 
 const DEVICES = 1000;
 
@@ -41,16 +40,16 @@ function connectOnce(port: number, packet: Buffer): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'iotb-bench-broker-'));
+  const dir = tempDir('bench-broker');
   const registry = new Registry(
-    new FileDeviceStore(join(dir, 'r.json')),
+    new FileDeviceStore(join(dir.path, 'r.json')),
     'bench-broker-secret-0123456789abcdef0123',
   );
   registry.putType({ name: 'thermo' });
   const tokens: string[] = [];
   for (let i = 0; i < DEVICES; i++)
     tokens.push(registry.createDevice({ id: `dev-${i}`, type: 'thermo' }).token);
-  const port = await freePortLocal();
+  const port = await freePort();
   const broker = await DeviceBroker.start(
     { registry, limits: { connectRatePerIp: 0, lockoutThreshold: 0 } },
     { host: '127.0.0.1', port },
@@ -126,17 +125,8 @@ async function main(): Promise<void> {
   } finally {
     await broker.close();
     registry.close();
-    rmSync(dir, { recursive: true, force: true });
+    dir.remove();
   }
-}
-
-async function freePortLocal(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const srv = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => srv.once('listening', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 void main();

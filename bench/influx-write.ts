@@ -16,6 +16,7 @@ import { encodeLine } from '../nodes/lib/influx/line-protocol';
 import { InfluxSender } from '../nodes/lib/influx/sender';
 import { Spool, type FsyncPolicy, type SpoolPosition } from '../nodes/lib/spool';
 import { startInfluxd, tempDir } from '../test/support/servers';
+import { fmt, median } from './support/stats';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,9 +29,6 @@ const N = Number(args.points);
 const RUNS = Number(args.runs);
 const BATCH = 5000;
 const APPEND_CHUNK = 1000;
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 function makePoints(): Buffer[] {
   const t0 = Date.now();

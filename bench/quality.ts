@@ -6,6 +6,7 @@
  *   node --expose-gc --import tsx bench/quality.ts
  */
 import { QualityEngine } from '../nodes/lib/quality/engine';
+import { fmt, median } from './support/stats';
 
 const FIELDS = ['temperature', 'humidity', 'pressure', 'voltage', 'current'] as const;
 
@@ -69,8 +70,6 @@ function memoryPerField(devices: number): { perField: number; slabPerField: numb
 }
 
 const runs = Array.from({ length: 5 }, () => throughput(10_000, 2_000_000));
-const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 for (const kind of ['wall', 'cpu'] as const) {
   const xs = runs.map((r) => r[kind]);
   console.log(

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Spool, type FsyncPolicy } from '../nodes/lib/spool';
+import { fmt, median } from './support/stats';
 
 const { values: args } = parseArgs({
   options: {
@@ -39,15 +40,6 @@ const POOL = Array.from({ length: 1000 }, (_, i) =>
 const RECORD_BYTES = POOL.reduce((n, r) => n + r.length, 0) / POOL.length;
 function batchesOf(size: number): Buffer[][] {
   return Array.from({ length: POOL.length / size }, (_, k) => POOL.slice(k * size, (k + 1) * size));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
 }
 
 function summary(label: string, values: number[], unit: string): string {

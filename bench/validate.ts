@@ -11,6 +11,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import { performance } from 'node:perf_hooks';
 import { builtNode, formatRates, measureNodeRates } from './support/node-red-rate';
 import { readingText, SCHEMA, withoutReserved } from './support/validate-reading';
+import { median } from './support/stats';
 
 // The shipped build (tsc's CommonJS), not the TypeScript source through a loader: what Node-RED runs.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -21,11 +22,6 @@ const text = readingText(now);
 const buffer = Buffer.from(text);
 const ITERATIONS = 2_000_000;
 const RUNS = 5;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
-}
 
 /**
  * Readings per second of each case over ITERATIONS calls, median of RUNS runs after one warm-up run. The

@@ -23,6 +23,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { repoRoot } from '../../test/support/servers';
+import { median } from './stats';
 
 export interface RateCase {
   /** Shown in the results. */
@@ -125,12 +126,6 @@ interface Chain {
 }
 
 const PASS_THROUGH = 'pass-through (bench-pass)';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 /** Builds the benchmark flow: one source -> node -> sink chain per case, plus the pass-through chain. */
 function buildFlow(opts: RateOptions): { flow: Record<string, unknown>[]; chains: Chain[] } {
