@@ -64,6 +64,11 @@ function positive(value: unknown, fallback: number): number {
   return value === '' || value === undefined || !Number.isFinite(n) || n < 0 ? fallback : n;
 }
 
+/** A number of entries: the editor takes any number, the duplicate window needs whole ones. */
+function count(value: unknown, fallback: number): number {
+  return Math.floor(positive(value, fallback));
+}
+
 function rulesFrom(config: Partial<ValidateNodeDef>): NodeRules {
   return {
     options: {
@@ -104,10 +109,10 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const rules = rulesFrom(config);
     const source: SchemaSource = config.schemaSource ?? 'inline';
-    const perDevice = positive(config.dedupPerDevice, 100);
+    const perDevice = count(config.dedupPerDevice, 100);
     const duplicates =
       perDevice > 0
-        ? new DuplicateWindow(perDevice, positive(config.dedupDevices, DEFAULT_DEDUP_DEVICES) || 1)
+        ? new DuplicateWindow(perDevice, count(config.dedupDevices, DEFAULT_DEDUP_DEVICES) || 1)
         : undefined;
     let accepted = 0;
     let rejected = 0;

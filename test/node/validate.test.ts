@@ -130,6 +130,20 @@ describe('iotb-validate node', () => {
     assert.equal(dup.reason, 'reading id "m-1" was already accepted from this device');
   });
 
+  it('takes a fractional duplicate window size as its whole part instead of failing to start', async () => {
+    const nodes = await load({ dedupPerDevice: '2.7', dedupDevices: '0.5' });
+    const device = { id: 'd1', type: 'thermo' };
+    const send = async (id: string): Promise<string> => {
+      const out = collect(nodes.ok, nodes.bad, 1);
+      nodes.v.receive({ device, payload: `{"id":"${id}","temperature":20}` });
+      const { ok, bad } = await out;
+      return ok.length === 1 ? 'accepted' : (bad[0].rejection.code as string);
+    };
+    for (const id of ['m-1', 'm-2', 'm-3']) assert.equal(await send(id), 'accepted');
+    assert.equal(await send('m-3'), 'DUPLICATE');
+    assert.equal(await send('m-1'), 'accepted', 'a window of 2 ids has forgotten m-1');
+  });
+
   it('reports an invalid schema at deploy, in the status and the log, and refuses readings with SCHEMA_INVALID', async () => {
     const nodes = await load({ schema: '{"type": "object", "properties": {"t": {"type": "numbr"}}}' });
     const statuses = (nodes.v.status.getCalls() as any[])
