@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
  */
 export function writeFileAtomicSync(file: string, data: string | Uint8Array, mode = 0o600): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  let fd = openSync(tmp, 'w', mode);
+  const fd = openSync(tmp, 'w', mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fsyncSync(fd);
@@ -18,7 +18,12 @@ export function writeFileAtomicSync(file: string, data: string | Uint8Array, mod
   }
   closeSync(fd);
   renameSync(tmp, file);
-  fd = openSync(dirname(file), 'r');
+  fsyncDir(dirname(file));
+}
+
+/** Makes the entries of `dir` (new, renamed or removed files) durable. */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);
   } finally {

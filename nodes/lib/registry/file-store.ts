@@ -13,6 +13,7 @@ import {
 import { dirname } from 'node:path';
 import type { DeviceType } from '../device-contracts';
 import { writeFileAtomicSync } from '../atomic-file';
+import { processAlive } from '../process-alive';
 import {
   emptySnapshot,
   type DeviceStore,
@@ -234,14 +235,4 @@ function decodeDevice(t: DeviceTuple): StoredDevice {
     d.credentials.push(c);
   }
   return d;
-}
-
-function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -19,7 +19,7 @@ import {
   write,
 } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomicSync } from '../atomic-file';
+import { fsyncDir, writeFileAtomicSync } from '../atomic-file';
 import {
   encodeFrames,
   HEADER_BYTES,
@@ -234,15 +234,6 @@ function errnoOf(err: unknown): string | undefined {
 
 function segmentName(id: number): string {
   return `${String(id).padStart(12, '0')}.seg`;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function sealFile(seg: Segment): string {

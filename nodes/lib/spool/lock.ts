@@ -1,4 +1,5 @@
 import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { processAlive } from '../process-alive';
 
 export class SpoolLockedError extends Error {
   readonly code = 'SPOOL_LOCKED';
@@ -12,15 +13,6 @@ export class SpoolLockedError extends Error {
 const held: Set<string> = ((globalThis as Record<symbol, Set<string> | undefined>)[
   Symbol.for('node-red-contrib-iot-backend.spool-locks')
 ] ??= new Set<string>());
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function readOwner(file: string): string | undefined {
   try {
@@ -52,7 +44,7 @@ export function acquireLock(file: string, what: string): void {
       const owner = readOwner(file);
       if (owner === undefined) continue;
       const pid = Number.parseInt(owner, 10);
-      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid))
+      if (pid !== process.pid && processAlive(pid))
         throw new SpoolLockedError(
           `${what} is in use by process ${pid} (lock ${file}); only one process may write a spool`,
         );
