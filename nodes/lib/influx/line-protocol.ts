@@ -37,8 +37,8 @@ export class LineProtocolError extends Error {
 }
 
 /** InfluxDB's limit for a key and for a string value is 64 KiB. */
-export const MAX_NAME_BYTES = 65_535;
-export const MAX_STRING_BYTES = 65_535;
+const MAX_NAME_BYTES = 65_535;
+const MAX_STRING_BYTES = 65_535;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
@@ -129,7 +129,7 @@ function integerText(name: string, v: number | bigint): string {
 }
 
 /** The type a value is written as: numbers are floats unless the field is declared integer. */
-export function fieldTypeOf(value: FieldValue, integer: boolean): FieldType {
+function fieldTypeOf(value: FieldValue, integer: boolean): FieldType {
   if (typeof value === 'bigint') return 'integer';
   if (typeof value === 'number') return integer ? 'integer' : 'float';
   return typeof value === 'boolean' ? 'boolean' : 'string';

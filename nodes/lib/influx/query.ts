@@ -118,7 +118,7 @@ const READ_STATEMENT = /^(SELECT|SHOW|EXPLAIN)\b/i;
  * (InfluxDB 1.x runs even DROP DATABASE sent over GET, with just a deprecation warning.) Words inside
  * 'strings', "identifiers" and comments do not count.
  */
-export function assertReadOnlyInfluxQL(query: string): void {
+function assertReadOnlyInfluxQL(query: string): void {
   const statements: string[] = [];
   let cur = '';
   for (let i = 0; i < query.length; i++) {
@@ -158,7 +158,7 @@ interface InfluxQLResponse {
 }
 
 /** 1.x `{results:[{series:[{name,tags,columns,values}]}]}` as row objects (tags and `measurement` included). */
-export function influxqlRows(body: unknown): Row[] {
+function influxqlRows(body: unknown): Row[] {
   if (Array.isArray(body)) return body as Row[]; // 3.x answers InfluxQL as rows already
   const r = body as InfluxQLResponse;
   if (r.error) throw new QueryError(r.error);

@@ -5,9 +5,9 @@
  */
 
 /** Consistency constant: 1.4826 · MAD estimates σ for normally distributed data. */
-export const MAD_TO_SIGMA = 1.4826;
+const MAD_TO_SIGMA = 1.4826;
 /** sqrt(π/2): mean absolute deviation → σ for normal data; the fallback scale when the MAD is 0. */
-export const MEAN_AD_TO_SIGMA = 1.2533;
+const MEAN_AD_TO_SIGMA = 1.2533;
 
 /** Sorts scratch[0..n) in place, ascending. */
 function insertionSort(scratch: Float64Array, n: number): void {

@@ -71,7 +71,7 @@ export interface ResolvedRule {
 }
 
 /** Defaults: flag and replace spikes (Hampel median), flag everything else, LOCF for up to 5 minutes. */
-export const DEFAULT_RULE: Omit<ResolvedRule, 'field' | 'expected'> = {
+const DEFAULT_RULE: Omit<ResolvedRule, 'field' | 'expected'> = {
   min: -Infinity,
   max: Infinity,
   suspectMin: -Infinity,
@@ -177,7 +177,7 @@ function oneOf<T extends string>(
 }
 
 /** The gross range a JSON Schema gives a property: minimum/maximum, exclusive bounds treated as inclusive. */
-export function schemaRange(schema: unknown, field: string): { min?: number; max?: number } {
+function schemaRange(schema: unknown, field: string): { min?: number; max?: number } {
   if (!schema || typeof schema !== 'object') return {};
   const props = (schema as { properties?: unknown }).properties;
   if (!props || typeof props !== 'object' || !Object.hasOwn(props, field)) return {};

@@ -50,7 +50,7 @@ const INVALID = -1;
  * is complete and intact, INCOMPLETE when more bytes are needed to tell, INVALID when it is not a frame.
  * Without `verify` only the header is checked (magic and a plausible length), not the CRC.
  */
-export function checkFrame(buf: Buffer, off: number, avail: number, verify = true): number {
+function checkFrame(buf: Buffer, off: number, avail: number, verify = true): number {
   if (avail < 4) return INCOMPLETE;
   if (buf.readUInt32BE(off) !== FRAME_MAGIC) return INVALID;
   if (avail < HEADER_BYTES) return INCOMPLETE;

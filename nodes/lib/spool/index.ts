@@ -34,7 +34,6 @@ import {
 import { acquireLock, releaseLock } from './lock';
 
 export { SpoolLockedError } from './lock';
-export { MAX_RECORD_BYTES } from './frame';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
 export type WhenFull = 'refuse' | 'drop-oldest';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 /** Ids and kept texts longer than this are stored as a digest so that the window's memory stays bounded. */
-export const MAX_KEPT_TEXT = 256;
+const MAX_KEPT_TEXT = 256;
 /** Marks a kept digest; JSON text never starts with it. */
 const DIGEST = '#';
 
