@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Authenticator } from '../../nodes/lib/auth/authenticator';
+import { RateLimiter } from '../../nodes/lib/broker/limits';
 import { healthHttpStatus, healthReport, type BrokerProbe } from '../../nodes/lib/health';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
@@ -55,6 +56,24 @@ describe('health report', () => {
     assert.equal(noSpool.database.status, 'down');
     assert.equal(noSpool.status, 'down');
     assert.equal(healthReport([], []).status, 'down');
+  });
+});
+
+describe('RateLimiter (token bucket per key)', () => {
+  it('says how long until the next token, which is when take() succeeds again', () => {
+    let clock = 0;
+    const rate = new RateLimiter(4, 2, 10, () => clock);
+    assert.equal(rate.waitMs('d'), 0, 'a new key starts with a full burst');
+    assert.deepEqual([rate.take('d'), rate.take('d'), rate.take('d')], [true, true, false]);
+    assert.equal(rate.waitMs('d'), 250, 'one token at 4/s');
+    clock += 240;
+    const wait = rate.waitMs('d');
+    assert.ok(wait > 0 && wait <= 11, `${wait} ms`);
+    assert.equal(rate.take('d'), false);
+    clock += wait;
+    assert.equal(rate.waitMs('d'), 0);
+    assert.equal(rate.take('d'), true);
+    assert.equal(new RateLimiter(0, 0).waitMs('d'), 0, 'rate 0: unlimited');
   });
 });
 

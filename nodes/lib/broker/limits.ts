@@ -25,12 +25,22 @@ export class RateLimiter {
   take(key: string): boolean {
     if (this.ratePerS <= 0) return true;
     const now = this.now();
-    const b = this.buckets.get(key);
-    let tokens = this.burst;
-    if (b) tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.ratePerS);
+    const tokens = this.tokens(key, now);
     const ok = tokens >= 1;
     touch(this.buckets, key, { tokens: ok ? tokens - 1 : tokens, at: now }, this.maxKeys);
     return ok;
+  }
+
+  /** Milliseconds until `key` has a token again; 0 when it has one now. */
+  waitMs(key: string): number {
+    if (this.ratePerS <= 0) return 0;
+    const tokens = this.tokens(key, this.now());
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * 1000) / this.ratePerS);
+  }
+
+  private tokens(key: string, now: number): number {
+    const b = this.buckets.get(key);
+    return b ? Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.ratePerS) : this.burst;
   }
 
   get size(): number {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { RateLimiter } from '../broker/limits';
 import type { DeviceDirectory, DeviceLink, DeviceMessage } from '../device-contracts';
 import { counter } from '../metrics';
 import { RejectionError } from '../rejection';
@@ -71,11 +72,6 @@ const ignoredAcksTotal = counter(
   ['reason'] as const,
 );
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
 /**
  * Dispatches commands to devices and tracks each to exactly one final state (see states.ts).
  *
@@ -91,7 +87,8 @@ export class CommandDispatcher extends EventEmitter {
   private readonly finished = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly pumpTimers = new Map<string, NodeJS.Timeout>();
-  private readonly buckets = new Map<string, Bucket>();
+  /** Per device: `ratePerSecond` sustained, as many at once (at least one). */
+  private readonly rate: RateLimiter;
   /** In flight when the process stopped and not yet re-sent: re-sent once when the device is online. */
   private readonly resendPending = new Set<string>();
   private readonly control: ControlState;
@@ -105,6 +102,8 @@ export class CommandDispatcher extends EventEmitter {
   constructor(private readonly opts: DispatcherOptions) {
     super();
     this.validator = new RequestValidator(opts.directory);
+    // Evicting the least recently used of 100,000 devices only gives that device a fresh burst.
+    this.rate = new RateLimiter(opts.ratePerSecond, Math.max(1, opts.ratePerSecond), 100_000);
     const saved = CommandLog.read(opts.logFile);
     this.control = saved.control;
     this.log = new CommandLog(opts.logFile);
@@ -337,19 +336,9 @@ export class CommandDispatcher extends EventEmitter {
     const queue = this.queues.get(deviceId);
     if (!queue || queue.length === 0) return;
     if (!this.opts.link.isSubscribed(deviceId)) return;
-    const rate = this.opts.ratePerSecond;
-    const now = Date.now();
-    let bucket = this.buckets.get(deviceId);
-    if (!bucket) this.buckets.set(deviceId, (bucket = { tokens: rate, at: now }));
-    bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) * rate) / 1000);
-    bucket.at = now;
-    while (queue.length > 0 && bucket.tokens >= 1) {
-      const record = queue[0];
-      bucket.tokens -= 1;
-      this.send(record); // removes it from the queue
-    }
+    while (queue.length > 0 && this.rate.take(deviceId)) this.send(queue[0]); // send() dequeues
     if (queue.length > 0) {
-      const wait = Math.ceil(((1 - bucket.tokens) * 1000) / rate);
+      const wait = this.rate.waitMs(deviceId);
       this.pumpTimers.set(
         deviceId,
         setTimeout(() => {
