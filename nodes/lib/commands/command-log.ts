@@ -74,10 +74,6 @@ export class CommandLog {
     return this.lines;
   }
 
-  set lineCount(n: number) {
-    this.lines = n;
-  }
-
   putCommand(record: CommandRecord): void {
     this.append({ t: 'c', r: record });
   }

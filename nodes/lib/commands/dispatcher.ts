@@ -107,7 +107,6 @@ export class CommandDispatcher extends EventEmitter {
     const saved = CommandLog.read(opts.logFile);
     this.control = saved.control;
     this.log = new CommandLog(opts.logFile);
-    this.log.lineCount = saved.lines;
 
     const onMessage = (m: DeviceMessage): void => {
       if (m.kind === 'commands/ack') this.handleAck(m.device.id, m.payload);
