@@ -34,6 +34,8 @@ export interface DeviceRecord extends DeviceRef {
 export interface DeviceDirectory extends EventEmitter {
   getDevice(id: string): DeviceRecord | undefined;
   getType(name: string): DeviceType | undefined;
+  /** False when every token of the device was revoked; a directory that cannot tell leaves it out. */
+  hasCredentials?(id: string): boolean;
 }
 
 /** A message a device published, after the broker authenticated it and checked its ACL. */

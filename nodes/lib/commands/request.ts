@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import type { DeviceDirectory } from '../device-contracts';
-import { isValidDeviceId } from '../device-id';
+import { DEVICE_ID_PATTERN, isValidDeviceId } from '../device-id';
 import { RejectionError } from '../rejection';
 
 /** What a flow asks for (`msg.deviceId | msg.device.id`, `msg.payload: { name, params }`, `msg.timeoutMs`, ...). */
@@ -40,8 +40,8 @@ export const LIMITS = {
   maxParamsBytes: 64 * 1024,
 } as const;
 
-/** Idempotency ids travel in topics' payloads, logs and file lines: a plain, bounded token. */
-const COMMAND_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+/** Idempotency ids travel in topics' payloads, logs and file lines: the same plain, bounded token as a device id. */
+const COMMAND_ID_PATTERN = DEVICE_ID_PATTERN;
 const COMMAND_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 function refuse(code: string, reason: string, details?: unknown): never {
@@ -95,9 +95,7 @@ export class RequestValidator {
     const device = this.directory.getDevice(deviceId);
     if (!device) refuse('UNKNOWN_DEVICE', `device ${deviceId} is not registered (or was revoked)`);
     if (!device.enabled) refuse('DEVICE_DISABLED', `device ${deviceId} is disabled`);
-    // A registry that can tell (iotb-registry can) refuses devices whose tokens were all revoked.
-    const creds = this.directory as Partial<{ hasCredentials(id: string): boolean }>;
-    if (creds.hasCredentials?.(deviceId) === false)
+    if (this.directory.hasCredentials?.(deviceId) === false)
       refuse('DEVICE_REVOKED', `device ${deviceId} has no valid credentials (revoked)`);
     const type = this.directory.getType(device.type);
     const spec = type?.commands?.[name];
