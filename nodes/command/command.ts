@@ -52,6 +52,16 @@ function view(r: CommandRecord): Record<string, unknown> {
   };
 }
 
+/** The device a message is about: `msg.deviceId`, else the authenticated `msg.device.id`. */
+function deviceIdOf(msg: Msg): unknown {
+  return msg.deviceId ?? (msg.device as { id?: unknown } | undefined)?.id;
+}
+
+/** The command a cancel or get is about: `msg.id`, else `msg.payload.id`. */
+function commandIdOf(msg: Msg): unknown {
+  return typeof msg.id === 'string' ? msg.id : (msg.payload as { id?: unknown } | undefined)?.id;
+}
+
 /** `payload: true | false | { on, reason, by }` -> the switch request. */
 function switchRequest(msg: Msg): { on: boolean; reason?: string; by?: string } | undefined {
   const p = msg.payload;
@@ -229,7 +239,7 @@ export = function register(RED: NodeAPI): void {
           }
           case 'safe-mode': {
             const req = switchRequest(msg);
-            const deviceId = msg.deviceId ?? (msg.device as { id?: unknown } | undefined)?.id;
+            const deviceId = deviceIdOf(msg);
             if (!req || typeof deviceId !== 'string' || !directory.getDevice(deviceId))
               refuse(
                 msg,
@@ -240,15 +250,13 @@ export = function register(RED: NodeAPI): void {
             break;
           }
           case 'cancel': {
-            const id =
-              typeof msg.id === 'string' ? msg.id : (msg.payload as { id?: unknown } | undefined)?.id;
+            const id = commandIdOf(msg);
             if (typeof id !== 'string' || !d.cancel(id, 'canceled by request'))
               refuse(msg, 'NOT_CANCELABLE', 'only a known QUEUED command can be canceled (msg.id)');
             break;
           }
           case 'get': {
-            const id =
-              typeof msg.id === 'string' ? msg.id : (msg.payload as { id?: unknown } | undefined)?.id;
+            const id = commandIdOf(msg);
             const r = typeof id === 'string' ? d.get(id) : undefined;
             if (!r) refuse(msg, 'NOT_FOUND', `no command ${String(id)} is known`);
             else {
@@ -262,7 +270,7 @@ export = function register(RED: NodeAPI): void {
             submitting = msg;
             try {
               d.submit({
-                deviceId: msg.deviceId ?? (msg.device as { id?: unknown } | undefined)?.id,
+                deviceId: deviceIdOf(msg),
                 name: typeof body === 'object' ? body.name : undefined,
                 params: typeof body === 'object' ? body.params : undefined,
                 timeoutMs: msg.timeoutMs,
