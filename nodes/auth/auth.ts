@@ -38,7 +38,7 @@ export = function register(RED: NodeAPI): void {
       mode,
       windowMs: Number.isFinite(windowS) && windowS > 0 ? windowS * 1000 : undefined,
       topicPrefix: config.topicPrefix || 'devices',
-      ratePerDeviceS: Number(config.ratePerS) > 0 ? Number(config.ratePerS) : undefined,
+      ratePerDeviceS: Number(config.ratePerS), // 0, empty or not a number: no limit (the authenticator decides)
     });
     this.status({ text: `iotb-auth.mode.${mode}` });
 
