@@ -26,6 +26,7 @@ export class PresenceTracker {
    * the devices that have timed out, O(expired) rather than O(devices).
    */
   private readonly watched = new Map<string, PresenceState>();
+  private onlineCount = 0;
 
   constructor(
     private readonly heartbeatTimeoutMs: number,
@@ -34,6 +35,11 @@ export class PresenceTracker {
 
   get size(): number {
     return this.devices.size;
+  }
+
+  /** Devices online now. */
+  get online(): number {
+    return this.onlineCount;
   }
 
   get(deviceId: string): PresenceState | undefined {
@@ -57,6 +63,7 @@ export class PresenceTracker {
     }
     if (state.online) return undefined;
     state.online = true;
+    this.onlineCount++;
     return { deviceId, online: true, at, reason: 'seen' };
   }
 
@@ -73,6 +80,7 @@ export class PresenceTracker {
     if (!state?.online) return undefined;
     state.connected = false;
     state.online = false;
+    this.onlineCount--;
     this.watched.delete(deviceId);
     return { deviceId, online: false, at, reason: 'disconnected' };
   }
@@ -85,6 +93,7 @@ export class PresenceTracker {
       if (state.lastSeen > cutoff) break;
       this.watched.delete(deviceId);
       state.online = false;
+      this.onlineCount--;
       changes.push({ deviceId, online: false, at: now, reason: 'heartbeat timeout' });
     }
     return changes;
@@ -116,6 +125,7 @@ export class PresenceTracker {
     if (!oldest.done) {
       this.watched.delete(oldest.value);
       this.devices.delete(oldest.value);
+      this.onlineCount--; // watched devices are online
     }
   }
 }

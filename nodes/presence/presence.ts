@@ -40,18 +40,16 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    let online = 0;
     const status = new Throttle(() => {
-      onlineGauge.labels(this.id).set(online);
+      onlineGauge.labels(this.id).set(tracker.online);
       this.status({
         fill: 'green',
         shape: 'dot',
-        text: RED._('iotb-presence.status.online', { online, known: tracker.size }),
+        text: RED._('iotb-presence.status.online', { online: tracker.online, known: tracker.size }),
       });
     }, 500);
     const emit = (change: PresenceChange | undefined): void => {
       if (!change) return;
-      online += change.online ? 1 : -1;
       status.call();
       this.send([null, { topic: `devices/${change.deviceId}/presence`, payload: change }]);
     };

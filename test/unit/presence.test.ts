@@ -51,4 +51,19 @@ describe('PresenceTracker', () => {
     assert.equal(t.size, 2);
     assert.equal(t.get('a'), undefined, 'the offline device is forgotten first');
   });
+
+  it('counts the devices online through every change, including a forgotten online device', () => {
+    const t = new PresenceTracker(100, 2);
+    t.seen('a', 0);
+    t.connected('b', 1);
+    t.seen('b', 2);
+    assert.equal(t.online, 2);
+    t.seen('c', 3); // full: a, online and seen longest ago without a session, is forgotten
+    assert.equal(t.get('a'), undefined);
+    assert.equal(t.online, 2);
+    t.sweep(103);
+    assert.equal(t.online, 1, 'c timed out, b keeps its session');
+    t.disconnected('b', 104);
+    assert.equal(t.online, 0);
+  });
 });
