@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import { batchElement } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import { QualityEngine, type ReadingOutcome } from '../lib/quality/engine';
 import type { FieldQuality } from '../lib/quality/flags';
@@ -179,17 +180,20 @@ export = function register(RED: NodeAPI): void {
 
       if (Array.isArray(payload)) {
         // Back-fill: each element is one reading, judged on its own; out-of-array order matters, as for messages.
+        // Out 1 keeps the batch's parallel arrays (batch.ts) in step with the kept readings and their fills.
         const kept: unknown[] = [];
         const quality: (QualityMap | null)[] = [];
-        const upstream = Array.isArray(msg.quality) ? (msg.quality as unknown[]) : [];
+        const timestamps: number[] = [];
+        const messageIds: unknown[] = [];
         const refused: { index: number; field: string; check: string; reason: string }[] = [];
         payload.forEach((el, index) => {
           if (!isObject(el)) {
             refused.push({ index, field: '', check: 'reading', reason: `element ${index} is not an object` });
             return;
           }
-          const at = typeof el.ts === 'number' && Number.isFinite(el.ts) ? el.ts : ts;
-          const r = judge(deviceId, type, at, el, upstream[index]);
+          const given = el.ts ?? batchElement(msg.timestamp, index);
+          const at = typeof given === 'number' && Number.isFinite(given) ? given : ts;
+          const r = judge(deviceId, type, at, el, batchElement(msg.quality, index));
           if (r.rejected) {
             refused.push({ index, ...r.rejected });
             return;
@@ -197,14 +201,22 @@ export = function register(RED: NodeAPI): void {
           for (const f of r.fills ?? []) {
             kept.push({ ts: f.timestamp, ...f.payload });
             quality.push(f.quality);
+            timestamps.push(f.timestamp);
+            messageIds.push(`${deviceId}:${f.timestamp}`);
           }
           kept.push(el);
           quality.push(r.quality ?? null);
+          timestamps.push(at);
+          messageIds.push(batchElement(msg.messageId, index));
         });
         let rejectedMsg: NodeMessage | null = null;
         if (refused.length) {
           rejectedMsg = RED.util.cloneMessage(msg);
           rejectedMsg.payload = refused.map((x): unknown => payload[x.index]);
+          if (Array.isArray(msg.timestamp))
+            rejectedMsg.timestamp = refused.map((x) => batchElement(msg.timestamp, x.index));
+          if (Array.isArray(msg.messageId))
+            rejectedMsg.messageId = refused.map((x) => batchElement(msg.messageId, x.index));
           (rejectedMsg as Msg).rejection = rejection(
             'quality',
             'READINGS',
@@ -214,6 +226,8 @@ export = function register(RED: NodeAPI): void {
         }
         msg.payload = kept;
         msg.quality = quality;
+        msg.timestamp = timestamps;
+        msg.messageId = messageIds;
         send([kept.length ? msg : null, rejectedMsg]);
         status.call();
         return done();

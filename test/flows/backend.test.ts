@@ -94,6 +94,34 @@ describe('flows/backend.json in a real node-red process with influxd', () => {
     assert.equal((await b.api('GET', '/api/devices/ghost/telemetry')).status, 404);
   });
 
+  it('stores a back-fill batch with each reading at its own time; a bad element is refused by its index', async () => {
+    const key = tokens['dev-1'];
+    const t0 = Date.now() - 600_000;
+    const batch = [
+      { ts: t0, temperature: 10.5 },
+      { ts: t0 + 1000, temperature: 999 },
+      { ts: t0 + 2000, temperature: 11.5 },
+    ];
+    const res = await b.api('POST', '/api/devices/dev-1/telemetry', { key, body: batch });
+    // The answer is the refusal of element 1; the other readings are accepted (docs/backend.md).
+    assert.equal(res.status, 400);
+    assert.equal(res.body.code, 'SCHEMA');
+    assert.equal(res.body.details.index, 1);
+    const stored = await eventually('the batch in InfluxDB', async () => {
+      const rows = await b.influxql(
+        `SELECT temperature FROM telemetry WHERE device = 'dev-1' AND time >= ${t0}ms AND time <= ${t0 + 2000}ms`,
+      );
+      return rows.length >= 2 ? rows : undefined;
+    });
+    assert.deepEqual(
+      stored.map((r) => [r.time, r.temperature]),
+      [
+        [t0, 10.5],
+        [t0 + 2000, 11.5],
+      ],
+    );
+  });
+
   it('ingests over HTTP with the device token: 202, 400 with reasons, 401, 413, 429', async () => {
     const key = tokens['dev-1'];
     const ok = await b.api('POST', '/api/devices/dev-1/telemetry', { key, body: { temperature: 23.25 } });

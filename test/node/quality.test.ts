@@ -140,6 +140,42 @@ describe('iotb-quality node', () => {
     assert.equal(bad.rejection.details[0].index, 1);
   });
 
+  it('judges a batch as iotb-validate sends it (times in msg.timestamp[i]) and keeps the arrays parallel', async () => {
+    await helper.load(
+      qualityNode,
+      flow({
+        expectedIntervalS: 10,
+        fillGaps: true,
+        rules: [{ field: 't', max: 40, rangeAction: 'reject', spike: false }],
+      }),
+    );
+    const out = nextMessage(helper.getNode('out'));
+    const rej = nextMessage(helper.getNode('rej'));
+    helper.getNode('q').receive({
+      device: { id: 'd1', type: 'thermo' },
+      payload: [{ t: 0 }, { t: 99 }, { t: 20 }],
+      timestamp: [T0, T0 + 10_000, T0 + 30_000],
+      messageId: ['m0', 'm1', 'm2'],
+    });
+    const [ok, bad] = await Promise.all([out, rej]);
+    const n = ok.payload.length;
+    assert.ok(n > 2, 'the gap from T0 to T0+30 s (times from msg.timestamp) was filled');
+    for (const parallel of [ok.timestamp, ok.messageId, ok.quality]) assert.equal(parallel.length, n);
+    assert.deepEqual([ok.payload[0], ok.timestamp[0], ok.messageId[0]], [{ t: 0 }, T0, 'm0']);
+    assert.deepEqual(
+      [ok.payload[n - 1], ok.timestamp[n - 1], ok.messageId[n - 1]],
+      [{ t: 20 }, T0 + 30_000, 'm2'],
+    );
+    for (let i = 1; i < n - 1; i++) {
+      assert.equal(ok.quality[i].t.flag, 'imputed');
+      assert.equal(ok.payload[i].ts, ok.timestamp[i]);
+      assert.equal(ok.messageId[i], `d1:${ok.timestamp[i]}`);
+    }
+    assert.deepEqual(bad.payload, [{ t: 99 }]);
+    assert.deepEqual(bad.timestamp, [T0 + 10_000]);
+    assert.deepEqual(bad.messageId, ['m1']);
+  });
+
   it('fills a gap with imputed readings before the reading that ends it', async () => {
     await helper.load(
       qualityNode,

@@ -48,6 +48,19 @@ describe('readings and points to line protocol', () => {
     assert.deepEqual(t, [`${NOW}000000`, `${NOW}000001`, `${NOW}000002`]);
   });
 
+  it('takes each reading of a batch at its own time with its own quality (parallel arrays)', () => {
+    assert.deepEqual(
+      lines({
+        device: { id: 'd3' },
+        payload: [{ t: 1 }, { t: 2 }],
+        timestamp: [1000, 2000],
+        messageId: ['a', 'b'],
+        quality: [null, { t: { flag: 'suspect', raw: 2 } }],
+      } as Parameters<typeof pointsFromMessage>[0]),
+      ['telemetry,device=d3 t=1 1000000000', 'telemetry,device=d3 t=2,t_flag="suspect",t_raw=2 2000000000'],
+    );
+  });
+
   it('takes explicit points and arrays of points or readings', () => {
     assert.deepEqual(
       lines({

@@ -4,10 +4,12 @@
  *   `msg.quality[field]` -> sibling fields `<field>_flag` (string) and `<field>_raw` (the replaced value),
  *   `msg.timestamp` (ms) -> the point's time;
  * - an explicit point `{ measurement, tags, fields, timestamp }`;
- * - an array of either (a device's back-fill), each element with its own `timestamp`/`ts` when it has one.
+ * - an array of either (a device's back-fill), each element with its own `timestamp`/`ts` when it has one;
+ *   a reading element otherwise takes its time and quality from the batch's parallel arrays (batch.ts).
  * The time is fixed here, when the input is accepted: a missing one becomes "now" once, so a retried write
  * carries the same timestamp and overwrites instead of duplicating.
  */
+import { batchElement } from '../batch';
 import { LineProtocolError, toTimeNs, type FieldValue, type PointInput } from './line-protocol';
 
 export interface PointDefaults {
@@ -78,6 +80,7 @@ function readingPoint(
   fieldsIn: Obj,
   msg: ReadingMessage,
   time: unknown,
+  qualityIn: unknown,
   defaults: PointDefaults,
   nowNs: string,
 ): PointInput {
@@ -87,7 +90,7 @@ function readingPoint(
     if (typeof device.id === 'string' && device.id !== '') tags.device = device.id;
     if (typeof device.type === 'string' && device.type !== '') tags.type = device.type;
   }
-  const quality = isObject(msg.quality) ? msg.quality : {};
+  const quality = isObject(qualityIn) ? qualityIn : {};
   const fields: Record<string, FieldValue> = {};
   for (const [k, v] of Object.entries(fieldsIn)) {
     if (k === 'ts' || k === 'id') continue; // reading envelope (DESIGN.md external contract), not data
@@ -140,11 +143,13 @@ export function pointsFromMessage(
       if (isExplicit(el)) return explicitPoint(el, defaults, nowNs);
       if (!isObject(el))
         throw new LineProtocolError('BAD_INPUT', `element ${i} is not an object of fields or a point`);
-      return readingPoint(el, msg, el.ts ?? msg.timestamp, defaults, nowNs);
+      const time = el.ts ?? batchElement(msg.timestamp, i);
+      return readingPoint(el, msg, time, batchElement(msg.quality, i), defaults, nowNs);
     });
   }
   if (isExplicit(payload)) return [explicitPoint(payload, defaults, nowNs)];
-  if (isObject(payload)) return [readingPoint(payload, msg, msg.timestamp ?? payload.ts, defaults, nowNs)];
+  if (isObject(payload))
+    return [readingPoint(payload, msg, msg.timestamp ?? payload.ts, msg.quality, defaults, nowNs)];
   throw new LineProtocolError(
     'BAD_INPUT',
     'msg.payload must be a reading (object of fields), a point {measurement, tags, fields, timestamp} or an array of them',
