@@ -105,7 +105,7 @@ export = function register(RED: NodeAPI): void {
     const onTypes = (): void => engine.invalidateRules();
     directory?.on('types', onTypes);
 
-    /** Runs one reading through the engine; copies what the reused outcome holds that the caller needs. */
+    /** Runs one reading through the engine; the outcome is the engine's reused one (see ReadingOutcome). */
     const judge = (
       deviceId: string,
       type: string,
@@ -128,7 +128,7 @@ export = function register(RED: NodeAPI): void {
           RED._('iotb-quality.warn.untracked', { max: maxFields, fields: [...engine.untracked].join(', ') }),
         );
       }
-      return { quality: o.quality, rejected: o.rejected, fills: o.fills };
+      return o;
     };
 
     this.on('input', (msg: Msg, send, done) => {

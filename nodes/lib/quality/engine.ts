@@ -94,7 +94,10 @@ export interface FilledReading {
   quality: Record<string, FieldQuality>;
 }
 
-/** What happened to one reading. Reused by the engine: read it before the next `process` call. */
+/**
+ * What happened to one reading. The object is reused by the engine: read it before the next `process` call.
+ * The values it points to (`quality`, `rejected`, `fills`) are new for each reading and may be kept.
+ */
 export interface ReadingOutcome {
   /** Flags of the fields that are not plainly good; undefined when every field passed. */
   quality: Record<string, FieldQuality> | undefined;
@@ -142,8 +145,6 @@ export class QualityEngine {
   /** Per device type: resolved rule per field index (null = field not checked, undefined = not resolved yet). */
   private readonly rulesByType = new Map<string, (ResolvedRule | null | undefined)[]>();
   private readonly scratch: Float64Array;
-  private readonly fillFromTs: Float64Array;
-  private readonly fillFromValue: Float64Array;
   /** Field names beyond maxFields, passed through unchecked (the first 100, for the node's warning). */
   readonly untracked = new Set<string>();
   private readonly outcome: ReadingOutcome = {
@@ -181,8 +182,6 @@ export class QualityEngine {
     this.maxFill = opts.maxFill ?? 10;
     this.schemaFor = opts.schemaFor;
     this.scratch = new Float64Array(this.window);
-    this.fillFromTs = new Float64Array(this.store.maxFields);
-    this.fillFromValue = new Float64Array(this.store.maxFields);
     for (const name of opts.fieldNames ?? []) this.indexOf(name);
   }
 
@@ -281,15 +280,13 @@ export class QualityEngine {
         this.missing(slot, rule, ts, payload, cb);
         continue;
       }
-      if (filling) {
-        const b = slot * store.fieldStride;
-        this.fillFromTs[fi] = store.fieldF64[b + F_OUT_TS];
-        this.fillFromValue[fi] = store.fieldF64[b + F_OUT];
-      }
+      // The last good value before this one, read before check() moves it on: where a gap fill starts.
+      const fromTs = filling ? store.fieldF64[slot * store.fieldStride + F_OUT_TS] : -Infinity;
+      const from = filling ? store.fieldF64[slot * store.fieldStride + F_OUT] : 0;
       c[cb + C_FIELD_VALUES]++;
       const mask = this.check(slot, rule, ts, v);
       if (mask === 0) {
-        if (filling) this.fill(fi, rule, ts, v, deviceId);
+        if (filling) this.fill(rule, ts, v, fromTs, from, deviceId);
         continue;
       }
       const action = this.flagged(slot, rule, ts, v, mask, payload, cb);
@@ -311,7 +308,10 @@ export class QualityEngine {
     }
     if (out.rejected) c[cb + C_REJECTED]++;
     const fills = out.fills as FilledReading[] | undefined; // set by fill(), which TypeScript cannot see
-    if (fills) c[cb + C_FILLED] += fills.length;
+    if (fills) {
+      fills.sort((a, b) => a.timestamp - b.timestamp);
+      c[cb + C_FILLED] += fills.length;
+    }
     return out;
   }
 
@@ -565,11 +565,9 @@ export class QualityEngine {
     (this.outcome.quality ??= {})[name] = q;
   }
 
-  /** Adds field `fi` to the gap's filled readings, interpolated between its last good value and `v`. */
-  private fill(fi: number, r: ResolvedRule, ts: number, v: number, deviceId: string): void {
-    const fromTs = this.fillFromTs[fi];
+  /** Adds the field to the gap's filled readings, interpolated between its last good value `from` and `v`. */
+  private fill(r: ResolvedRule, ts: number, v: number, fromTs: number, from: number, deviceId: string): void {
     if (fromTs === -Infinity || ts - fromTs > r.maxGapMs) return;
-    const from = this.fillFromValue[fi];
     const step = this.expectedIntervalMs;
     const devLast = this.gapFrom; // slots continue the device's own timeline: last reading + k · interval
     const out = this.outcome;
@@ -593,7 +591,6 @@ export class QualityEngine {
         reason: `${deviceId} sent nothing at ${at}; ${r.field} interpolated between ${fromTs} and ${ts}`,
       };
     }
-    out.fills.sort((a, b) => a.timestamp - b.timestamp);
   }
 
   /** Per-device scorecard (all devices, or the one given). */
