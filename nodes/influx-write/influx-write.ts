@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
@@ -62,7 +61,6 @@ export = function register(RED: NodeAPI): void {
     const clock = new AcceptanceClock();
     const userDir = RED.settings.userDir ?? process.cwd();
     const spoolRoot = join(userDir, 'iotb-spool');
-    mkdirSync(spoolRoot, { recursive: true, mode: 0o700 });
 
     let sender: InfluxSender<unknown> | undefined;
     const opened = Spool.open({
