@@ -198,7 +198,6 @@ export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
       point.tag(key, value);
     }
   }
-  let count = 0;
   for (const name of Object.keys(p.fields)) {
     const value = p.fields[name];
     checkName('field key', name);
@@ -232,11 +231,9 @@ export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
         break;
     }
     opts.fieldTypes?.check(p.measurement, name, type);
-    count++;
   }
-  if (count === 0) throw new LineProtocolError('NO_FIELDS', 'a point needs at least one field');
   point.timestamp(p.timeNs);
-  const line = point.toLineProtocol();
+  const line = point.toLineProtocol(); // undefined exactly when there is no field
   if (line === undefined) throw new LineProtocolError('NO_FIELDS', 'a point needs at least one field');
   return line;
 }

@@ -4,8 +4,34 @@
  * and for Flux (2.x) a `params` record built by the client library's Flux value encoder, prepended to the
  * query (the same `params.name` form that InfluxDB Cloud uses for parameterized Flux).
  */
-import { InfluxDB, toFluxValue } from '@influxdata/influxdb-client';
+import { InfluxDB, toFluxValue, type QueryApi } from '@influxdata/influxdb-client';
 import { influxErrorText, type InfluxConnection } from './connection';
+
+/** One Flux client per connection, made on its first Flux query (InfluxConnection itself speaks plain HTTP). */
+const fluxApis = new WeakMap<InfluxConnection, QueryApi>();
+
+function fluxApi(conn: InfluxConnection): QueryApi {
+  let api = fluxApis.get(conn);
+  if (!api) {
+    const o = conn.opts;
+    const client = new InfluxDB({
+      url: conn.base.href,
+      token: o.token,
+      timeout: o.timeoutMs ?? 10_000,
+      transportOptions: o.tls
+        ? {
+            ca: o.tls.ca,
+            cert: o.tls.cert,
+            key: o.tls.key,
+            rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
+          }
+        : undefined,
+    });
+    api = client.getQueryApi(o.org ?? '');
+    fluxApis.set(conn, api);
+  }
+  return api;
+}
 
 export type QueryLanguage = 'influxql' | 'flux' | 'sql';
 export type Row = Record<string, unknown>;
@@ -84,25 +110,12 @@ export async function runQuery(conn: InfluxConnection, req: QueryRequest): Promi
     }
     case 'flux': {
       if (o.flavour !== '2') throw new QueryError('Flux queries need the InfluxDB 2.x API');
-      const client = new InfluxDB({
-        url: conn.base.href.replace(/\/$/, ''),
-        token: o.token,
-        timeout: o.timeoutMs ?? 10_000,
-        transportOptions: o.tls
-          ? {
-              ca: o.tls.ca,
-              cert: o.tls.cert,
-              key: o.tls.key,
-              rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
-            }
-          : undefined,
-      });
       const names = Object.keys(params);
       const prelude = names.length
         ? `params = {${names.map((k) => `${k}: ${toFluxValue(params[k])}`).join(', ')}}\n`
         : '';
       try {
-        return await client.getQueryApi(o.org ?? '').collectRows<Row>(prelude + req.query);
+        return await fluxApi(conn).collectRows<Row>(prelude + req.query);
       } catch (err) {
         const e = err as { statusCode?: number; message: string };
         throw new QueryError(`Flux query failed: ${e.message}`, e.statusCode);
