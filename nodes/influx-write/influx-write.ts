@@ -49,7 +49,7 @@ export = function register(RED: NodeAPI): void {
     }
     const defaults: PointDefaults = {
       ...DEFAULT_POINT_DEFAULTS,
-      measurement: config.measurement || 'telemetry',
+      measurement: config.measurement || DEFAULT_POINT_DEFAULTS.measurement,
     };
     const integerFields = new Set(
       (config.integerFields ?? '')
