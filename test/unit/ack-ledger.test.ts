@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AckLedger, type AckOutcome, type AckOwner } from '../../nodes/lib/ingest/ack-ledger';
+
+function recorder(): AckOwner & { seen: [number, AckOutcome][] } {
+  const seen: [number, AckOutcome][] = [];
+  return { seen, settled: (id, outcome) => void seen.push([id, outcome]) };
+}
+
+describe('ack ledger', () => {
+  it('tells the owner once when an id is stored, and ignores later settlements', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const owner = recorder();
+    const id = ledger.hold(owner, 1000);
+    assert.equal(ledger.size, 1);
+    ledger.settle(id, 'stored');
+    ledger.settle(id, 'stored');
+    ledger.settle(id, 'failed');
+    assert.deepEqual(owner.seen, [[id, 'stored']]);
+    assert.equal(ledger.size, 0);
+  });
+
+  it('waits for every reference of a publication that became several readings', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const owner = recorder();
+    const id = ledger.hold(owner, 1000);
+    ledger.addRefs(id, 2);
+    ledger.settle([id, null, id], 'stored');
+    assert.deepEqual(owner.seen, []);
+    ledger.settle(id, 'stored');
+    assert.deepEqual(owner.seen, [[id, 'stored']]);
+  });
+
+  it('reports a failure at once, whatever references remain', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const owner = recorder();
+    const id = ledger.hold(owner, 1000);
+    ledger.addRefs(id, 3);
+    ledger.settle(id, 'failed');
+    assert.deepEqual(owner.seen, [[id, 'failed']]);
+  });
+
+  it('times out ids nobody settled, and only those past their deadline', () => {
+    let now = 0;
+    const ledger = new AckLedger(() => now, 0);
+    const owner = recorder();
+    const early = ledger.hold(owner, 100);
+    now = 50;
+    const late = ledger.hold(owner, 100);
+    now = 120;
+    ledger.expire();
+    assert.deepEqual(owner.seen, [[early, 'timeout']]);
+    ledger.settle(late, 'stored');
+    assert.deepEqual(owner.seen, [
+      [early, 'timeout'],
+      [late, 'stored'],
+    ]);
+  });
+
+  it('forgets a closing owner without telling it, and keeps other owners', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const a = recorder();
+    const b = recorder();
+    const ia = ledger.hold(a, 1000);
+    const ib = ledger.hold(b, 1000);
+    ledger.forget(a);
+    ledger.settle([ia, ib], 'stored');
+    assert.deepEqual(a.seen, []);
+    assert.deepEqual(b.seen, [[ib, 'stored']]);
+  });
+});
