@@ -20,6 +20,8 @@ interface BrokerNodeDef extends NodeDef {
   connectRatePerIp: number | string;
   lockoutThreshold: number | string;
   keepaliveLimitS: number | string;
+  maxUnacked: number | string;
+  ackTimeoutS: number | string;
 }
 
 type BrokerConfigNode = Node & BrokerHolder;
@@ -64,7 +66,11 @@ export = function register(RED: NodeAPI): void {
     if (config.wsEnabled)
       listen.ws = { host: listen.host, port: num(config.wsPort, 8083), path: config.wsPath || '/mqtt' };
 
-    const broker = new DeviceBroker({ registry, topicPrefix: config.topicPrefix || 'devices', limits });
+    const acks = {
+      maxHeld: Math.max(1, num(config.maxUnacked, 10_000)),
+      timeoutMs: Math.max(0.1, num(config.ackTimeoutS, 30)) * 1000,
+    };
+    const broker = new DeviceBroker({ registry, topicPrefix: config.topicPrefix || 'devices', limits, acks });
     this.broker = broker;
     broker.on('error', (err: Error) =>
       this.error(RED._('iotb-broker.error.listener', { message: err.message })),

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { BrokerHolder, BrokerState, ConnectionEvent } from '../lib/broker/broker';
 import type { DeviceMessage } from '../lib/device-contracts';
+import { MicroBatcher, type MicroBatch } from '../lib/ingest/micro-batch';
 import type { SecurityEvent } from '../lib/security-events';
 import { Throttle } from '../lib/throttle';
 
@@ -12,6 +13,16 @@ interface DeviceInNodeDef extends NodeDef {
   connectionEvents: boolean;
   securityEvents: boolean;
   payloadFormat: 'string' | 'buffer';
+  /** 'stored' (default): a QoS 1 telemetry/status PUBACK waits until the flow stored it; 'received': at once. */
+  ackWhen: 'stored' | 'received';
+  batchSize: number | string;
+  batchWaitMs: number | string;
+}
+
+/** A whole number from the dialog within [min, max], or the default. */
+function setting(v: number | string | undefined, fallback: number, min: number, max: number): number {
+  const n = Number(v);
+  return v === '' || v === undefined || !Number.isInteger(n) || n < min || n > max ? fallback : n;
 }
 
 const KIND_OPTION: Record<string, 'telemetry' | 'status' | 'ack'> = {
@@ -21,8 +32,9 @@ const KIND_OPTION: Record<string, 'telemetry' | 'status' | 'ack'> = {
 };
 
 /**
- * iotb-device-in: what devices publish through the embedded broker (output 1, with `msg.device`), and
- * connect/disconnect and security events (output 2).
+ * iotb-device-in: what devices publish through the embedded broker (output 1, with `msg.device` and the held
+ * acknowledgement in `msg.ackId`; telemetry in micro-batches when `batchSize` > 1), and connect/disconnect and
+ * security events (output 2).
  */
 export = function register(RED: NodeAPI): void {
   function DeviceInNode(this: Node, config: DeviceInNodeDef): void {
@@ -39,12 +51,27 @@ export = function register(RED: NodeAPI): void {
       ack: config.ack !== false,
     };
     const asBuffer = config.payloadFormat === 'buffer';
+    const heldKinds = (['telemetry', 'status'] as const).filter((k) => wanted[k]);
+    const giveBackAcks = config.ackWhen === 'received' ? undefined : broker.takeAcks(heldKinds);
+    const batchSize = setting(config.batchSize, 1, 1, 10_000);
+    const batcher =
+      batchSize > 1
+        ? new MicroBatcher(
+            { maxCount: batchSize, maxWaitMs: setting(config.batchWaitMs, 5, 0, 10_000) },
+            (batch: MicroBatch) => this.send([{ ...batch, kind: 'telemetry' }, null]),
+          )
+        : undefined;
 
     const status = new Throttle(() => {
       const state: BrokerState = broker.state;
       if (state === 'listening') {
-        const online = broker.stats().online;
-        this.status({ fill: 'green', shape: 'dot', text: RED._('iotb-device-in.status.online', { online }) });
+        const { online, acks } = broker.stats();
+        let text = RED._('iotb-device-in.status.online', { online });
+        if (acks.held > 0 || acks.waiting > 0)
+          text += RED._('iotb-device-in.status.held', { held: acks.held, waiting: acks.waiting });
+        if (acks.timeouts > 0) text += RED._('iotb-device-in.status.timeouts', { timeouts: acks.timeouts });
+        const fill = acks.timeouts > 0 || acks.waiting > 0 ? 'yellow' : 'green';
+        this.status({ fill, shape: 'dot', text });
       } else if (state === 'failed')
         this.status({ fill: 'red', shape: 'ring', text: 'iotb-device-in.status.failed' });
       else this.status({ fill: 'grey', shape: 'ring', text: `iotb-device-in.status.${state}` });
@@ -53,15 +80,9 @@ export = function register(RED: NodeAPI): void {
     const onMessage = (m: DeviceMessage): void => {
       const option = KIND_OPTION[m.kind];
       if (!option || !wanted[option]) return;
-      this.send([
-        {
-          topic: m.topic,
-          payload: asBuffer ? m.payload : m.payload.toString('utf8'),
-          device: m.device,
-          kind: m.kind,
-        },
-        null,
-      ]);
+      const payload = asBuffer ? m.payload : m.payload.toString('utf8');
+      if (batcher && option === 'telemetry') return batcher.push(m.device, payload, m.ackId ?? null);
+      this.send([{ topic: m.topic, payload, device: m.device, kind: m.kind, ackId: m.ackId ?? null }, null]);
     };
     const onConnection = (ev: ConnectionEvent): void => {
       this.send([null, { topic: 'connection', payload: ev, device: broker.deviceRefOf(ev.deviceId) }]);
@@ -77,8 +98,14 @@ export = function register(RED: NodeAPI): void {
     broker.on('online', onChange);
     broker.on('offline', onChange);
     status.call();
+    // Held acks and timeouts change without broker events.
+    const ticker = setInterval(() => status.call(), 2000);
 
     this.on('close', () => {
+      clearInterval(ticker);
+      // Nothing collected or held here is acknowledged: the devices send it again (see takeAcks).
+      batcher?.discard();
+      giveBackAcks?.();
       broker.off('message', onMessage);
       broker.off('connection', onConnection);
       broker.off('security', onSecurity);

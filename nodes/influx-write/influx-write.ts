@@ -9,6 +9,7 @@ import {
 } from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { shortError } from '../lib/influx/status';
+import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
@@ -171,6 +172,8 @@ export = function register(RED: NodeAPI): void {
             ? refused[0]
             : { code: 'POINTS_REFUSED', reason: `${refused.length} points refused` };
         const out = lines.length > 0 ? RED.util.cloneMessage(m) : m;
+        // The refused part goes on with the same held acks: they wait for both parts.
+        if (out !== m) ackLedger.fork(m.ackId as AckIds);
         (out as Record<string, unknown>).rejection = rejection('influx', r.code, r.reason, {
           points: refused,
         });
@@ -180,6 +183,7 @@ export = function register(RED: NodeAPI): void {
       opened
         .then((spool) => spool.append(lines))
         .then(() => {
+          ackLedger.settle(m.ackId as AckIds, 'stored');
           sender?.notify();
           status.call();
           if (config.confirm) {
@@ -192,6 +196,8 @@ export = function register(RED: NodeAPI): void {
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
             // The spool's message says what happened and where; the rejection carries it as the reason.
             const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
+            // Not durable: the source must not acknowledge (MQTT: no PUBACK, the device resends).
+            ackLedger.settle(m.ackId as AckIds, 'failed');
             m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
             send([null, m, null]);
           }

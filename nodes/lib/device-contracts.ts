@@ -46,6 +46,8 @@ export interface DeviceMessage {
   /** The part after `devices/{id}/`: 'telemetry' | 'status' | 'commands/ack'. */
   kind: string;
   payload: Buffer;
+  /** Its held acknowledgement (see ingest/ack-ledger.ts): set when the PUBACK waits until it is stored. */
+  ackId?: number;
 }
 
 /**

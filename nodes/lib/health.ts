@@ -9,8 +9,20 @@ export type HealthStatus = 'ok' | 'degraded' | 'down';
 /** What an embedded broker reports (DeviceBroker satisfies it). */
 export interface BrokerProbe {
   readonly state: string;
-  stats(): { connections: number; online: number };
+  stats(): { connections: number; online: number; acks?: AckProbe };
 }
+
+/** A broker's held acknowledgements (AckGate.stats()). */
+export interface AckProbe {
+  held: number;
+  waiting: number;
+  timeouts: number;
+  /** When a held reading last timed out (ms since epoch), 0 if never. */
+  lastTimeoutAt: number;
+}
+
+/** How long an ack timeout keeps the broker part degraded. */
+export const ACK_TIMEOUT_DEGRADES_MS = 5 * 60_000;
 
 /** What an InfluxDB writer reports (InfluxSender.snapshot()); undefined while its spool is still opening. */
 export interface WriterSnapshot {
@@ -35,7 +47,9 @@ export interface HealthReport {
   at: number;
   broker: {
     status: HealthStatus;
-    brokers: { id: string; state: string; connections: number; online: number }[];
+    brokers: { id: string; state: string; connections: number; online: number; acks?: AckProbe }[];
+    /** Why the part is not ok, when it is degraded. */
+    reasons?: string[];
   };
   database: {
     status: HealthStatus;
@@ -53,7 +67,9 @@ function worst(a: HealthStatus, b: HealthStatus): HealthStatus {
 }
 
 /**
- * Broker: down unless every broker listens. Database: degraded while a writer retries or holds its data (the
+ * Broker: down unless every broker listens; degraded for ACK_TIMEOUT_DEGRADES_MS after a held reading timed out
+ * (it was acknowledged without being stored: a node between ingest and storage drops readings, an operator
+ * should look). Waiting at the bound of held readings is not degraded: that is backpressure doing its job. Database: degraded while a writer retries or holds its data (the
  * spool keeps it, nothing is lost yet), down when a writer has no spool. Overall: the worse of the two; a part
  * with no component is 'down' (a backend without a broker or a writer cannot do its job).
  */
@@ -63,8 +79,17 @@ export function healthReport(
   now = Date.now(),
 ): HealthReport {
   const brokerRows = brokers.map(({ id, probe }) => ({ id, state: probe.state, ...probe.stats() }));
-  const brokerStatus: HealthStatus =
+  let brokerStatus: HealthStatus =
     brokerRows.length > 0 && brokerRows.every((b) => b.state === 'listening') ? 'ok' : 'down';
+  const reasons: string[] = [];
+  for (const b of brokerRows) {
+    if (!b.acks || b.acks.lastTimeoutAt === 0 || now - b.acks.lastTimeoutAt > ACK_TIMEOUT_DEGRADES_MS)
+      continue;
+    brokerStatus = worst(brokerStatus, 'degraded');
+    reasons.push(
+      `broker ${b.id}: readings acknowledged after the ack timeout without being stored (${b.acks.timeouts} in all, last at ${new Date(b.acks.lastTimeoutAt).toISOString()})`,
+    );
+  }
 
   let dbStatus: HealthStatus = writers.length > 0 ? 'ok' : 'down';
   let depth = 0;
@@ -86,7 +111,7 @@ export function healthReport(
   return {
     status: worst(brokerStatus, dbStatus),
     at: now,
-    broker: { status: brokerStatus, brokers: brokerRows },
+    broker: { status: brokerStatus, brokers: brokerRows, ...(reasons.length ? { reasons } : {}) },
     database: { status: dbStatus, writers: writerRows },
     spool: { depth },
   };

@@ -7,6 +7,7 @@ import { QualityEngine, type ReadingOutcome } from '../lib/quality/engine';
 import type { FieldQuality } from '../lib/quality/flags';
 import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
+import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
 import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 
@@ -212,6 +213,8 @@ export = function register(RED: NodeAPI): void {
         let rejectedMsg: NodeMessage | null = null;
         if (refused.length) {
           rejectedMsg = RED.util.cloneMessage(msg);
+          // Kept and refused readings leave with the same held acks: they wait for both messages.
+          if (kept.length) ackLedger.fork(msg.ackId as AckIds);
           rejectedMsg.payload = refused.map((x): unknown => payload[x.index]);
           if (Array.isArray(msg.timestamp))
             rejectedMsg.timestamp = refused.map((x) => batchElement(msg.timestamp, x.index));

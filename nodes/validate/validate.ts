@@ -3,6 +3,7 @@ import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
+import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
 import { Throttle } from '../lib/throttle';
 import {
   compileReadingSchema,
@@ -319,6 +320,8 @@ function outputs(
   const good: NodeMessage[] = [];
   const bad: NodeMessage[] = [];
   const total = (split ? accepted.length : Math.min(accepted.length, 1)) + rejected.length;
+  // Each leaving message carries the publication's held ack: it goes out when all of them are stored.
+  ackLedger.fork((msg as { ackId?: AckIds }).ackId, total - 1);
   const fresh = (): Record<string, unknown> => {
     if (total === 1) return msg;
     const { payload: _payload, ...rest } = msg;

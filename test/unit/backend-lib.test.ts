@@ -47,6 +47,25 @@ describe('health report', () => {
     assert.equal(healthHttpStatus(r), 503);
   });
 
+  it('is degraded for a while after a held reading timed out, naming the reason; waiting acks are not', () => {
+    const acks = { held: 5, waiting: 7, timeouts: 0, lastTimeoutAt: 0 };
+    const withAcks = (a: typeof acks): BrokerProbe => ({
+      state: 'listening',
+      stats: () => ({ connections: 1, online: 1, acks: a }),
+    });
+    const writer = { id: 'w', snapshot: { state: 'idle', queued: 0, written: 0 } };
+    const busy = healthReport([{ id: 'b', probe: withAcks(acks) }], [writer], 1_000_000);
+    assert.equal(busy.status, 'ok');
+    assert.equal(busy.broker.reasons, undefined);
+    const timedOut = { ...acks, timeouts: 3, lastTimeoutAt: 1_000_000 };
+    const r = healthReport([{ id: 'b', probe: withAcks(timedOut) }], [writer], 1_000_000 + 60_000);
+    assert.equal(r.broker.status, 'degraded');
+    assert.equal(r.status, 'degraded');
+    assert.match(r.broker.reasons?.[0] ?? '', /3 in all/);
+    const later = healthReport([{ id: 'b', probe: withAcks(timedOut) }], [writer], 1_000_000 + 6 * 60_000);
+    assert.equal(later.status, 'ok');
+  });
+
   it('is down when the broker does not listen, a writer has no spool, or a part is missing', () => {
     assert.equal(healthReport([{ id: 'b', probe: broker('failed') }], []).broker.status, 'down');
     const noSpool = healthReport(

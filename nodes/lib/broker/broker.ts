@@ -11,6 +11,7 @@ import { isValidDeviceId } from '../device-id';
 import { counter, gauge } from '../metrics';
 import type { Registry } from '../registry/registry';
 import { securityEvent, type SecurityEvent } from '../security-events';
+import { AckGate, type AckGateOptions, type AckGateStats } from './ack-gate';
 import { FrameGuard, PacketTooLargeError } from './frame-guard';
 import { Lockout, RateLimiter } from './limits';
 
@@ -75,6 +76,8 @@ export interface BrokerOptions {
   /** First topic level, default 'devices'. */
   topicPrefix?: string;
   limits?: Partial<BrokerLimits>;
+  /** Bound on held (unacknowledged) readings and the ack timeout; see ack-gate.ts. */
+  acks?: Partial<AckGateOptions>;
 }
 
 export interface Presence {
@@ -160,6 +163,11 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   private readonly presence = new Map<string, Presence>();
   private readonly rate: RateLimiter;
   private readonly lockout: Lockout;
+  private readonly acks: AckGate;
+  /** Kinds whose QoS 1 PUBACK waits until the flow stored them, with how many nodes take them. */
+  private readonly storedKinds = new Map<string, number>();
+  /** Payloads of publications already handed to the flow with a held ack: aedes' 'publish' skips them. */
+  private readonly handedOver = new WeakSet<Buffer>();
   private rateLimitedSinceEvent = 0;
   private lastRateLimitEvent = 0;
   private closing: Promise<void> | undefined;
@@ -186,6 +194,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     const l = this.limits;
     this.rate = new RateLimiter(l.connectRatePerIp, l.connectBurstPerIp, l.maxTrackedKeys);
     this.lockout = new Lockout(l.lockoutThreshold, l.lockoutBaseMs, l.lockoutMaxMs, l.maxTrackedKeys);
+    this.acks = new AckGate(opts.acks);
   }
 
   /** Creates a broker and starts it. */
@@ -271,13 +280,41 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     return this.presence.get(deviceId) ?? { online: false, lastSeen: 0 };
   }
 
-  /** Counters for status and health: open connections, online devices, tracked limiter entries. */
-  stats(): { connections: number; online: number; trackedAddresses: number; trackedLockouts: number } {
+  /** Counters for status and health: open connections, online devices, tracked limiter entries, held acks. */
+  stats(): {
+    connections: number;
+    online: number;
+    trackedAddresses: number;
+    trackedLockouts: number;
+    acks: AckGateStats;
+  } {
     return {
       connections: this.connections.size,
       online: this.live.size,
       trackedAddresses: this.rate.size,
       trackedLockouts: this.lockout.size,
+      acks: this.acks.stats(),
+    };
+  }
+
+  /**
+   * A node that stores these kinds (iotb-device-in) takes their acknowledgements: from now on a QoS 1
+   * publication of such a kind is PUBACKed only when the ack ledger settles the `ackId` it carries in the
+   * 'message' event. The returned function gives them back (node closing): the readings held then are not
+   * acknowledged, and their connections are closed so the devices send them again.
+   */
+  takeAcks(kinds: readonly string[]): () => void {
+    for (const k of kinds) this.storedKinds.set(k, (this.storedKinds.get(k) ?? 0) + 1);
+    let taken = true;
+    return () => {
+      if (!taken) return;
+      taken = false;
+      for (const k of kinds) {
+        const n = (this.storedKinds.get(k) ?? 1) - 1;
+        if (n > 0) this.storedKinds.set(k, n);
+        else this.storedKinds.delete(k);
+      }
+      this.acks.releaseAll();
     };
   }
 
@@ -351,19 +388,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
     this.aedes.on('publish', (packet, client) => {
       const s = client && this.sessions.get(client);
-      if (!s) return;
-      const now = Date.now();
-      const p = this.presence.get(s.device.id);
-      if (p) p.lastSeen = now;
-      const kind = packet.topic.slice(s.prefixLength);
-      messagesTotal.labels(kind).inc();
-      const msg: DeviceMessage = {
-        device: this.deviceRef(s),
-        topic: packet.topic,
-        kind,
-        payload: packet.payload as Buffer,
-      };
-      this.emit('message', msg);
+      if (!s || this.handedOver.delete(packet.payload as Buffer)) return;
+      this.deliver(s, packet.topic, packet.payload as Buffer, undefined);
     });
     this.aedes.on('ping', (_packet, client) => {
       const s = this.sessions.get(client);
@@ -535,8 +561,19 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   ): void {
     if (client === null) return cb(null); // the broker's own publications (already checked wills, $SYS)
     const s = this.sessions.get(client);
-    if (s && packet.topic.length <= this.limits.maxTopicLength && s.publishTopics.includes(packet.topic))
-      return cb(null);
+    if (s && packet.topic.length <= this.limits.maxTopicLength && s.publishTopics.includes(packet.topic)) {
+      if (!this.storedKinds.has(packet.topic.slice(s.prefixLength))) return cb(null);
+      const payload = packet.payload as Buffer;
+      return this.acks.admit({
+        connection: client,
+        hold: packet.qos === 1,
+        deliver: (ackId) => {
+          this.handedOver.add(payload);
+          this.deliver(s, packet.topic, payload, ackId);
+        },
+        release: cb,
+      });
+    }
     refusedTotal.labels('publish_acl').inc();
     this.emitSecurity(securityEvent('acl_denied', 'mqtt', 'publish_topic', s?.device.id, s?.ip));
     cb(new Error(`publish to ${packet.topic.slice(0, this.limits.maxTopicLength)} not allowed`));
@@ -607,6 +644,17 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     }
   }
 
+  /** A device's publication to the flow ('message'); `ackId` when its PUBACK waits for storage. */
+  private deliver(s: Session, topic: string, payload: Buffer, ackId: number | undefined): void {
+    const p = this.presence.get(s.device.id);
+    if (p) p.lastSeen = Date.now();
+    const kind = topic.slice(s.prefixLength);
+    messagesTotal.labels(kind).inc();
+    const msg: DeviceMessage = { device: this.deviceRef(s), topic, kind, payload };
+    if (ackId !== undefined) msg.ackId = ackId;
+    this.emit('message', msg);
+  }
+
   private deviceRef(s: Session): DeviceRef {
     return this.registry.getDevice(s.device.id) ?? s.device;
   }
@@ -622,6 +670,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.off('rotated', this.onRotated);
     clearInterval(this.expiryTimer);
     this.registry.off('security', this.onRegistrySecurity);
+    this.acks.releaseAll();
     const closed = this.servers.map((s) => (s.listening ? once(s, 'close') : Promise.resolve()));
     for (const s of this.servers) if (s.listening) s.close();
     this.wss?.close();
