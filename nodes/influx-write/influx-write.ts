@@ -193,11 +193,11 @@ export = function register(RED: NodeAPI): void {
           done();
         })
         .catch((err: Error) => {
+          // Not durable: the source must not acknowledge (MQTT: no PUBACK, the device resends).
+          ackLedger.settle(m.ackId as AckIds, 'failed');
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
             // The spool's message says what happened and where; the rejection carries it as the reason.
             const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
-            // Not durable: the source must not acknowledge (MQTT: no PUBACK, the device resends).
-            ackLedger.settle(m.ackId as AckIds, 'failed');
             m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
             send([null, m, null]);
           }

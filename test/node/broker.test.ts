@@ -304,6 +304,51 @@ describe('iotb-broker and iotb-device-in nodes', () => {
       c.end(true);
     });
 
+    it('a reading the spool cannot take (full) is not acknowledged: the connection closes, the device resends', async () => {
+      const schema = JSON.stringify({ type: 'object', properties: { note: { type: 'string' } } });
+      const deadPort = await freePort();
+      const { registry, broker } = await load({ wires: [['v'], []] }, {}, [
+        {
+          id: 'v',
+          type: 'iotb-validate',
+          schemaSource: 'inline',
+          schema,
+          maxBytes: 65536,
+          wires: [['w'], []],
+        },
+        {
+          id: 'cfg',
+          type: 'iotb-influx',
+          flavour: '1',
+          url: `http://127.0.0.1:${deadPort}`,
+          database: 'iot',
+        },
+        // The smallest spool (64 KiB), InfluxDB unreachable: a few 20 kB readings fill it.
+        {
+          id: 'w',
+          type: 'iotb-influx-write',
+          influx: 'cfg',
+          spoolMaxMB: 0.0625,
+          closeTimeoutS: 0.2,
+          wires: [[], [], []],
+        },
+      ]);
+      const c = await device(registry, 'ack-9');
+      const gone = closed(c);
+      let acked = 0;
+      for (let i = 0; i < 10 && c.connected; i++) {
+        const pub = track(
+          c.publishAsync('devices/ack-9/telemetry', JSON.stringify({ note: 'x'.repeat(20_000) }), { qos: 1 }),
+        );
+        if ((await Promise.race([pub.done, gone.then(() => 'closed')])) === 'closed') break;
+        acked++;
+      }
+      await gone;
+      assert.ok(acked >= 1 && acked < 10, `${acked} readings fitted before the spool was full`);
+      assert.equal(broker.stats().acks.failures, 1);
+      c.end(true);
+    });
+
     it('iotb-influx-write acknowledges once spooled; a publication iotb-validate splits waits for both parts', async () => {
       const schema = JSON.stringify({
         type: 'object',
