@@ -206,6 +206,14 @@ describe('iotb-broker and iotb-device-in nodes', () => {
       assert.equal(pub.acked, false, 'no PUBACK before the reading is stored');
       ackLedger.settle(m.ackId, 'stored');
       await pub.done;
+      // QoS 2: the PUBREC (and so the PUBCOMP) waits the same way.
+      const pub2 = track(c.publishAsync('devices/ack-1/telemetry', '{"t":0}', { qos: 2 }));
+      await until('the QoS 2 reading', () => got.length === 2);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(pub2.acked, false);
+      ackLedger.settle(got[1].ackId, 'stored');
+      await pub2.done;
+      got.splice(1, 1);
       await c.publishAsync('devices/ack-1/telemetry', '{"t":2}', { qos: 0 });
       await c.publishAsync('devices/ack-1/commands/ack', '{"id":"x","status":"succeeded"}', { qos: 1 });
       await until('three messages', () => got.length === 3);

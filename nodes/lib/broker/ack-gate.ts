@@ -24,7 +24,7 @@ import { counter, gauge } from '../metrics';
 export interface GatedPublication {
   /** The connection it came on (PUBACK order is kept per connection). */
   connection: object;
-  /** QoS 1 of a kind the flow stores: its acknowledgement waits for the ledger. */
+  /** QoS 1 or 2 of a kind the flow stores: its PUBACK (PUBREC) waits for the ledger. */
   hold: boolean;
   /** Hands it to the flow with its ack id (called only for held publications). */
   deliver(ackId: number): void;

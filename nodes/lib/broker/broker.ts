@@ -566,7 +566,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       const payload = packet.payload as Buffer;
       return this.acks.admit({
         connection: client,
-        hold: packet.qos === 1,
+        hold: packet.qos > 0, // QoS 2: the PUBREC waits the same way
         deliver: (ackId) => {
           this.handedOver.add(payload);
           this.deliver(s, packet.topic, payload, ackId);
