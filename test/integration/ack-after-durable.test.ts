@@ -1,9 +1,9 @@
 /**
  * "A PUBACK means stored" on the embedded broker, against the shipped backend flow in a real node-red process
  * with a real influxd: node-red is killed with SIGKILL during QoS 1 bursts at different moments and started
- * again (one device with 100 publishes in flight beside 1,000 devices); afterwards every reading a device got a PUBACK for is in InfluxDB exactly once (by device, ts and
- * value). And a flow that drops readings does not stall a device: it gets its PUBACKs after the ack timeout,
- * counted in /metrics and named in /api/health.
+ * again (one device with 100 publishes in flight beside 1,000 devices); afterwards every reading a device got a
+ * PUBACK for is in InfluxDB exactly once (by device, ts and value). And a flow that drops readings does not
+ * stall a device: it gets its PUBACKs after the ack timeout, counted in /metrics and named in /api/health.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
