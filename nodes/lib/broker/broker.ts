@@ -571,7 +571,10 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
           this.handedOver.add(payload);
           this.deliver(s, packet.topic, payload, ackId);
         },
-        release: cb,
+        // A closed connection gets no answer (aedes would only report the write to it as an error).
+        release: (err) => {
+          if (!(client as Client & { closed?: boolean }).closed) cb(err);
+        },
       });
     }
     refusedTotal.labels('publish_acl').inc();
