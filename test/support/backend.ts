@@ -58,14 +58,17 @@ export interface Backend {
 
 /**
  * Starts influxd (database iot) and node-red with flows/backend.json (+ extra flows), registry credentials deployed.
- * `env` adds to (or overrides) the flow's IOTB_* environment.
+ * `env` adds to (or overrides) the flow's IOTB_* environment; `adjust` may edit the flow before the deploy
+ * (e.g. add a device type to the registry node).
  */
 export async function startBackend(
   extraFlows: FlowNode[] = [],
   env: Record<string, string> = {},
+  adjust?: (flows: FlowNode[]) => void,
 ): Promise<Backend> {
   const influx = await startInfluxd({ database: 'iot' });
   const flows = [...shippedFlow('backend.json'), ...extraFlows];
+  adjust?.(flows);
   const registryId = flows.find((n) => n.type === 'iotb-registry')!.id;
   const operatorKey = `op-${randomBytes(24).toString('base64url')}`;
   const mqttPort = await freePort();
