@@ -137,4 +137,19 @@ describe('ingest integrity: every accepted reading is its own point (shipped bac
     });
     assert.equal(n, 500);
   });
+
+  it('stores a rejection reason and a status report with line breaks escaped, not refused', async () => {
+    await provision('nl-1', 'sensor');
+    const c = await mqttDevice('nl-1');
+    await c.publishAsync('devices/nl-1/telemetry', JSON.stringify({ temperature: 1, 'a\nb': 2 }), { qos: 1 });
+    await c.publishAsync('devices/nl-1/status', 'line one\r\nline two', { qos: 1 });
+    const rows = await eventually('the rejection and the status in device_events', async () => {
+      const got = await b.influxql(`SELECT * FROM device_events WHERE device = 'nl-1'`);
+      const rejected = got.find((r) => r.event === 'rejected');
+      const status = got.find((r) => r.event === 'status');
+      return rejected && status ? { rejected, status } : undefined;
+    });
+    assert.equal(rows.rejected.reason, 'a\\nb is not a known field');
+    assert.equal(rows.status.report, 'line one\\r\\nline two');
+  });
 });
