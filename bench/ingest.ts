@@ -17,10 +17,11 @@ import {
   startInfluxd,
   startMosquitto,
   tempDir,
+  waitForOutput,
   waitForPort,
   type Server,
 } from '../test/support/servers';
-import { ingestFlow, type IngestCase } from './support/ingest-flows';
+import { ingestFlow, type ExternalIngress, type IngestCase } from './support/ingest-flows';
 import { fmt, median } from './support/stats';
 
 const env = (name: string, dflt: number): number => {
@@ -39,6 +40,9 @@ const CASES = (process.env.IOTB_BENCH_CASES ?? 'stock,external,embedded')
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean) as IngestCase[];
+
+/** `auth` (core mqtt in + iotb-auth topic mode) or `mqtt-in` (the package's external-broker node). */
+const EXTERNAL_INGRESS: ExternalIngress = process.env.IOTB_BENCH_EXTERNAL === 'mqtt-in' ? 'mqtt-in' : 'auth';
 
 const REGISTRY_ID = 'be0c0000000000ff';
 const REGISTRY_SECRET = 'bench-ingest-registry-secret-0123456789abcdef';
@@ -103,6 +107,11 @@ async function untilStored(url: string, db: string, expected: number): Promise<{
   }
 }
 
+/** Until `clientId` holds a subscription to the telemetry topic (Mosquitto logs each SUBSCRIBE, see main). */
+async function subscribed(mosquitto: Server, clientId: string): Promise<void> {
+  await waitForOutput(mosquitto.proc, new RegExp(`${clientId} \\d devices/\\+/telemetry`), 30_000);
+}
+
 /** The load generator process and a request/answer call over its IPC channel. */
 function startLoad(): { child: ChildProcess; call(m: object): Promise<Record<string, number>> } {
   const child = fork(join(__dirname, 'support', 'ingest-load.ts'), [], {
@@ -138,6 +147,8 @@ async function runCase(
     mqttHost: '127.0.0.1',
     mqttPort,
     registryId: REGISTRY_ID,
+    externalIngress: EXTERNAL_INGRESS,
+    clientId: `iotb-bench-${database}`,
   });
   const hasRegistry = flows.some((n) => n.id === REGISTRY_ID);
   let nr: NodeRedProcess | undefined;
@@ -153,7 +164,8 @@ async function runCase(
       prepareUserDir: (dir) => copyFileSync(registryFile, join(dir, 'iotb-registry.json')),
     });
     if (embedded) await waitForPort(mqttPort, nr.proc.child);
-    else await nr.waitForOutput(/Connected to broker/);
+    else if (which === 'stock' || EXTERNAL_INGRESS === 'auth') await nr.waitForOutput(/Connected to broker/);
+    else await subscribed(mosquitto, `iotb-bench-${database}`);
     const pid = nr.proc.child.pid!;
     load = startLoad();
     const url = `mqtt://127.0.0.1:${mqttPort}`;
@@ -281,7 +293,12 @@ async function main(): Promise<void> {
   // The subscriber of a 150,000-message burst must not lose QoS 1 messages in Mosquitto's default queue of
   // 1,000 per client; 1,000 in flight to it instead of 20 so the broker is not what limits either path.
   const mosquitto = await startMosquitto({
-    extraConfig: ['max_queued_messages 0', 'max_inflight_messages 1000'],
+    extraConfig: [
+      'max_queued_messages 0',
+      'max_inflight_messages 1000',
+      // The default log types, and SUBSCRIBE lines so a run can await an ingest node's subscription.
+      ...['error', 'warning', 'notice', 'information', 'subscribe'].map((t) => `log_type ${t}`),
+    ],
   });
   const results: RoundResult[] = [];
   try {

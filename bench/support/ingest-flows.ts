@@ -18,6 +18,10 @@ export interface FlowTarget {
   mqttPort: number;
   /** The registry node's id: its credentials are deployed by the caller. */
   registryId: string;
+  /** The MQTT client id of the flow's broker connection. */
+  clientId: string;
+  /** The `external` case's broker-facing nodes (default `auth`). */
+  externalIngress?: ExternalIngress;
 }
 
 const Z = 'be0c000000000001';
@@ -42,7 +46,7 @@ function externalBroker(t: FlowTarget): FlowNode {
     type: 'mqtt-broker',
     broker: t.mqttHost,
     port: String(t.mqttPort),
-    clientid: 'iotb-bench-ingest',
+    clientid: t.clientId,
     protocolVersion: '4',
     keepalive: '60',
     cleansession: true,
@@ -182,13 +186,34 @@ function stockFlow(t: FlowTarget): FlowNode[] {
 }
 
 /**
- * The shipped pipeline behind an external broker. Core `mqtt in` + `iotb-auth` in trusted-topic mode; when
- * the package's own external-broker node is available, this is the one function to switch to it.
+ * How the shipped pipeline takes readings from an external broker:
+ * - `auth`: core `mqtt in` + `iotb-auth` in trusted-topic mode (what the shipped flows use today);
+ * - `mqtt-in`: the package's external-broker node `iotb-mqtt-in` (acknowledges to the broker only once a
+ *   reading is durable; persistent session). Its settings follow the node's planned editor fields: check
+ *   them against nodes/mqtt-in when the node is on this branch.
  */
-function externalFlow(t: FlowTarget): FlowNode[] {
+export type ExternalIngress = 'auth' | 'mqtt-in';
+
+/** The broker-facing nodes of the `external` case, wired into the shipped pipeline. */
+function externalIngress(t: FlowTarget, how: ExternalIngress): FlowNode[] {
+  if (how === 'mqtt-in')
+    return [
+      {
+        id: 'be0c000000000031',
+        type: 'iotb-mqtt-in',
+        z: Z,
+        registry: t.registryId,
+        broker: `mqtt://${t.mqttHost}:${t.mqttPort}`,
+        topic: TOPIC,
+        qos: 1,
+        clientId: t.clientId,
+        clean: false,
+        batchSize: 500,
+        batchWaitMs: 20,
+        wires: [['be0c000000000010'], []],
+      },
+    ];
   return [
-    tab,
-    registryNode(t),
     externalBroker(t),
     mqttIn('buffer', 'be0c000000000030'),
     {
@@ -202,8 +227,11 @@ function externalFlow(t: FlowTarget): FlowNode[] {
       ratePerS: 0,
       wires: [['be0c000000000010'], []],
     },
-    ...shippedPipeline(t),
   ];
+}
+
+function externalFlow(t: FlowTarget): FlowNode[] {
+  return [tab, registryNode(t), ...externalIngress(t, t.externalIngress ?? 'auth'), ...shippedPipeline(t)];
 }
 
 function embeddedFlow(t: FlowTarget): FlowNode[] {
