@@ -152,4 +152,27 @@ describe('ingest integrity: every accepted reading is its own point (shipped bac
     assert.equal(rows.rejected.reason, 'a\\nb is not a known field');
     assert.equal(rows.status.report, 'line one\\r\\nline two');
   });
+
+  it('refuses a second reading with a taken ts (other values) and drops a repetition, both counted', async () => {
+    await provision('ts-1', 'sensor');
+    const c = await mqttDevice('ts-1');
+    const ts = Date.now() - 30_000;
+    for (const temperature of [1, 2, 1])
+      await c.publishAsync('devices/ts-1/telemetry', JSON.stringify({ ts, temperature }), { qos: 1 });
+    await c.publishAsync('devices/ts-1/telemetry', JSON.stringify({ ts: ts + 1, temperature: 3 }), { qos: 1 });
+    await storedCount('ts-1', 2);
+    const events = await eventually('both refusals in device_events', async () => {
+      const rows = await b.influxql(`SELECT code, reason FROM device_events WHERE device = 'ts-1' AND event = 'rejected'`);
+      return rows.length >= 2 ? rows : undefined;
+    });
+    assert.deepEqual(events.map((e) => e.code).sort(), ['DUPLICATE', 'DUPLICATE_TS']);
+    const rows = await b.influxql(`SELECT temperature FROM telemetry WHERE device = 'ts-1'`);
+    assert.deepEqual(
+      rows.map((r) => [r.time, r.temperature]),
+      [
+        [ts, 1],
+        [ts + 1, 3],
+      ],
+    );
+  });
 });
