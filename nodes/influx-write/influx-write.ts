@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
 import {
-  AcceptanceClock,
+  acceptanceClock,
   pointsFromMessage,
   DEFAULT_POINT_DEFAULTS,
   type PointDefaults,
@@ -59,7 +59,6 @@ export = function register(RED: NodeAPI): void {
         .filter(Boolean),
     );
     const fieldTypes = new FieldTypes();
-    const clock = new AcceptanceClock();
     const userDir = RED.settings.userDir ?? process.cwd();
     const spoolRoot = join(userDir, 'iotb-spool');
 
@@ -150,7 +149,7 @@ export = function register(RED: NodeAPI): void {
       let lines: Buffer[];
       const refused: { index: number; code: string; reason: string }[] = [];
       try {
-        const points = pointsFromMessage(m, defaults, clock);
+        const points = pointsFromMessage(m, defaults, acceptanceClock);
         lines = [];
         points.forEach((p, index) => {
           try {

@@ -8,8 +8,10 @@ import { Throttle } from '../lib/throttle';
 import {
   compileReadingSchema,
   DEFAULT_LIMITS,
+  DEFAULT_TAG_KEYS,
   DEFAULT_WINDOW,
   DuplicateWindow,
+  readingClock,
   SchemaError,
   validatePayload,
   type PayloadVerdict,
@@ -43,6 +45,8 @@ interface ValidateNodeDef extends NodeDef {
   maxAgeH: number | string;
   dedupPerDevice: number | string;
   dedupDevices: number | string;
+  /** More tag names (comma-separated) that a field may not have, besides device and type. */
+  tagKeys: string;
 }
 
 /** The schema (or why there is none) and the rules a validate node applies; shared with the editor's test. */
@@ -50,6 +54,7 @@ interface NodeRules {
   options: SchemaOptions;
   limits: ValidateLimits;
   window: TimestampWindow;
+  tagKeys: ReadonlySet<string>;
 }
 
 /** A compiled schema, or the refusal every reading gets while it is missing or broken. */
@@ -88,6 +93,12 @@ function rulesFrom(config: Partial<ValidateNodeDef>): NodeRules {
       maxFutureMs: positive(config.maxFutureS, DEFAULT_WINDOW.maxFutureMs / 1000) * 1000,
       maxAgeMs: positive(config.maxAgeH, DEFAULT_WINDOW.maxAgeMs / 3_600_000) * 3_600_000,
     },
+    tagKeys: new Set([
+      ...DEFAULT_TAG_KEYS,
+      ...(typeof config.tagKeys === 'string' ? config.tagKeys.split(',') : [])
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ]),
   };
 }
 
@@ -215,6 +226,8 @@ export = function register(RED: NodeAPI): void {
       now: 0,
       deviceId: undefined,
       duplicates,
+      clock: readingClock,
+      tagKeys: rules.tagKeys,
     };
     this.on('input', (msg, send, done) => {
       try {
@@ -299,6 +312,7 @@ export = function register(RED: NodeAPI): void {
         window: rules.window,
         now: Date.now(),
         deviceId: 'sample',
+        tagKeys: rules.tagKeys,
         count: false,
       });
       res.json(verdict);

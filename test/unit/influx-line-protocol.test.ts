@@ -173,6 +173,13 @@ describe('line protocol encoding', () => {
     refused(base({ tags: { device: '' } }), 'EMPTY');
     refused(base({ fields: { v: 2n ** 63n } }), 'NOT_INTEGER');
     refused(base({ timeNs: '12.5' }), 'BAD_TIMESTAMP');
+    // InfluxDB 1.x drops the backslash of \" in measurements and field keys (not in tags or string values).
+    refused(base({ fields: { 'a\\"b': 1 } }), 'AMBIGUOUS_BACKSLASH');
+    refused(base({ measurement: 'm\\"' }), 'AMBIGUOUS_BACKSLASH');
+    assert.equal(encodeLine(base({ tags: { 'k\\"': 'v\\"' } })), 'm,k\\"=v\\" v=1 1000');
+    assert.equal(encodeLine(base({ fields: { s: 'a\\"b' } })), 'm,device=d1 s="a\\\\\\"b" 1000');
+    // A field named like a tag of the point would take the tag's place in queries.
+    refused(base({ fields: { device: 'v1', v: 1 } }), 'FIELD_IS_TAG');
   });
 
   it('writes numbers as floats unless the field is declared integer, and keeps each field one type', () => {
@@ -204,6 +211,9 @@ describe('line protocol encoding', () => {
     assert.equal(toTimeNs('2023-11-14T22:13:20.123Z'), '1700000000123000000');
     assert.equal(toTimeNs(new Date(5)), '5000000');
     assert.equal(toTimeNs(1700000000123.5), '1700000000123500000');
+    // A fraction is exact to the microsecond (what a double carries near today's times).
+    assert.equal(toTimeNs(1700000000123.001), '1700000000123001000');
+    assert.equal(toTimeNs(1700000000123.999), '1700000000123999000');
     assert.equal(toTimeNs(-1), '-1000000');
     assert.equal(toTimeNs(123n), '123');
     assert.throws(() => toTimeNs('yesterday'), LineProtocolError);

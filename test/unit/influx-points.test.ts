@@ -48,6 +48,24 @@ describe('readings and points to line protocol', () => {
     assert.deepEqual(t, [`${NOW}000000`, `${NOW}000001`, `${NOW}000002`]);
   });
 
+  it('gives every point without a time its own, also within one message', () => {
+    const clock = new AcceptanceClock(() => NOW);
+    const point = { measurement: 'device_events', tags: { device: 'd1', code: 'SCHEMA' }, fields: { n: 1 } };
+    const times = [
+      ...pointsFromMessage({ payload: [point, point] }, DEFAULT_POINT_DEFAULTS, clock),
+      ...pointsFromMessage(
+        { device: { id: 'd1' }, payload: [{ v: 1 }, { v: 2 }] },
+        DEFAULT_POINT_DEFAULTS,
+        clock,
+      ),
+      ...pointsFromMessage({ payload: point }, DEFAULT_POINT_DEFAULTS, clock),
+    ].map((p) => p.timeNs);
+    assert.deepEqual(
+      times,
+      [0, 1, 2, 3, 4].map((i) => `${NOW}00000${i}`),
+    );
+  });
+
   it('takes each reading of a batch at its own time with its own quality (parallel arrays)', () => {
     assert.deepEqual(
       lines({

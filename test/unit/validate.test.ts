@@ -4,6 +4,7 @@ import {
   compileReadingSchema,
   DuplicateWindow,
   locateJsonError,
+  ReadingClock,
   readTimestamp,
   SchemaError,
   validatePayload,
@@ -13,6 +14,7 @@ import {
 } from '../../nodes/lib/validate';
 import { metricsRegistry } from '../../nodes/lib/metrics';
 import { decimal } from '../../nodes/lib/validate/readings';
+import { toTimeNs } from '../../nodes/lib/influx/line-protocol';
 
 const now = Date.parse('2026-06-01T12:00:00Z');
 const thermo = compileReadingSchema({
@@ -223,13 +225,17 @@ describe('validatePayload', () => {
     assert.equal(codeOf(JSON.stringify({ temperature: 1, id: 'x'.repeat(129) })), 'ID');
   });
 
-  it('refuses duplicates within the window: by id, or by ts and identical values', () => {
+  it('refuses duplicates within the window: by id, or by ts and identical values; another reading at a taken ts too', () => {
     const duplicates = new DuplicateWindow(100, 100);
     const ctx = { deviceId: 'd1', duplicates };
     const a = `{"ts":${now - 10},"temperature":1}`;
     assert.equal(run(a, ctx).accepted.length, 1);
     assert.equal(codeOf(a, ctx), 'DUPLICATE');
-    assert.equal(run(`{"ts":${now - 10},"humidity":1,"temperature":2}`, ctx).accepted.length, 1);
+    // Other values at the same ts would be merged into the first point by InfluxDB: refused, not merged.
+    const other = run(`{"ts":${now - 10},"humidity":1,"temperature":2}`, ctx);
+    assert.equal(other.rejected[0].rejection.code, 'DUPLICATE_TS');
+    assert.match(other.rejected[0].rejection.reason, /merge/);
+    assert.equal(codeOf(`{"ts":${now - 10},"id":"new","temperature":3}`, ctx), 'DUPLICATE_TS');
     assert.equal(run(a, { ...ctx, deviceId: 'd2' }).accepted.length, 1);
     assert.equal(run('{"id":"m1","temperature":1}', ctx).accepted.length, 1);
     const again = run('{"id":"m1","temperature":5}', ctx);
@@ -259,24 +265,22 @@ describe('validatePayload', () => {
     // Downstream edits of the accepted payload must not change what counts as a repetition.
     first.accepted[0].fields.temperature = 99;
     assert.equal(codeOf(`{"ts":${ts},"mode":"eco","temperature":1}`, ctx), 'DUPLICATE');
-    assert.equal(run(`{"ts":${ts},"temperature":99,"mode":"eco"}`, ctx).accepted.length, 1);
-    assert.equal(codeOf(`{"ts":${ts},"temperature":99,"mode":"eco"}`, ctx), 'DUPLICATE');
+    assert.equal(codeOf(`{"ts":${ts},"temperature":99,"mode":"eco"}`, ctx), 'DUPLICATE_TS');
     // An ISO ts names the same instant as its milliseconds.
     assert.equal(
       codeOf(`{"ts":"${new Date(ts).toISOString()}","temperature":1,"mode":"eco"}`, ctx),
       'DUPLICATE',
     );
     // Nested and long values are compared as text.
-    const nested = `{"ts":${ts},"temperature":5,"pos":{"lat":1,"lon":2},"note":"${'n'.repeat(200)}"}`;
+    const nested = `{"ts":${ts + 1},"temperature":5,"pos":{"lat":1,"lon":2},"note":"${'n'.repeat(200)}"}`;
     assert.equal(run(nested, ctx).accepted.length, 1);
     assert.equal(codeOf(nested, ctx), 'DUPLICATE');
-    assert.equal(run(nested.replace('"lon":2', '"lon":3'), ctx).accepted.length, 1);
+    assert.equal(codeOf(nested.replace('"lon":2', '"lon":3'), ctx), 'DUPLICATE_TS');
   });
 
-  it('forgets readings that share a ts one at a time, oldest first', () => {
+  it('forgets readings one at a time, oldest first', () => {
     const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(2, 10) };
-    const ts = now - 10;
-    const reading = (t: number) => `{"ts":${ts},"temperature":${t}}`;
+    const reading = (t: number) => `{"ts":${now - 10 + t},"temperature":${t}}`;
     assert.equal(run(reading(1), ctx).accepted.length, 1);
     assert.equal(run(reading(2), ctx).accepted.length, 1);
     assert.equal(run(reading(3), ctx).accepted.length, 1, 'evicts reading 1');
@@ -291,7 +295,7 @@ describe('validatePayload', () => {
     for (let i = 10; i > 0; i--) assert.equal(run(reading(now - i * 1000, i), ctx).accepted.length, 1);
     // Older than the newest reading: the ring is searched, not just the newest ts.
     assert.equal(codeOf(reading(now - 5000, 5), ctx), 'DUPLICATE');
-    assert.equal(run(reading(now - 5000, 6), ctx).accepted.length, 1, 'same ts, other value');
+    assert.equal(codeOf(reading(now - 5000, 6), ctx), 'DUPLICATE_TS', 'same ts, other value');
     // With coercion the accepted payload holds 21.5 while the device sent "21.5": its retry is still one.
     const coercing = compileReadingSchema(
       { type: 'object', properties: { temperature: { type: 'number' } } },
@@ -364,6 +368,63 @@ describe('validatePayload', () => {
     assert.equal(await read(), before + 1);
     validatePayload('[]', { schema: thermo, now, count: false });
     assert.equal(await read(), before + 1);
+  });
+
+  it('gives readings without ts times strictly increasing per device, in whole ms unless a device repeats one', () => {
+    const clock = new ReadingClock();
+    const times = (deviceId: string, payload: string) =>
+      run(payload, { deviceId, clock }).accepted.map((a) => a.timestamp);
+    const single = [1, 2, 3].flatMap(() => times('d1', '{"temperature":1}'));
+    const batch = times('d1', JSON.stringify(Array.from({ length: 1000 }, () => ({ temperature: 1 }))));
+    const all = [...single, ...batch];
+    assert.equal(all[0], now, 'the first reading of the millisecond keeps the receive time');
+    for (let i = 1; i < all.length; i++) assert.ok(all[i] > all[i - 1], `time ${i} after time ${i - 1}`);
+    // Each is a distinct nanosecond time for the writer, not only a distinct double.
+    assert.equal(new Set(all.map((t) => toTimeNs(t))).size, all.length);
+    assert.equal(all[1], now + 0.001);
+    // Another device is not slowed by d1's readings; d1 is back on whole ms once the clock passes them.
+    assert.deepEqual(times('d2', '{"temperature":1}'), [now]);
+    assert.deepEqual(
+      run('{"temperature":1}', { deviceId: 'd1', clock, now: now + 5 }).accepted.map((a) => a.timestamp),
+      [now + 5],
+    );
+    // Readings with ts keep their own.
+    assert.deepEqual(times('d1', `{"ts":${now - 10},"temperature":1}`), [now - 10]);
+  });
+
+  it('keeps the reading clock bounded without ever repeating a time', () => {
+    const clock = new ReadingClock(10);
+    for (let i = 0; i < 1000; i++) clock.next(`dev-${i}`, now + i);
+    assert.ok(clock.size <= 10, `${clock.size} devices remembered`);
+    // More devices than the bound within one millisecond: the map is cleared, the floor keeps each device's
+    // times increasing.
+    const seen: number[] = [];
+    for (let round = 0; round < 3; round++)
+      for (let i = 0; i < 25; i++) seen.push(clock.next(`burst-${i}`, now + 2000));
+    for (let i = 0; i < 25; i++) assert.ok(seen[50 + i] > seen[25 + i] && seen[25 + i] > seen[i]);
+    assert.ok(clock.size <= 10);
+  });
+
+  it('refuses a field named like a tag (device, type, configured ones), counted, with its reason', async () => {
+    const loose = compileReadingSchema({ type: 'object' });
+    const read = async () =>
+      (await metricsRegistry.getSingleMetric('iotb_rejected_total')!.get()).values.find(
+        (x) => x.labels.stage === 'validate' && x.labels.code === 'TAG_NAME',
+      )?.value ?? 0;
+    const before = await read();
+    const v = validatePayload('{"device":"v1","type":"sensor","temperature":99.5}', {
+      schema: loose,
+      now,
+      deviceId: 'd1',
+    });
+    assert.equal(v.accepted.length, 0);
+    assert.equal(v.rejected[0].rejection.code, 'TAG_NAME');
+    assert.match(v.rejected[0].rejection.reason, /field "device" has the name of a tag/);
+    assert.equal(await read(), before + 1);
+    assert.equal(codeOf('{"type":"x","v":1}', { schema: loose }), 'TAG_NAME');
+    const site = { schema: loose, tagKeys: new Set(['device', 'type', 'site']) };
+    assert.equal(codeOf('{"site":"x","v":1}', site), 'TAG_NAME');
+    assert.equal(run('{"site":"x","v":1}', { schema: loose }).accepted.length, 1);
   });
 });
 

@@ -6,8 +6,9 @@
  * - an explicit point `{ measurement, tags, fields, timestamp }`;
  * - an array of either (a device's back-fill), each element with its own `timestamp`/`ts` when it has one;
  *   a reading element otherwise takes its time and quality from the batch's parallel arrays (batch.ts).
- * The time is fixed here, when the input is accepted: a missing one becomes "now" once, so a retried write
- * carries the same timestamp and overwrites instead of duplicating.
+ * The time is fixed here, when the input is accepted: a missing one becomes the acceptance time once, so a
+ * retried write carries the same timestamp and overwrites instead of duplicating; each point without a time
+ * gets its own (AcceptanceClock), so two such points of one series never merge in InfluxDB.
  */
 import { batchElement } from '../batch';
 import { LineProtocolError, toTimeNs, type FieldValue, type PointInput } from './line-protocol';
@@ -47,14 +48,14 @@ function fieldValue(name: string, v: unknown): FieldValue | undefined {
   );
 }
 
-function timeOf(v: unknown, fallbackNs: string): string {
-  if (v === undefined || v === null) return fallbackNs;
+function timeOf(v: unknown, clock: AcceptanceClock): string {
+  if (v === undefined || v === null) return clock.next();
   if (typeof v === 'number' || typeof v === 'string' || typeof v === 'bigint' || v instanceof Date)
     return toTimeNs(v);
   throw new LineProtocolError('BAD_TIMESTAMP', `timestamp must be ms since epoch or ISO-8601 text`);
 }
 
-function explicitPoint(p: Obj, defaults: PointDefaults, nowNs: string): PointInput {
+function explicitPoint(p: Obj, defaults: PointDefaults, clock: AcceptanceClock): PointInput {
   const measurement = p.measurement ?? defaults.measurement;
   if (typeof measurement !== 'string')
     throw new LineProtocolError('BAD_MEASUREMENT', 'measurement must be a string');
@@ -73,7 +74,7 @@ function explicitPoint(p: Obj, defaults: PointDefaults, nowNs: string): PointInp
       throw new LineProtocolError('BAD_TAG', `tag ${JSON.stringify(k)} must be a string`);
     tags[k] = v;
   }
-  return { measurement, tags, fields, timeNs: timeOf(p.timestamp, nowNs) };
+  return { measurement, tags, fields, timeNs: timeOf(p.timestamp, clock) };
 }
 
 function readingPoint(
@@ -82,7 +83,7 @@ function readingPoint(
   time: unknown,
   qualityIn: unknown,
   defaults: PointDefaults,
-  nowNs: string,
+  clock: AcceptanceClock,
 ): PointInput {
   const tags: Record<string, string> = {};
   const device = msg.device;
@@ -105,14 +106,16 @@ function readingPoint(
     if (raw !== undefined) fields[k + defaults.rawSuffix] = raw;
   }
   const measurement = typeof msg.measurement === 'string' ? msg.measurement : defaults.measurement;
-  return { measurement, tags, fields, timeNs: timeOf(time, nowNs) };
+  return { measurement, tags, fields, timeNs: timeOf(time, clock) };
 }
 
 const isExplicit = (v: unknown): v is Obj => isObject(v) && isObject(v.fields);
 
 /**
- * Acceptance times in ns, strictly increasing within this process: two readings of one device accepted in
- * the same millisecond must not share a timestamp, or InfluxDB would keep only the last of them.
+ * Acceptance times in ns (ms · 10⁶ + a counter), strictly increasing: two points of one series accepted in
+ * the same millisecond must not share a timestamp, or InfluxDB would keep only the last of them. One clock
+ * per process (`acceptanceClock`) serves every write node, so points of one series written by two nodes
+ * (e.g. two writers of `device_events`) cannot collide either; memory is one number.
  */
 export class AcceptanceClock {
   private last = 0n;
@@ -127,6 +130,9 @@ export class AcceptanceClock {
   }
 }
 
+/** The process-wide clock for points without a time of their own. */
+export const acceptanceClock = new AcceptanceClock();
+
 /**
  * The points a message carries. Throws LineProtocolError for input that is not a reading or point;
  * `clock` gives the acceptance time for points without their own timestamp.
@@ -136,20 +142,19 @@ export function pointsFromMessage(
   defaults: PointDefaults,
   clock: AcceptanceClock,
 ): PointInput[] {
-  const nowNs = clock.next();
   const payload = msg.payload;
   if (Array.isArray(payload)) {
     return payload.map((el: unknown, i) => {
-      if (isExplicit(el)) return explicitPoint(el, defaults, nowNs);
+      if (isExplicit(el)) return explicitPoint(el, defaults, clock);
       if (!isObject(el))
         throw new LineProtocolError('BAD_INPUT', `element ${i} is not an object of fields or a point`);
       const time = el.ts ?? batchElement(msg.timestamp, i);
-      return readingPoint(el, msg, time, batchElement(msg.quality, i), defaults, nowNs);
+      return readingPoint(el, msg, time, batchElement(msg.quality, i), defaults, clock);
     });
   }
-  if (isExplicit(payload)) return [explicitPoint(payload, defaults, nowNs)];
+  if (isExplicit(payload)) return [explicitPoint(payload, defaults, clock)];
   if (isObject(payload))
-    return [readingPoint(payload, msg, msg.timestamp ?? payload.ts, msg.quality, defaults, nowNs)];
+    return [readingPoint(payload, msg, msg.timestamp ?? payload.ts, msg.quality, defaults, clock)];
   throw new LineProtocolError(
     'BAD_INPUT',
     'msg.payload must be a reading (object of fields), a point {measurement, tags, fields, timestamp} or an array of them',

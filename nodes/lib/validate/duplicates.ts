@@ -24,8 +24,8 @@ interface DeviceWindow {
 
 /**
  * Recent readings per device, to drop QoS 1 redeliveries and device retries. A reading is recognised by the
- * device's message id, or by its `ts` plus identical values (two readings with one `ts` but different fields
- * are both real, and InfluxDB merges them into one point). Readings arrive mostly in time order, so a `ts`
+ * device's message id, or by its `ts` plus identical values; a reading with a remembered `ts` but other values
+ * is told apart (InfluxDB would merge the two into one point, so the validator refuses it too). Readings arrive mostly in time order, so a `ts`
  * newer than any remembered one settles it at once; otherwise the device's ring of `ts` numbers is scanned,
  * and values are compared only for a reading with an equal `ts`. What is kept of a reading is its JSON text —
  * usually the payload text itself, so remembering a reading copies nothing — or, when longer than
@@ -62,24 +62,31 @@ export class DuplicateWindow {
   }
 
   /**
-   * True when a reading with this `ts` and the same values as `reading` (its `ts` and `id` aside) was
-   * remembered for `device`. Looks only: `rememberReading` adds it once it is accepted.
+   * Whether `device` has a remembered reading with this `ts`: `identical` when its values equal those of
+   * `reading` (its `ts` and `id` aside, a repetition), `different` when they do not (InfluxDB would merge the
+   * two into one point), undefined when there is none. Looks only: `rememberReading` adds it once accepted.
    */
-  hasReading(device: string, ts: number, reading: Record<string, unknown>): boolean {
+  hasReading(
+    device: string,
+    ts: number,
+    reading: Record<string, unknown>,
+  ): 'identical' | 'different' | undefined {
     const w = this.devices.get(device);
-    if (w === undefined || ts > w.newest) return false;
+    if (w === undefined || ts > w.newest) return undefined;
     let mine: string | undefined;
+    let found: 'different' | undefined;
     for (let i = 0; i < w.times.length; i++) {
       if (w.times[i] !== ts) continue;
       const kept = w.kept[i];
       if (kept.startsWith(DIGEST)) {
         mine ??= DIGEST + digest(valuesText(reading));
-        if (kept === mine) return true;
+        if (kept === mine) return 'identical';
       } else if (sameValues(JSON.parse(kept) as Record<string, unknown>, reading)) {
-        return true;
+        return 'identical';
       }
+      found = 'different';
     }
-    return false;
+    return found;
   }
 
   /** Remembers an accepted reading by its `ts` and what `keepOf` kept of it. */

@@ -4,6 +4,7 @@ export { parsePayload, locateJsonError, exceedsDepth } from './parse';
 export { inspectReading } from './inspect';
 export { readTimestamp } from './timestamp';
 export { DuplicateWindow } from './duplicates';
+export { ReadingClock, readingClock } from './clock';
 export {
   compileReadingSchema,
   DEFAULT_SCHEMA_OPTIONS,

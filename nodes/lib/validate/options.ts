@@ -29,6 +29,9 @@ export const DEFAULT_WINDOW: Readonly<TimestampWindow> = Object.freeze({
   maxAgeMs: 7 * 24 * 3_600_000,
 });
 
+/** Tags iotb-influx-write sets on every reading: a field of the same name is refused. */
+export const DEFAULT_TAG_KEYS: ReadonlySet<string> = new Set(['device', 'type']);
+
 /** A refusal before it is counted: lib code builds these, the caller turns them into `msg.rejection`. */
 export interface Refusal {
   code: RefusalCode;
@@ -50,5 +53,7 @@ export type RefusalCode =
   | 'TIMESTAMP'
   | 'ID'
   | 'DUPLICATE'
+  | 'DUPLICATE_TS'
+  | 'TAG_NAME'
   | 'NO_SCHEMA'
   | 'SCHEMA_INVALID';

@@ -1,8 +1,10 @@
 import { rejection, type Rejection } from '../rejection';
+import type { ReadingClock } from './clock';
 import { keepOf, type DuplicateWindow } from './duplicates';
-import { describeType, inspectReading } from './inspect';
+import { describeType, inspectReading, pointerSegment } from './inspect';
 import {
   DEFAULT_LIMITS,
+  DEFAULT_TAG_KEYS,
   DEFAULT_WINDOW,
   type Refusal,
   type TimestampWindow,
@@ -27,6 +29,16 @@ export interface ValidateContext {
   /** The authenticated sender (`msg.device.id`), for message ids and duplicate detection. */
   deviceId?: string;
   duplicates?: DuplicateWindow;
+  /**
+   * Gives readings without `ts` a time strictly increasing per device (`readingClock`); without it they get
+   * `now` as it is.
+   */
+  clock?: ReadingClock;
+  /**
+   * Names a field may not have because the writer stores them as tags (`device`, `type`, ...): such a field
+   * would shadow the tag in queries. Default DEFAULT_TAG_KEYS.
+   */
+  tagKeys?: ReadonlySet<string>;
   /** Count refusals in `iotb_rejected_total` (false for the editor's dry run). */
   count?: boolean;
 }
@@ -149,19 +161,41 @@ function judgeReading(
   if (!ctx.schema) {
     return ctx.noSchema ?? { code: 'NO_SCHEMA', reason: 'no schema to validate against' };
   }
-  // A reading without id is looked up before the schema runs: coercion and defaults may change `fields`,
+  // A reading with `ts` is looked up before the schema runs: coercion and defaults may change `fields`,
   // and the window compares readings as they came.
   const duplicates = ctx.duplicates;
   const device = ctx.deviceId ?? '';
   let kept: string | undefined;
-  let repeated = false;
-  if (duplicates && id === undefined && hasTs) {
-    repeated = duplicates.hasReading(device, timestamp, record);
-    if (!repeated) kept = keepOf(record, single ? source : undefined);
+  let earlier: 'identical' | 'different' | undefined;
+  if (duplicates && hasTs) {
+    earlier = duplicates.hasReading(device, timestamp, record);
+    if (earlier === undefined) kept = keepOf(record, single ? source : undefined);
   }
   const violation = ctx.schema.check(fields);
   if (violation) return violation;
+  const shadowed = tagNamedField(fields, ctx.tagKeys ?? DEFAULT_TAG_KEYS);
+  if (shadowed !== undefined) {
+    return {
+      code: 'TAG_NAME',
+      reason: `field ${JSON.stringify(shadowed)} has the name of a tag; stored, it would take the tag's place in queries (WHERE "${shadowed}" = ...)`,
+      details: { path: pointerSegment(shadowed) },
+    };
+  }
 
+  if (earlier === 'identical') {
+    return {
+      code: 'DUPLICATE',
+      reason: `an identical reading with ts ${timestamp} was already accepted from this device`,
+      details: { ts: timestamp },
+    };
+  }
+  if (earlier === 'different') {
+    return {
+      code: 'DUPLICATE_TS',
+      reason: `another reading with ts ${timestamp} was already accepted from this device; InfluxDB would merge the two into one point`,
+      details: { ts: timestamp },
+    };
+  }
   if (duplicates && id !== undefined && duplicates.seen(device, id)) {
     return {
       code: 'DUPLICATE',
@@ -169,14 +203,8 @@ function judgeReading(
       details: { id },
     };
   }
-  if (repeated) {
-    return {
-      code: 'DUPLICATE',
-      reason: `an identical reading with ts ${timestamp} was already accepted from this device`,
-      details: { ts: timestamp },
-    };
-  }
   if (kept !== undefined) duplicates?.rememberReading(device, timestamp, kept);
+  if (!hasTs && ctx.clock) timestamp = ctx.clock.next(device, ctx.now);
 
   const messageId =
     id ??
@@ -184,6 +212,12 @@ function judgeReading(
       decimal(timestamp) +
       (!hasTs && !single ? `:${index}` : '');
   return single ? { fields, timestamp, messageId } : { fields, timestamp, messageId, index };
+}
+
+/** The first of `tagKeys` that is a field of the reading. */
+function tagNamedField(fields: Record<string, unknown>, tagKeys: ReadonlySet<string>): string | undefined {
+  for (const key of tagKeys) if (Object.prototype.hasOwnProperty.call(fields, key)) return key;
+  return undefined;
 }
 
 /**

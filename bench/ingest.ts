@@ -1,0 +1,120 @@
+// Ingest end to end: a stock Node-RED composition against the shipped pipeline on both broker paths, in one
+// run, paired per round. See bench/README.md ("Ingest end to end") for what is measured and how to run it.
+// Smoke: IOTB_BENCH_DEVICES=100 IOTB_BENCH_BURST=10000 IOTB_BENCH_STEADY_S=5 IOTB_BENCH_ROUNDS=1 \
+//        node --import tsx bench/ingest.ts
+// Full:  node --import tsx bench/ingest.ts
+import { cpus, loadavg } from 'node:os';
+import type { IngestCase } from './support/ingest-flows';
+import { runCase, startIngestBench, type RoundResult, type Workload } from './support/ingest-run';
+import { fmt, median } from './support/stats';
+
+const env = (name: string, dflt: number): number => {
+  const v = Number(process.env[name]);
+  return process.env[name] !== undefined && Number.isFinite(v) && v >= 0 ? v : dflt;
+};
+
+const workload: Workload = {
+  devices: env('IOTB_BENCH_DEVICES', 1000),
+  burst: env('IOTB_BENCH_BURST', 150_000),
+  rate: env('IOTB_BENCH_RATE', 5000),
+  steadyS: env('IOTB_BENCH_STEADY_S', 20),
+  stallS: env('IOTB_BENCH_STALL_S', 30),
+  // `auth` (core mqtt in + iotb-auth topic mode) or `mqtt-in` (the package's external-broker node).
+  externalIngress: process.env.IOTB_BENCH_EXTERNAL === 'mqtt-in' ? 'mqtt-in' : 'auth',
+};
+const ROUNDS = env('IOTB_BENCH_ROUNDS', 3);
+const CASES = (process.env.IOTB_BENCH_CASES ?? 'stock,external,embedded')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean) as IngestCase[];
+
+const ratio = (a: number, b: number): number => a / b;
+
+function report(results: RoundResult[]): void {
+  const line = (cells: (string | number)[]): string => `| ${cells.join(' | ')} |`;
+  console.log(
+    `\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}, ${new Date().toISOString()}`,
+  );
+  console.log(
+    `${workload.devices} devices, ${fmt(workload.burst)}-message QoS 1 burst, steady ${fmt(workload.rate)}/s for ${workload.steadyS} s, ${ROUNDS} round(s)\n`,
+  );
+  console.log(
+    line([
+      'round',
+      'case',
+      'burst msgs/s',
+      'µs CPU/msg burst',
+      'peak RSS MiB',
+      'µs CPU/msg steady',
+      'PUBACK p50/p99 ms',
+      'stored/expected',
+    ]),
+  );
+  console.log(line(Array(8).fill('---')));
+  for (const r of results)
+    console.log(
+      line([
+        r.round + 1,
+        r.case,
+        fmt(r.burstRate),
+        r.burstCpuUsPerMsg.toFixed(1),
+        r.peakRssMb.toFixed(0),
+        r.steadyCpuUsPerMsg.toFixed(1),
+        `${r.p50Ms.toFixed(1)} / ${r.p99Ms.toFixed(1)}`,
+        `${fmt(r.stored)} / ${fmt(r.expected)}${r.stored === r.expected ? '' : ' LOSS'}${r.behind > 0 ? ` (generator behind ${r.behind}×)` : ''}`,
+      ]),
+    );
+  if (!CASES.includes('stock')) return;
+  console.log('\nPaired per-round ratios to stock, median over rounds (target in brackets):\n');
+  console.log(line(['case', 'msgs/s', 'CPU/msg at steady rate', 'peak RSS in burst', 'zero loss']));
+  console.log(line(Array(5).fill('---')));
+  for (const which of CASES.filter((c) => c !== 'stock')) {
+    const pairs = [...Array(ROUNDS).keys()].map((round) => {
+      const stock = results.find((r) => r.case === 'stock' && r.round === round)!;
+      const mine = results.find((r) => r.case === which && r.round === round)!;
+      return {
+        rate: ratio(mine.burstRate, stock.burstRate),
+        cpu: ratio(mine.steadyCpuUsPerMsg, stock.steadyCpuUsPerMsg),
+        rss: ratio(mine.peakRssMb, stock.peakRssMb),
+      };
+    });
+    const lossless = results.filter((r) => r.case === which).every((r) => r.stored === r.expected);
+    console.log(
+      line([
+        which,
+        `${median(pairs.map((p) => p.rate)).toFixed(2)}× [≥ ${which === 'external' ? 3 : 2}×]`,
+        `${median(pairs.map((p) => p.cpu)).toFixed(2)}× [≤ 0.4×]`,
+        `${median(pairs.map((p) => p.rss)).toFixed(2)}× [≤ 0.5×]`,
+        lossless ? 'yes' : 'NO',
+      ]),
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const bench = await startIngestBench(workload.devices);
+  const results: RoundResult[] = [];
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      // Rotate the order each round so drift on a shared machine favours no case.
+      const order = CASES.map((_, i) => CASES[(i + round) % CASES.length]);
+      for (const which of order) {
+        const r = await runCase(which, round, bench, workload);
+        console.error(
+          `round ${round + 1} ${which}: ${fmt(r.burstRate)} msgs/s, stored ${fmt(r.stored)}/${fmt(r.expected)}`,
+        );
+        results.push(r);
+      }
+    }
+    report(results);
+  } finally {
+    await bench.stop();
+  }
+}
+
+void main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

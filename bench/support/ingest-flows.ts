@@ -1,0 +1,276 @@
+/**
+ * The three ingest compositions bench/ingest.ts compares, as Node-RED flows:
+ * - `stock`: what a user builds from core nodes and node-red-contrib-influxdb behind an external broker;
+ * - `external`: the shipped pipeline behind an external broker (Mosquitto);
+ * - `embedded`: the shipped pipeline on the embedded broker, devices logging in with their own tokens.
+ * Every flow reads devices/<id>/telemetry readings `{ts, temperature, humidity}` and writes measurement
+ * `telemetry` with tag `device` into `database`.
+ */
+import { shippedFlow, type FlowNode } from '../../test/support/backend';
+
+export type IngestCase = 'stock' | 'external' | 'embedded';
+
+export interface FlowTarget {
+  influxUrl: string;
+  database: string;
+  /** The external broker (stock, external) or the port the embedded broker listens on (embedded). */
+  mqttHost: string;
+  mqttPort: number;
+  /** The registry node's id: its credentials are deployed by the caller. */
+  registryId: string;
+  /** The MQTT client id of the flow's broker connection. */
+  clientId: string;
+  /** The `external` case's broker-facing nodes (default `auth`). */
+  externalIngress?: ExternalIngress;
+}
+
+const Z = 'be0c000000000001';
+const TOPIC = 'devices/+/telemetry';
+const tab: FlowNode = { id: Z, type: 'tab', label: 'ingest benchmark' };
+
+/** The shipped registry, validate, quality and writer nodes as flows/backend.json configures them. */
+function shipped(type: string): FlowNode {
+  const node = shippedFlow('backend.json').find((n) => n.type === type);
+  if (!node) throw new Error(`flows/backend.json has no ${type} node`);
+  const { x: _x, y: _y, z: _z, wires: _w, ...config } = node;
+  return config;
+}
+
+function registryNode(t: FlowTarget): FlowNode {
+  return { ...shipped('iotb-registry'), id: t.registryId, file: 'iotb-registry.json' };
+}
+
+function externalBroker(t: FlowTarget): FlowNode {
+  return {
+    id: 'be0c000000000002',
+    type: 'mqtt-broker',
+    broker: t.mqttHost,
+    port: String(t.mqttPort),
+    clientid: t.clientId,
+    protocolVersion: '4',
+    keepalive: '60',
+    cleansession: true,
+    autoConnect: true,
+  };
+}
+
+function mqttIn(datatype: string, next: string): FlowNode {
+  return {
+    id: 'be0c000000000003',
+    type: 'mqtt in',
+    z: Z,
+    topic: TOPIC,
+    qos: '1',
+    datatype,
+    broker: 'be0c000000000002',
+    nl: false,
+    rap: false,
+    inputs: 0,
+    wires: [[next]],
+  };
+}
+
+/** validate -> quality -> influx write, as shipped; the first node's id is `be0c000000000010`. */
+function shippedPipeline(t: FlowTarget): FlowNode[] {
+  return [
+    {
+      ...shipped('iotb-validate'),
+      id: 'be0c000000000010',
+      z: Z,
+      registry: t.registryId,
+      wires: [['be0c000000000011'], []],
+    },
+    {
+      ...shipped('iotb-quality'),
+      id: 'be0c000000000011',
+      z: Z,
+      registry: t.registryId,
+      wires: [['be0c000000000012'], []],
+    },
+    {
+      ...shipped('iotb-influx-write'),
+      id: 'be0c000000000012',
+      z: Z,
+      name: 'telemetry',
+      influx: 'be0c000000000013',
+      confirm: false,
+      wires: [[], [], []],
+    },
+    { ...shipped('iotb-influx'), id: 'be0c000000000013', url: t.influxUrl, database: t.database },
+  ];
+}
+
+function stockFlow(t: FlowTarget): FlowNode[] {
+  return [
+    tab,
+    externalBroker(t),
+    mqttIn('utf8', 'be0c000000000020'),
+    {
+      id: 'be0c000000000020',
+      type: 'json',
+      z: Z,
+      property: 'payload',
+      action: 'obj',
+      wires: [['be0c000000000021']],
+    },
+    {
+      id: 'be0c000000000021',
+      type: 'function',
+      z: Z,
+      name: 'validate',
+      outputs: 1,
+      func: [
+        'const r = msg.payload;',
+        'const m = /^devices\\/([^/]+)\\/telemetry$/.exec(msg.topic);',
+        "if (!m || typeof r !== 'object' || r === null || !Number.isInteger(r.ts)) { node.warn('invalid reading'); return null; }",
+        "if (typeof r.temperature !== 'number' || r.temperature < -50 || r.temperature > 150) { node.warn('bad temperature'); return null; }",
+        "if (r.humidity !== undefined && (typeof r.humidity !== 'number' || r.humidity < 0 || r.humidity > 100)) { node.warn('bad humidity'); return null; }",
+        'msg.device = m[1];',
+        'return msg;',
+      ].join('\n'),
+      wires: [['be0c000000000022']],
+    },
+    {
+      id: 'be0c000000000022',
+      type: 'function',
+      z: Z,
+      name: 'map to point',
+      outputs: 1,
+      func: [
+        'const r = msg.payload;',
+        "msg.payload = { measurement: 'telemetry', tags: { device: msg.device }, fields: { temperature: r.temperature, humidity: r.humidity }, timestamp: new Date(r.ts) };",
+        'return msg;',
+      ].join('\n'),
+      wires: [['be0c000000000023']],
+    },
+    {
+      id: 'be0c000000000023',
+      type: 'join',
+      z: Z,
+      mode: 'custom',
+      build: 'array',
+      property: 'payload',
+      propertyType: 'msg',
+      key: 'topic',
+      joiner: '\\n',
+      joinerType: 'str',
+      accumulate: false,
+      timeout: '1',
+      count: '1000',
+      reduceRight: false,
+      useparts: false,
+      wires: [['be0c000000000024']],
+    },
+    {
+      id: 'be0c000000000024',
+      type: 'influxdb batch',
+      z: Z,
+      influxdb: 'be0c000000000025',
+      precision: 'ms',
+      retentionPolicy: '',
+      name: '',
+      wires: [],
+    },
+    {
+      id: 'be0c000000000025',
+      type: 'influxdb',
+      hostname: new URL(t.influxUrl).hostname,
+      port: new URL(t.influxUrl).port,
+      protocol: 'http',
+      database: t.database,
+      name: '',
+      usetls: false,
+      influxdbVersion: '1.x',
+    },
+  ];
+}
+
+/**
+ * How the shipped pipeline takes readings from an external broker:
+ * - `auth`: core `mqtt in` + `iotb-auth` in trusted-topic mode (what the shipped flows use today);
+ * - `mqtt-in`: the package's external-broker node `iotb-mqtt-in` (acknowledges to the broker only once a
+ *   reading is durable; persistent session). Its settings follow the node's planned editor fields: check
+ *   them against nodes/mqtt-in when the node is on this branch.
+ */
+export type ExternalIngress = 'auth' | 'mqtt-in';
+
+/** The broker-facing nodes of the `external` case, wired into the shipped pipeline. */
+function externalIngress(t: FlowTarget, how: ExternalIngress): FlowNode[] {
+  if (how === 'mqtt-in')
+    return [
+      {
+        id: 'be0c000000000031',
+        type: 'iotb-mqtt-in',
+        z: Z,
+        registry: t.registryId,
+        broker: `mqtt://${t.mqttHost}:${t.mqttPort}`,
+        topic: TOPIC,
+        qos: 1,
+        clientId: t.clientId,
+        clean: false,
+        batchSize: 500,
+        batchWaitMs: 20,
+        wires: [['be0c000000000010'], []],
+      },
+    ];
+  return [
+    externalBroker(t),
+    mqttIn('buffer', 'be0c000000000030'),
+    {
+      id: 'be0c000000000030',
+      type: 'iotb-auth',
+      z: Z,
+      registry: t.registryId,
+      mode: 'topic',
+      windowS: 300,
+      topicPrefix: 'devices',
+      ratePerS: 0,
+      wires: [['be0c000000000010'], []],
+    },
+  ];
+}
+
+function externalFlow(t: FlowTarget): FlowNode[] {
+  return [tab, registryNode(t), ...externalIngress(t, t.externalIngress ?? 'auth'), ...shippedPipeline(t)];
+}
+
+function embeddedFlow(t: FlowTarget): FlowNode[] {
+  return [
+    tab,
+    registryNode(t),
+    {
+      ...shipped('iotb-broker'),
+      id: 'be0c000000000040',
+      registry: t.registryId,
+      host: t.mqttHost,
+      port: String(t.mqttPort),
+      // 1,000 devices connect from one address within seconds: no per-address connect limit or lockout.
+      connectRatePerIp: 0,
+      lockoutThreshold: 0,
+      maxConnections: 100_000,
+    },
+    {
+      ...shipped('iotb-device-in'),
+      id: 'be0c000000000041',
+      z: Z,
+      broker: 'be0c000000000040',
+      status: false,
+      ack: false,
+      connectionEvents: false,
+      securityEvents: false,
+      wires: [['be0c000000000010'], []],
+    },
+    ...shippedPipeline(t),
+  ];
+}
+
+export function ingestFlow(which: IngestCase, t: FlowTarget): FlowNode[] {
+  switch (which) {
+    case 'stock':
+      return stockFlow(t);
+    case 'external':
+      return externalFlow(t);
+    case 'embedded':
+      return embeddedFlow(t);
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * One case of the ingest benchmark in one round (bench/ingest.ts): a fresh node-red process with the case's
+ * flow, the load generator process, a burst and a steady phase, exact counts read back from influxd, CPU and
+ * peak RSS of the node-red process from /proc. Also used by the harness's own test.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
+import { Registry } from '../../nodes/lib/registry/registry';
+import { startNodeRed, type NodeRedProcess } from '../../test/support/node-red';
+import {
+  freePort,
+  influxRows,
+  repoRoot,
+  startInfluxd,
+  startMosquitto,
+  tempDir,
+  waitForOutput,
+  waitForPort,
+  type Server,
+} from '../../test/support/servers';
+import { ingestFlow, type ExternalIngress, type IngestCase } from './ingest-flows';
+
+export interface Workload {
+  devices: number;
+  /** Readings in the burst, spread evenly over the devices. */
+  burst: number;
+  /** Readings per second in the steady phase, for `steadyS` seconds. */
+  rate: number;
+  steadyS: number;
+  /** No new point in InfluxDB for this long: the rest is counted as lost. */
+  stallS: number;
+  /** Broker-facing nodes of the `external` case. */
+  externalIngress: ExternalIngress;
+}
+
+export interface RoundResult {
+  case: IngestCase;
+  round: number;
+  burstRate: number;
+  burstCpuUsPerMsg: number;
+  peakRssMb: number;
+  steadyCpuUsPerMsg: number;
+  p50Ms: number;
+  p99Ms: number;
+  expected: number;
+  stored: number;
+  /** Times the load generator found every device at its in-flight bound in the steady phase. */
+  behind: number;
+}
+
+/** The servers and devices every case of a run shares. */
+export interface IngestBench {
+  influx: Server;
+  mosquitto: Server;
+  registryFile: string;
+  tokens: string[];
+  stop(): Promise<void>;
+}
+
+const REGISTRY_ID = 'be0c0000000000ff';
+const REGISTRY_SECRET = 'bench-ingest-registry-secret-0123456789abcdef';
+const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
+const contribInfluxdb = resolve(repoRoot, 'node_modules', 'node-red-contrib-influxdb');
+
+/** user + system CPU seconds of a process. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime (fields 14, 15)
+}
+
+/** Peak resident set size (VmHWM) of a process in MiB. */
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function createDb(url: string, db: string): Promise<void> {
+  const res = await fetch(`${url}/query`, {
+    method: 'POST',
+    body: new URLSearchParams({ q: `CREATE DATABASE "${db}"` }),
+  });
+  if (res.status !== 200) throw new Error(`CREATE DATABASE ${db}: ${res.status} ${await res.text()}`);
+}
+
+async function storedCount(url: string, db: string): Promise<number> {
+  const rows = await influxRows(url, db, 'SELECT count(temperature) FROM telemetry');
+  return rows.length === 0 ? 0 : Number(rows[0].count);
+}
+
+/** Polls until `expected` points are stored or nothing new arrived for `stallS`; resolves with count and time. */
+async function untilStored(
+  url: string,
+  db: string,
+  expected: number,
+  stallS: number,
+): Promise<{ n: number; at: number }> {
+  let last = -1;
+  let lastChange = Date.now();
+  for (;;) {
+    const n = await storedCount(url, db);
+    const at = Date.now();
+    if (n >= expected) return { n, at };
+    if (n !== last) {
+      last = n;
+      lastChange = at;
+    } else if (at - lastChange > stallS * 1000) {
+      return { n, at };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Until `clientId` holds a subscription to the telemetry topic (Mosquitto logs each SUBSCRIBE, see main). */
+async function subscribed(mosquitto: Server, clientId: string): Promise<void> {
+  await waitForOutput(mosquitto.proc, new RegExp(`${clientId} \\d devices/\\+/telemetry`), 30_000);
+}
+
+/** The load generator process and a request/answer call over its IPC channel. */
+function startLoad(): { child: ChildProcess; call(m: object): Promise<Record<string, number>> } {
+  const child = fork(join(__dirname, 'ingest-load.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const call = (m: object): Promise<Record<string, number>> =>
+    new Promise((res, rej) => {
+      child.once('message', (answer: { ok: boolean; error?: string } & Record<string, number>) =>
+        answer.ok ? res(answer) : rej(new Error(answer.error)),
+      );
+      child.once('exit', (code) => rej(new Error(`load generator exited with ${code}`)));
+      child.send(m);
+    });
+  return { child, call };
+}
+
+export async function runCase(
+  which: IngestCase,
+  round: number,
+  bench: IngestBench,
+  w: Workload,
+): Promise<RoundResult> {
+  const { influx, mosquitto, registryFile, tokens } = bench;
+  const database = `${which}_r${round}`;
+  await createDb(influx.url, database);
+  const embedded = which === 'embedded';
+  const mqttPort = embedded ? await freePort() : mosquitto.port;
+  const flows = ingestFlow(which, {
+    influxUrl: influx.url,
+    database,
+    mqttHost: '127.0.0.1',
+    mqttPort,
+    registryId: REGISTRY_ID,
+    externalIngress: w.externalIngress,
+    clientId: `iotb-bench-${database}`,
+  });
+  const hasRegistry = flows.some((n) => n.id === REGISTRY_ID);
+  let nr: NodeRedProcess | undefined;
+  let load: ReturnType<typeof startLoad> | undefined;
+  try {
+    nr = await startNodeRed({
+      flows,
+      credentials: hasRegistry ? { [REGISTRY_ID]: { secret: REGISTRY_SECRET } } : undefined,
+      settings: {
+        nodesDir: [repoRoot, contribInfluxdb],
+        logging: { console: { level: 'info', metrics: false, audit: false } },
+      },
+      prepareUserDir: (dir) => copyFileSync(registryFile, join(dir, 'iotb-registry.json')),
+    });
+    if (embedded) await waitForPort(mqttPort, nr.proc.child);
+    else if (which === 'stock' || w.externalIngress === 'auth') await nr.waitForOutput(/Connected to broker/);
+    else await subscribed(mosquitto, `iotb-bench-${database}`);
+    const pid = nr.proc.child.pid!;
+    load = startLoad();
+    const url = `mqtt://127.0.0.1:${mqttPort}`;
+    await load.call({ cmd: 'connect', url, devices: w.devices, tokens: embedded ? tokens : undefined });
+
+    // Burst: every device publishes its share, bounded in flight; done when InfluxDB holds them all.
+    const cpu0 = cpuSeconds(pid);
+    const t0 = Date.now();
+    const acked = load.call({ cmd: 'burst', total: w.burst });
+    const burstStored = await untilStored(influx.url, database, w.burst, w.stallS);
+    await acked;
+    const burstCpu = cpuSeconds(pid) - cpu0;
+    const peak = peakRssMb(pid);
+
+    // Steady: w.rate readings/s for w.steadyS; CPU until the last of them is stored.
+    const cpu1 = cpuSeconds(pid);
+    const steady = await load.call({ cmd: 'steady', rate: w.rate, seconds: w.steadyS });
+    const expected = w.burst + steady.sent;
+    const final = await untilStored(influx.url, database, expected, w.stallS);
+    const steadyCpu = cpuSeconds(pid) - cpu1;
+    const stored = await storedCount(influx.url, database);
+    return {
+      case: which,
+      round,
+      burstRate: burstStored.n / ((burstStored.at - t0) / 1000),
+      burstCpuUsPerMsg: (burstCpu / Math.max(1, burstStored.n)) * 1e6,
+      peakRssMb: peak,
+      steadyCpuUsPerMsg: (steadyCpu / Math.max(1, final.n - burstStored.n)) * 1e6,
+      p50Ms: steady.p50Ms,
+      p99Ms: steady.p99Ms,
+      expected,
+      stored,
+      behind: steady.behind,
+    };
+  } finally {
+    if (load) {
+      load.child.send({ cmd: 'close' });
+      await new Promise((r) => load!.child.once('exit', r));
+    }
+    await nr?.stop();
+  }
+}
+
+/** Devices dev-0 .. dev-(n-1) of type `sensor`, created once; every Node-RED user dir gets a copy. */
+function prepareRegistry(dir: string, devices: number): { file: string; tokens: string[] } {
+  const file = join(dir, 'iotb-registry.json');
+  const registry = new Registry(new FileDeviceStore(file), REGISTRY_SECRET);
+  registry.putType({ name: 'sensor' });
+  const tokens: string[] = [];
+  for (let i = 0; i < devices; i++)
+    tokens.push(registry.createDevice({ id: `dev-${i}`, type: 'sensor' }).token);
+  registry.close();
+  return { file, tokens };
+}
+
+/** influxd, Mosquitto and a registry of `devices` devices for a run. */
+export async function startIngestBench(devices: number): Promise<IngestBench> {
+  const dir = tempDir('bench-ingest');
+  const { file, tokens } = prepareRegistry(dir.path, devices);
+  const influx = await startInfluxd();
+  // The subscriber of a 150,000-message burst must not lose QoS 1 messages in Mosquitto's default queue of
+  // 1,000 per client; 1,000 in flight to it instead of 20 so the broker is not what limits either path.
+  const mosquitto = await startMosquitto({
+    extraConfig: [
+      'max_queued_messages 0',
+      'max_inflight_messages 1000',
+      // The default log types, and SUBSCRIBE lines so a run can await an ingest node's subscription.
+      ...['error', 'warning', 'notice', 'information', 'subscribe'].map((t) => `log_type ${t}`),
+    ],
+  }).catch(async (err: unknown) => {
+    await influx.stop();
+    dir.remove();
+    throw err;
+  });
+  return {
+    influx,
+    mosquitto,
+    registryFile: file,
+    tokens,
+    async stop() {
+      await mosquitto.stop();
+      await influx.stop();
+      dir.remove();
+    },
+  };
+}
