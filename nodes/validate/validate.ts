@@ -3,13 +3,19 @@ import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
+import { ackLedger } from '../lib/ingest/ack-ledger';
+import { isMicroBatch } from '../lib/ingest/micro-batch';
+import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 import {
+  addParts,
   compileReadingSchema,
   DEFAULT_LIMITS,
   DEFAULT_WINDOW,
   DuplicateWindow,
   SchemaError,
+  useSchema,
+  validateMicroBatch,
   validatePayload,
   type PayloadVerdict,
   type ReadingSchema,
@@ -50,6 +56,12 @@ interface NodeRules {
   limits: ValidateLimits;
   window: TimestampWindow;
 }
+
+/** A micro-batch as iotb-validate receives it (see nodes/lib/ingest/micro-batch.ts). */
+type BatchMessage = NodeMessageInFlow & { device: unknown[]; ackId?: unknown; rejection?: unknown };
+
+/** What a node's `send` takes. */
+type SendArg = NodeMessage | (NodeMessage | NodeMessage[] | null)[];
 
 /** A compiled schema, or the refusal every reading gets while it is missing or broken. */
 type SchemaChoice = ReadingSchema | Refusal;
@@ -217,37 +229,99 @@ export = function register(RED: NodeAPI): void {
     };
     this.on('input', (msg, send, done) => {
       try {
-        const device = (msg as { device?: DeviceRef }).device;
-        const choice = schemaFor(msg, device);
-        if (isRefusal(choice)) {
-          ctx.schema = undefined;
-          ctx.noSchema = choice;
-        } else {
-          ctx.schema = choice;
-          ctx.noSchema = undefined;
-        }
         ctx.now = Date.now();
-        ctx.deviceId = typeof device?.id === 'string' ? device.id : undefined;
-        const verdict = validatePayload(msg.payload, ctx);
-        accepted += verdict.accepted.length;
-        rejected += verdict.rejected.length;
-        if (verdict.accepted.length === 1 && verdict.rejected.length === 0 && !verdict.batch) {
-          // The common case: one valid reading leaves on out 1 as the input message itself. A plain
-          // send(msg) lets Node-RED take its single-wire fast path when out 2 is not wired.
-          const a = verdict.accepted[0];
-          msg.payload = a.fields;
-          (msg as Record<string, unknown>).timestamp = a.timestamp;
-          (msg as Record<string, unknown>).messageId = a.messageId;
-          send(msg);
-        } else {
-          send(outputs(RED, msg, verdict, config.split === true));
-        }
+        if (isMicroBatch(msg as { device?: unknown })) sendMicroBatch(msg as BatchMessage, send);
+        else sendPublication(msg, send);
         status.call();
         done();
       } catch (err) {
         done(err instanceof Error ? err : new Error(String(err)));
       }
     });
+
+    /** One publication: one reading or one device's array of readings. */
+    const sendPublication = (msg: NodeMessageInFlow, send: (m: SendArg) => void): void => {
+      const device = (msg as { device?: DeviceRef }).device;
+      useSchema(ctx, schemaFor(msg, device));
+      ctx.deviceId = typeof device?.id === 'string' ? device.id : undefined;
+      const verdict = validatePayload(msg.payload, ctx);
+      accepted += verdict.accepted.length;
+      rejected += verdict.rejected.length;
+      if (verdict.accepted.length === 1 && verdict.rejected.length === 0 && !verdict.batch) {
+        // The common case: one valid reading leaves on out 1 as the input message itself. A plain
+        // send(msg) lets Node-RED take its single-wire fast path when out 2 is not wired.
+        const a = verdict.accepted[0];
+        msg.payload = a.fields;
+        (msg as Record<string, unknown>).timestamp = a.timestamp;
+        (msg as Record<string, unknown>).messageId = a.messageId;
+        send(msg);
+        return;
+      }
+      // Every reading and every refusal settles one reference of the publication's acknowledgement.
+      const ackId = (msg as { ackId?: unknown }).ackId;
+      addParts(ackLedger, ackId, verdict.accepted.length + verdict.rejected.length);
+      send(outputs(RED, msg, verdict, config.split === true, ackId));
+    };
+
+    /**
+     * A micro-batch (nodes/lib/ingest/micro-batch.ts): every publication against its own device's schema;
+     * the valid readings leave as one batch (or one message each when splitting), each refusal alone.
+     */
+    const sendMicroBatch = (msg: BatchMessage, send: (m: SendArg) => void): void => {
+      const payloads = msg.payload;
+      if (!Array.isArray(payloads) || payloads.length !== msg.device.length) {
+        rejected++;
+        msg.rejection = rejection(
+          'validate',
+          'BATCH',
+          'a micro-batch needs msg.payload as an array of publications parallel to msg.device',
+          { devices: msg.device.length },
+        );
+        send([null, msg]);
+        return;
+      }
+      // A schema that does not depend on the device is looked up once per batch.
+      const shared = source === 'type' ? undefined : schemaFor(msg, undefined);
+      const { valid, refused } = validateMicroBatch(
+        payloads,
+        msg.device,
+        msg.ackId,
+        ctx,
+        (device) => shared ?? schemaFor(msg, device),
+        ackLedger,
+      );
+      accepted += valid.payload.length;
+      rejected += refused.length;
+      const bad: NodeMessage[] = refused.map((r) => ({
+        topic: msg.topic,
+        payload: r.payload,
+        device: r.device,
+        ackId: r.ackId,
+        rejection: r.rejection,
+      }));
+      let good: NodeMessage | NodeMessage[] | null = null;
+      if (valid.payload.length > 0 && config.split === true) {
+        good = valid.payload.map((payload, i) => ({
+          topic: msg.topic,
+          payload,
+          device: valid.device[i],
+          ackId: valid.ackId[i],
+          timestamp: valid.timestamp[i],
+          messageId: valid.messageId[i],
+        }));
+      } else if (valid.payload.length > 0) {
+        // The input message carries the batch on: its arrays are replaced, nothing is copied.
+        const out = msg as unknown as Record<string, unknown>;
+        out.payload = valid.payload;
+        out.device = valid.device;
+        out.ackId = valid.ackId;
+        out.timestamp = valid.timestamp;
+        out.messageId = valid.messageId;
+        good = msg;
+      }
+      if (bad.length === 0 && good && !Array.isArray(good)) send(good);
+      else send([good, bad]);
+    };
 
     this.on('close', () => {
       status.cancel();
@@ -314,6 +388,7 @@ function outputs(
   msg: NodeMessageInFlow,
   verdict: PayloadVerdict,
   split: boolean,
+  ackId: unknown,
 ): NodeMessage[][] {
   const { accepted, rejected } = verdict;
   const good: NodeMessage[] = [];
@@ -338,6 +413,8 @@ function outputs(
       out.payload = accepted.map((a) => a.fields);
       out.timestamp = accepted.map((a) => a.timestamp);
       out.messageId = accepted.map((a) => a.messageId);
+      // One reference per reading (see sendPublication): the writer settles each element's id.
+      if (typeof ackId === 'number') out.ackId = accepted.map(() => ackId);
       good.push(out);
     }
   }

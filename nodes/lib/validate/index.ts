@@ -20,3 +20,13 @@ export {
   type RejectedReading,
   type ValidateContext,
 } from './readings';
+export {
+  addParts,
+  useSchema,
+  validateMicroBatch,
+  type AckRefs,
+  type MicroBatchVerdict,
+  type ReadingBatch,
+  type RefusedReading,
+  type SchemaLookup,
+} from './micro-batch';
