@@ -1,14 +1,18 @@
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
+import { batchElement } from '../lib/batch';
+import { encodeLine, FieldTypes, type PointInput } from '../lib/influx/line-protocol';
 import {
   AcceptanceClock,
-  pointsFromMessage,
+  encodeMessage,
   DEFAULT_POINT_DEFAULTS,
   type PointDefaults,
+  type RefusedPoint,
 } from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { shortError } from '../lib/influx/status';
+import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
+import { addParts } from '../lib/ingest/ack-parts';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
@@ -144,42 +148,37 @@ export = function register(RED: NodeAPI): void {
           }, statsEveryS * 1000)
         : undefined;
 
+    const encode = (p: PointInput): string => encodeLine(p, { integerFields, fieldTypes });
+
     this.on('input', (msg: NodeMessageInFlow, send, done) => {
       const m = msg as NodeMessageInFlow & Record<string, unknown>;
-      let lines: Buffer[];
-      const refused: { index: number; code: string; reason: string }[] = [];
+      let encoded;
       try {
-        const points = pointsFromMessage(m, defaults, clock);
-        lines = [];
-        points.forEach((p, index) => {
-          try {
-            lines.push(Buffer.from(encodeLine(p, { integerFields, fieldTypes })));
-          } catch (err) {
-            if (!(err instanceof LineProtocolError)) throw err;
-            refused.push({ index, code: err.code, reason: err.message });
-          }
-        });
+        encoded = encodeMessage(m, defaults, clock, encode);
       } catch (err) {
-        if (!(err instanceof LineProtocolError)) return done(err as Error);
-        m.rejection = rejection('influx', err.code, err.message);
+        return done(err as Error);
+      }
+      const { lines, kept, refused } = encoded;
+      if (lines.length === 0 && refused.length === 1 && refused[0].index === undefined) {
+        // One reading or point, refused: the message itself leaves with the reason (and its ack id).
+        m.rejection = rejection('influx', refused[0].code, refused[0].reason);
         send([null, m, null]);
         return done();
       }
+      // Stored elements settle once they are in the spool; each refused one leaves alone and is settled
+      // where its rejection is stored. One ack id shared by all elements gets a reference per extra part.
+      const ackIds = m.ackId as AckIds;
       if (refused.length > 0) {
-        const r =
-          refused.length === 1
-            ? refused[0]
-            : { code: 'POINTS_REFUSED', reason: `${refused.length} points refused` };
-        const out = lines.length > 0 ? RED.util.cloneMessage(m) : m;
-        (out as Record<string, unknown>).rejection = rejection('influx', r.code, r.reason, {
-          points: refused,
-        });
-        send([null, out, null]);
+        if (!Array.isArray(ackIds)) addParts(ackLedger, ackIds, (lines.length > 0 ? 1 : 0) + refused.length);
+        send([null, refused.map((r) => refusedElement(m, r)), null]);
         if (lines.length === 0) return done();
       }
+      const storedIds: AckIds =
+        kept && Array.isArray(ackIds) ? kept.map((i) => (ackIds as unknown[])[i] as number | null) : ackIds;
       opened
         .then((spool) => spool.append(lines))
         .then(() => {
+          ackLedger.settle(storedIds, 'stored');
           sender?.notify();
           status.call();
           if (config.confirm) {
@@ -190,6 +189,8 @@ export = function register(RED: NodeAPI): void {
         })
         .catch((err: Error) => {
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
+            // Not durable: no acknowledgement for any reading of the message (the sender sends again).
+            ackLedger.settle(storedIds, 'failed');
             // The spool's message says what happened and where; the rejection carries it as the reason.
             const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
             m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
@@ -215,3 +216,17 @@ export = function register(RED: NodeAPI): void {
   }
   RED.nodes.registerType('iotb-influx-write', InfluxWriteNode);
 };
+
+/** The message a refused element of a batch leaves as: its reading, device, time and ack id, and why. */
+function refusedElement(m: Record<string, unknown>, r: RefusedPoint): Record<string, unknown> {
+  const i = r.index as number;
+  return {
+    topic: m.topic,
+    payload: (m.payload as unknown[])[i],
+    device: batchElement(m.device, i),
+    ackId: batchElement(m.ackId, i) ?? null,
+    timestamp: batchElement(m.timestamp, i),
+    messageId: batchElement(m.messageId, i),
+    rejection: rejection('influx', r.code, r.reason, { index: i }),
+  };
+}

@@ -4,11 +4,11 @@ import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'nod
 import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
 import { ackLedger } from '../lib/ingest/ack-ledger';
+import { addParts } from '../lib/ingest/ack-parts';
 import { isMicroBatch } from '../lib/ingest/micro-batch';
 import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 import {
-  addParts,
   compileReadingSchema,
   DEFAULT_LIMITS,
   DEFAULT_WINDOW,

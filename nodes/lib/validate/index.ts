@@ -21,10 +21,8 @@ export {
   type ValidateContext,
 } from './readings';
 export {
-  addParts,
   useSchema,
   validateMicroBatch,
-  type AckRefs,
   type MicroBatchVerdict,
   type ReadingBatch,
   type RefusedReading,

@@ -5,15 +5,11 @@
  * each refused reading as its own refusal.
  */
 import type { DeviceRef } from '../device-id';
+import { addParts, type AckRefs } from '../ingest/ack-parts';
 import type { Rejection } from '../rejection';
 import type { Refusal } from './options';
 import { validatePayload, type ValidateContext } from './readings';
 import type { ReadingSchema } from './schema';
-
-/** The slice of the ack ledger this needs (ack-ledger.ts): one more reference per extra part. */
-export interface AckRefs {
-  addRefs(id: number, extra: number): void;
-}
 
 /** The valid readings of a batch: the message contract's parallel arrays (nodes/lib/batch.ts). */
 export interface ReadingBatch {
@@ -96,11 +92,6 @@ export function useSchema(ctx: ValidateContext, choice: ReadingSchema | Refusal)
     ctx.schema = choice;
     ctx.noSchema = undefined;
   }
-}
-
-/** One acknowledged publication became `parts` messages or batch elements: each settles one reference. */
-export function addParts(ledger: AckRefs, ackId: unknown, parts: number): void {
-  if (typeof ackId === 'number' && parts > 1) ledger.addRefs(ackId, parts - 1);
 }
 
 /** A micro-batch's `ackId` is an array parallel to its payload; anything else holds no acknowledgement. */
