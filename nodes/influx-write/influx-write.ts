@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { batchElement } from '../lib/batch';
+import { elementMessage } from '../lib/batch';
 import { encodeLine, FieldTypes, type PointInput } from '../lib/influx/line-protocol';
 import {
   AcceptanceClock,
@@ -149,6 +149,7 @@ export = function register(RED: NodeAPI): void {
         : undefined;
 
     const encode = (p: PointInput): string => encodeLine(p, { integerFields, fieldTypes });
+    const clone = (msg: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(msg);
 
     this.on('input', (msg: NodeMessageInFlow, send, done) => {
       const m = msg as NodeMessageInFlow & Record<string, unknown>;
@@ -170,7 +171,7 @@ export = function register(RED: NodeAPI): void {
       const ackIds = m.ackId as AckIds;
       if (refused.length > 0) {
         if (!Array.isArray(ackIds)) addParts(ackLedger, ackIds, (lines.length > 0 ? 1 : 0) + refused.length);
-        send([null, refused.map((r) => refusedElement(m, r)), null]);
+        send([null, refused.map((r) => refusedElement(m, r, clone)), null]);
         if (lines.length === 0) return done();
       }
       const storedIds: AckIds =
@@ -218,15 +219,14 @@ export = function register(RED: NodeAPI): void {
 };
 
 /** The message a refused element of a batch leaves as: its reading, device, time and ack id, and why. */
-function refusedElement(m: Record<string, unknown>, r: RefusedPoint): Record<string, unknown> {
-  const i = r.index as number;
-  return {
-    topic: m.topic,
-    payload: (m.payload as unknown[])[i],
-    device: batchElement(m.device, i),
-    ackId: batchElement(m.ackId, i) ?? null,
-    timestamp: batchElement(m.timestamp, i),
-    messageId: batchElement(m.messageId, i),
-    rejection: rejection('influx', r.code, r.reason, { index: i }),
-  };
+function refusedElement(
+  m: Record<string, unknown>,
+  r: RefusedPoint,
+  clone: (m: Record<string, unknown>) => Record<string, unknown>,
+): Record<string, unknown> {
+  const index = r.index as number;
+  const out = elementMessage(m, index, clone);
+  out.ackId ??= null;
+  out.rejection = rejection('influx', r.code, r.reason, { index });
+  return out;
 }

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
-import { batchElement } from '../lib/batch';
+import { batchElement, elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import { ackLedger } from '../lib/ingest/ack-ledger';
 import { addParts } from '../lib/ingest/ack-parts';
@@ -110,6 +110,8 @@ export = function register(RED: NodeAPI): void {
     const onTypes = (): void => engine.invalidateRules();
     directory?.on('types', onTypes);
 
+    const clone = (m: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(m);
+
     /** Runs one reading through the engine; the outcome is the engine's reused one (see ReadingOutcome). */
     const judge = (
       deviceId: string,
@@ -158,15 +160,10 @@ export = function register(RED: NodeAPI): void {
       const ackIds: unknown[] | undefined = acks ? [] : undefined;
       const refused: NodeMessage[] = [];
       const refuse = (index: number, code: string, reason: string, details?: object): void => {
-        refused.push({
-          topic: msg.topic,
-          payload: payload[index],
-          device: batchElement(msg.device, index),
-          ackId: batchElement(msg.ackId, index) ?? null,
-          timestamp: batchElement(msg.timestamp, index),
-          messageId: batchElement(msg.messageId, index),
-          rejection: rejection('quality', code, reason, { index, ...details }),
-        });
+        const out = elementMessage(msg, index, clone);
+        out.ackId ??= null;
+        out.rejection = rejection('quality', code, reason, { index, ...details });
+        refused.push(out);
       };
       dirty = true;
       for (let index = 0; index < payload.length; index++) {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import { elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
 import { ackLedger } from '../lib/ingest/ack-ledger';
@@ -217,6 +218,8 @@ export = function register(RED: NodeAPI): void {
       return choice;
     };
 
+    const clone = (m: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(m);
+
     // One context for every message (validatePayload reads it synchronously): nothing allocated per message.
     const ctx: ValidateContext = {
       schema: undefined,
@@ -292,32 +295,26 @@ export = function register(RED: NodeAPI): void {
       );
       accepted += valid.payload.length;
       rejected += refused.length;
-      const bad: NodeMessage[] = refused.map((r) => ({
-        topic: msg.topic,
-        payload: r.payload,
-        device: r.device,
-        ackId: r.ackId,
-        rejection: r.rejection,
-      }));
+      const batch = msg as unknown as Record<string, unknown>;
+      const bad = refused.map((r) => {
+        const out = elementMessage(batch, r.publication, clone);
+        out.payload = r.payload;
+        out.ackId = r.ackId;
+        out.rejection = r.rejection;
+        return out;
+      });
       let good: NodeMessage | NodeMessage[] | null = null;
-      if (valid.payload.length > 0 && config.split === true) {
-        good = valid.payload.map((payload, i) => ({
-          topic: msg.topic,
-          payload,
-          device: valid.device[i],
-          ackId: valid.ackId[i],
-          timestamp: valid.timestamp[i],
-          messageId: valid.messageId[i],
-        }));
-      } else if (valid.payload.length > 0) {
+      if (valid.payload.length > 0) {
         // The input message carries the batch on: its arrays are replaced, nothing is copied.
-        const out = msg as unknown as Record<string, unknown>;
-        out.payload = valid.payload;
-        out.device = valid.device;
-        out.ackId = valid.ackId;
-        out.timestamp = valid.timestamp;
-        out.messageId = valid.messageId;
-        good = msg;
+        batch.payload = valid.payload;
+        batch.device = valid.device;
+        batch.ackId = valid.ackId;
+        batch.timestamp = valid.timestamp;
+        batch.messageId = valid.messageId;
+        good =
+          config.split === true
+            ? valid.payload.map((_, i) => elementMessage(batch, i, clone) as NodeMessage)
+            : msg;
       }
       if (bad.length === 0 && good && !Array.isArray(good)) send(good);
       else send([good, bad]);

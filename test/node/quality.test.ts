@@ -253,6 +253,7 @@ describe('iotb-quality node', () => {
       ],
       [{ t: 5000 }, 'd3', 116, T0, 'm16', 'RANGE', 16],
     );
+    assert.equal(bad.topic, 'batch', "the batch message's other properties go with a refused reading");
   });
 
   it('fills a gap with imputed readings before the reading that ends it', async () => {

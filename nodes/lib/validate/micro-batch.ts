@@ -24,6 +24,8 @@ export interface RefusedReading {
   /** `details.index`: the publication's position in the micro-batch; `details.reading`: the reading's
    *  position in the publication when the publication was an array. */
   rejection: Rejection;
+  /** The publication's position in the micro-batch. */
+  publication: number;
   device: DeviceRef | undefined;
   ackId: number | null;
   /** The refused reading as the device sent it, or the whole publication when it was refused as a whole. */
@@ -73,6 +75,7 @@ export function validateMicroBatch(
         r.index === undefined ? { ...details, index: p } : { ...details, index: p, reading: r.index };
       refused.push({
         rejection: r.rejection,
+        publication: p,
         device,
         ackId,
         payload: r.index === undefined ? payloads[p] : r.value,
