@@ -194,8 +194,15 @@ export = function register(RED: NodeAPI): void {
             ackLedger.settle(storedIds, 'failed');
             // The spool's message says what happened and where; the rejection carries it as the reason.
             const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
-            m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
-            send([null, m, null]);
+            const reason = `point not accepted: ${err.message}`;
+            if (Array.isArray(m.device)) {
+              // Readings of many devices: each leaves alone, so each refusal is stored under its device.
+              const indices = kept ?? lines.map((_, i) => i);
+              send([null, indices.map((i) => refusedElement(m, { index: i, code, reason }, clone)), null]);
+            } else {
+              m.rejection = rejection('influx', code, reason);
+              send([null, m, null]);
+            }
           }
           done(err);
         });

@@ -184,6 +184,29 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
       refusals.length,
       'refused: never acknowledged',
     );
+    // A batch of many devices on the full spool: each reading refused alone under its device, none acknowledged.
+    const ids = [owner.hold(), owner.hold()];
+    const perDevice = new Promise<any[]>((resolve) => {
+      const got: any[] = [];
+      helper.getNode('bad').on('input', (m: any) => void (got.push(m) === 2 && resolve(got)));
+    });
+    w.receive({ device: [{ id: 'x' }, { id: 'y' }], payload: [{ v: 1 }, { v: 2 }], ackId: ids });
+    assert.deepEqual(
+      (await perDevice).map((m): unknown[] => [
+        m.device.id,
+        m.ackId,
+        m.rejection.code,
+        m.rejection.details.index,
+      ]),
+      [
+        ['x', ids[0], 'SPOOL_FULL', 0],
+        ['y', ids[1], 'SPOOL_FULL', 1],
+      ],
+    );
+    assert.deepEqual(
+      ids.map((id) => owner.outcomes.get(id)),
+      ['failed', 'failed'],
+    );
     owner.close();
     for (const r of refusals) {
       assert.equal(r.code, 'SPOOL_FULL');
