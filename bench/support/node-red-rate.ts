@@ -32,6 +32,13 @@ export interface RateCase {
   node: Record<string, unknown> & { type: string };
   /** Number of outputs of the node under test (all are wired to the sink). Default 1. */
   outputs?: number;
+  /**
+   * Nodes after the node under test, for measuring a pipeline: each is fed by the first output of the one
+   * before it (its other outputs go to the sink), and a message counts when the LAST node completes it.
+   */
+  then?: { node: Record<string, unknown> & { type: string }; outputs?: number }[];
+  /** Messages in flight on this chain (default: the run's `window`), e.g. fewer for batches of readings. */
+  window?: number;
   /** Credentials of the node under test. */
   credentials?: Record<string, unknown>;
   /**
@@ -123,6 +130,7 @@ interface Chain {
   /** Resolves the round in progress on this chain. */
   onComplete: (() => void) | null;
   rounds: number[];
+  window: number | undefined;
 }
 
 const PASS_THROUGH = 'pass-through (bench-pass)';
@@ -135,29 +143,41 @@ function buildFlow(opts: RateOptions): { flow: Record<string, unknown>[]; chains
   const addChain = (
     key: string,
     name: string,
-    node: Record<string, unknown>,
-    outputs: number,
+    stages: { node: Record<string, unknown>; outputs?: number }[],
     message: Chain['message'],
+    window?: number,
   ): void => {
-    const ids = { source: `${key}-source`, node: `${key}-node`, sink: `${key}-sink` };
-    flow.push(
-      { id: ids.source, z, type: 'bench-pass', wires: [[ids.node]] },
-      { ...node, id: ids.node, z, wires: Array.from({ length: outputs }, () => [ids.sink]) },
-      { id: ids.sink, z, type: 'bench-pass', wires: [[]] },
-    );
+    const ids = { source: `${key}-source`, sink: `${key}-sink` };
+    const stageId = (k: number): string => (k === 0 ? `${key}-node` : `${key}-node${k}`);
+    flow.push({ id: ids.source, z, type: 'bench-pass', wires: [[stageId(0)]] });
+    stages.forEach((stage, k) => {
+      const next = k + 1 < stages.length ? stageId(k + 1) : ids.sink;
+      const wires = Array.from({ length: stage.outputs ?? 1 }, (_, out) => [out === 0 ? next : ids.sink]);
+      flow.push({ ...stage.node, id: stageId(k), z, wires });
+    });
+    flow.push({ id: ids.sink, z, type: 'bench-pass', wires: [[]] });
     chains.push({
       name,
       sourceId: ids.source,
-      nodeId: ids.node,
+      nodeId: stageId(stages.length - 1),
       message,
       completed: 0,
       errors: 0,
       onComplete: null,
       rounds: [],
+      window,
     });
   };
-  addChain('pass', PASS_THROUGH, { type: 'bench-pass' }, 1, opts.cases[0].message);
-  opts.cases.forEach((c, i) => addChain(`case${i}`, c.name, c.node, c.outputs ?? 1, c.message));
+  addChain('pass', PASS_THROUGH, [{ node: { type: 'bench-pass' } }], opts.cases[0].message);
+  opts.cases.forEach((c, i) =>
+    addChain(
+      `case${i}`,
+      c.name,
+      [{ node: c.node, outputs: c.outputs }, ...(c.then ?? [])],
+      c.message,
+      c.window,
+    ),
+  );
   flow.push(...(opts.configNodes ?? []));
   return { flow, chains };
 }
@@ -289,7 +309,7 @@ export async function measureNodeRates(opts: RateOptions): Promise<RateResult> {
       // Rotate the order so that drift (GC, JIT, a neighbour's load) does not favour one chain.
       const order = chains.map((_, i) => chains[(i + r) % chains.length]);
       for (const chain of order) {
-        const rate = await runRound(RED, chain, roundMs, window);
+        const rate = await runRound(RED, chain, roundMs, chain.window ?? window);
         if (r >= warmup) chain.rounds.push(rate);
       }
     }

@@ -1,15 +1,18 @@
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
+import { elementMessage } from '../lib/batch';
+import { encodeLine, FieldTypes, type PointInput } from '../lib/influx/line-protocol';
 import {
   acceptanceClock,
-  pointsFromMessage,
+  encodeMessage,
   DEFAULT_POINT_DEFAULTS,
   type PointDefaults,
+  type RefusedPoint,
 } from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { shortError } from '../lib/influx/status';
 import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
+import { addParts } from '../lib/ingest/ack-parts';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
@@ -144,45 +147,38 @@ export = function register(RED: NodeAPI): void {
           }, statsEveryS * 1000)
         : undefined;
 
+    const encode = (p: PointInput): string => encodeLine(p, { integerFields, fieldTypes });
+    const clone = (msg: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(msg);
+
     this.on('input', (msg: NodeMessageInFlow, send, done) => {
       const m = msg as NodeMessageInFlow & Record<string, unknown>;
-      let lines: Buffer[];
-      const refused: { index: number; code: string; reason: string }[] = [];
+      let encoded;
       try {
-        const points = pointsFromMessage(m, defaults, acceptanceClock);
-        lines = [];
-        points.forEach((p, index) => {
-          try {
-            lines.push(Buffer.from(encodeLine(p, { integerFields, fieldTypes })));
-          } catch (err) {
-            if (!(err instanceof LineProtocolError)) throw err;
-            refused.push({ index, code: err.code, reason: err.message });
-          }
-        });
+        encoded = encodeMessage(m, defaults, acceptanceClock, encode);
       } catch (err) {
-        if (!(err instanceof LineProtocolError)) return done(err as Error);
-        m.rejection = rejection('influx', err.code, err.message);
+        return done(err as Error);
+      }
+      const { lines, kept, refused } = encoded;
+      if (lines.length === 0 && refused.length === 1 && refused[0].index === undefined) {
+        // One reading or point, refused: the message itself leaves with the reason (and its ack id).
+        m.rejection = rejection('influx', refused[0].code, refused[0].reason);
         send([null, m, null]);
         return done();
       }
+      // Stored elements settle once they are in the spool; each refused one leaves alone and is settled
+      // where its rejection is stored. One ack id shared by all elements gets a reference per extra part.
+      const ackIds = m.ackId as AckIds;
       if (refused.length > 0) {
-        const r =
-          refused.length === 1
-            ? refused[0]
-            : { code: 'POINTS_REFUSED', reason: `${refused.length} points refused` };
-        const out = lines.length > 0 ? RED.util.cloneMessage(m) : m;
-        // The refused part goes on with the same held acks: they wait for both parts.
-        if (out !== m) ackLedger.fork(m.ackId as AckIds);
-        (out as Record<string, unknown>).rejection = rejection('influx', r.code, r.reason, {
-          points: refused,
-        });
-        send([null, out, null]);
+        if (!Array.isArray(ackIds)) addParts(ackLedger, ackIds, (lines.length > 0 ? 1 : 0) + refused.length);
+        send([null, refused.map((r) => refusedElement(m, r, clone)), null]);
         if (lines.length === 0) return done();
       }
+      const storedIds: AckIds =
+        kept && Array.isArray(ackIds) ? kept.map((i) => (ackIds as unknown[])[i] as number | null) : ackIds;
       opened
         .then((spool) => spool.append(lines))
         .then(() => {
-          ackLedger.settle(m.ackId as AckIds, 'stored');
+          ackLedger.settle(storedIds, 'stored');
           sender?.notify();
           status.call();
           if (config.confirm) {
@@ -192,13 +188,20 @@ export = function register(RED: NodeAPI): void {
           done();
         })
         .catch((err: Error) => {
-          // Not durable: the source must not acknowledge (MQTT: no PUBACK, the device resends).
-          ackLedger.settle(m.ackId as AckIds, 'failed');
+          // Not durable: no acknowledgement for any reading of the message (the sender sends again).
+          ackLedger.settle(storedIds, 'failed');
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
             // The spool's message says what happened and where; the rejection carries it as the reason.
             const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';
-            m.rejection = rejection('influx', code, `point not accepted: ${err.message}`);
-            send([null, m, null]);
+            const reason = `point not accepted: ${err.message}`;
+            if (Array.isArray(m.device)) {
+              // Readings of many devices: each leaves alone, so each refusal is stored under its device.
+              const indices = kept ?? lines.map((_, i) => i);
+              send([null, indices.map((i) => refusedElement(m, { index: i, code, reason }, clone)), null]);
+            } else {
+              m.rejection = rejection('influx', code, reason);
+              send([null, m, null]);
+            }
           }
           done(err);
         });
@@ -220,3 +223,16 @@ export = function register(RED: NodeAPI): void {
   }
   RED.nodes.registerType('iotb-influx-write', InfluxWriteNode);
 };
+
+/** The message a refused element of a batch leaves as: its reading, device, time and ack id, and why. */
+function refusedElement(
+  m: Record<string, unknown>,
+  r: RefusedPoint,
+  clone: (m: Record<string, unknown>) => Record<string, unknown>,
+): Record<string, unknown> {
+  const index = r.index as number;
+  const out = elementMessage(m, index, clone);
+  out.ackId ??= null;
+  out.rejection = rejection('influx', r.code, r.reason, { index });
+  return out;
+}

@@ -1,13 +1,14 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
-import { batchElement } from '../lib/batch';
+import { batchElement, elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
+import { ackLedger } from '../lib/ingest/ack-ledger';
+import { addParts } from '../lib/ingest/ack-parts';
 import { QualityEngine, type ReadingOutcome } from '../lib/quality/engine';
 import type { FieldQuality } from '../lib/quality/flags';
 import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
-import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
 import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 
@@ -27,7 +28,8 @@ interface QualityNodeDef extends NodeDef {
 }
 
 type Msg = NodeMessageInFlow & {
-  device?: { id?: unknown; type?: unknown };
+  device?: unknown;
+  ackId?: unknown;
   timestamp?: unknown;
   quality?: unknown;
   rejection?: unknown;
@@ -35,6 +37,8 @@ type Msg = NodeMessageInFlow & {
 };
 
 type QualityMap = Record<string, FieldQuality>;
+
+const NO_DEVICE = 'msg.device.id is missing: quality keeps state per device';
 
 const numberOr = (v: unknown, fallback: number): number => {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'number' ? v : NaN;
@@ -106,6 +110,8 @@ export = function register(RED: NodeAPI): void {
     const onTypes = (): void => engine.invalidateRules();
     directory?.on('types', onTypes);
 
+    const clone = (m: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(m);
+
     /** Runs one reading through the engine; the outcome is the engine's reused one (see ReadingOutcome). */
     const judge = (
       deviceId: string,
@@ -132,6 +138,84 @@ export = function register(RED: NodeAPI): void {
       return o;
     };
 
+    /**
+     * A batch: each element is one reading, judged on its own against its own device's state (`msg.device`
+     * is one device, or an array parallel to the payload in a batch of many devices); order within the
+     * array matters, as for messages. Out 1 keeps the batch's parallel arrays (batch.ts) in step with the
+     * kept readings and their fills; each refused reading leaves alone on out 2 with its index and ack id.
+     */
+    const sendBatch = (
+      msg: Msg,
+      payload: unknown[],
+      send: (m: (NodeMessage | NodeMessage[] | null)[]) => void,
+    ): void => {
+      const fallbackTs = Date.now();
+      const perElement = Array.isArray(msg.device);
+      const acks = Array.isArray(msg.ackId) ? (msg.ackId as unknown[]) : undefined;
+      const kept: unknown[] = [];
+      const quality: (QualityMap | null)[] = [];
+      const timestamps: number[] = [];
+      const messageIds: unknown[] = [];
+      const devices: unknown[] | undefined = perElement ? [] : undefined;
+      const ackIds: unknown[] | undefined = acks ? [] : undefined;
+      const refused: NodeMessage[] = [];
+      const refuse = (index: number, code: string, reason: string, details?: object): void => {
+        const out = elementMessage(msg, index, clone);
+        out.ackId ??= null;
+        out.rejection = rejection('quality', code, reason, { index, ...details });
+        refused.push(out);
+      };
+      dirty = true;
+      for (let index = 0; index < payload.length; index++) {
+        const el = payload[index];
+        const device = batchElement(msg.device, index);
+        if (!isObject(device) || typeof device.id !== 'string' || device.id === '') {
+          refuse(index, 'NO_DEVICE', NO_DEVICE);
+          continue;
+        }
+        if (!isObject(el)) {
+          refuse(index, 'NOT_A_READING', `element ${index} is not an object of fields`);
+          continue;
+        }
+        const given = el.ts ?? batchElement(msg.timestamp, index);
+        const at = typeof given === 'number' && Number.isFinite(given) ? given : fallbackTs;
+        const r = judge(
+          device.id,
+          typeof device.type === 'string' ? device.type : '',
+          at,
+          el,
+          batchElement(msg.quality, index),
+        );
+        if (r.rejected) {
+          refuse(index, r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected);
+          continue;
+        }
+        for (const f of r.fills ?? []) {
+          kept.push({ ts: f.timestamp, ...f.payload });
+          quality.push(f.quality);
+          timestamps.push(f.timestamp);
+          messageIds.push(`${device.id}:${f.timestamp}`);
+          devices?.push(device);
+          ackIds?.push(null); // an imputed reading was never sent: nobody waits for its acknowledgement
+        }
+        kept.push(el);
+        quality.push(r.quality ?? null);
+        timestamps.push(at);
+        messageIds.push(batchElement(msg.messageId, index));
+        devices?.push(device);
+        ackIds?.push(acks?.[index] ?? null);
+      }
+      // One ack id shared by the whole array (not one per element) settles once per message it is in.
+      if (!acks) addParts(ackLedger, msg.ackId, (kept.length > 0 ? 1 : 0) + refused.length);
+      msg.payload = kept;
+      msg.quality = quality;
+      msg.timestamp = timestamps;
+      msg.messageId = messageIds;
+      if (devices) msg.device = devices;
+      if (ackIds) msg.ackId = ackIds;
+      send([kept.length ? msg : null, refused]);
+    };
+
     this.on('input', (msg: Msg, send, done) => {
       if (msg.scorecard === true || msg.topic === 'scorecard') {
         const id = isObject(msg.device) && typeof msg.device.id === 'string' ? msg.device.id : undefined;
@@ -140,13 +224,15 @@ export = function register(RED: NodeAPI): void {
         send([msg, null]);
         return done();
       }
+      const payload = msg.payload;
+      if (Array.isArray(payload)) {
+        sendBatch(msg, payload, send);
+        status.call();
+        return done();
+      }
       const device = msg.device;
       if (!isObject(device) || typeof device.id !== 'string' || device.id === '') {
-        msg.rejection = rejection(
-          'quality',
-          'NO_DEVICE',
-          'msg.device.id is missing: quality keeps state per device',
-        );
+        msg.rejection = rejection('quality', 'NO_DEVICE', NO_DEVICE);
         send([null, msg]);
         return done();
       }
@@ -155,7 +241,6 @@ export = function register(RED: NodeAPI): void {
       const ts =
         typeof msg.timestamp === 'number' && Number.isFinite(msg.timestamp) ? msg.timestamp : Date.now();
       dirty = true;
-      const payload = msg.payload;
 
       if (isObject(payload)) {
         const r = judge(deviceId, type, ts, payload, msg.quality);
@@ -175,63 +260,6 @@ export = function register(RED: NodeAPI): void {
           }));
           send([[...fills, msg], null]);
         } else send([msg, null]);
-        status.call();
-        return done();
-      }
-
-      if (Array.isArray(payload)) {
-        // Back-fill: each element is one reading, judged on its own; out-of-array order matters, as for messages.
-        // Out 1 keeps the batch's parallel arrays (batch.ts) in step with the kept readings and their fills.
-        const kept: unknown[] = [];
-        const quality: (QualityMap | null)[] = [];
-        const timestamps: number[] = [];
-        const messageIds: unknown[] = [];
-        const refused: { index: number; field: string; check: string; reason: string }[] = [];
-        payload.forEach((el, index) => {
-          if (!isObject(el)) {
-            refused.push({ index, field: '', check: 'reading', reason: `element ${index} is not an object` });
-            return;
-          }
-          const given = el.ts ?? batchElement(msg.timestamp, index);
-          const at = typeof given === 'number' && Number.isFinite(given) ? given : ts;
-          const r = judge(deviceId, type, at, el, batchElement(msg.quality, index));
-          if (r.rejected) {
-            refused.push({ index, ...r.rejected });
-            return;
-          }
-          for (const f of r.fills ?? []) {
-            kept.push({ ts: f.timestamp, ...f.payload });
-            quality.push(f.quality);
-            timestamps.push(f.timestamp);
-            messageIds.push(`${deviceId}:${f.timestamp}`);
-          }
-          kept.push(el);
-          quality.push(r.quality ?? null);
-          timestamps.push(at);
-          messageIds.push(batchElement(msg.messageId, index));
-        });
-        let rejectedMsg: NodeMessage | null = null;
-        if (refused.length) {
-          rejectedMsg = RED.util.cloneMessage(msg);
-          // Kept and refused readings leave with the same held acks: they wait for both messages.
-          if (kept.length) ackLedger.fork(msg.ackId as AckIds);
-          rejectedMsg.payload = refused.map((x): unknown => payload[x.index]);
-          if (Array.isArray(msg.timestamp))
-            rejectedMsg.timestamp = refused.map((x) => batchElement(msg.timestamp, x.index));
-          if (Array.isArray(msg.messageId))
-            rejectedMsg.messageId = refused.map((x) => batchElement(msg.messageId, x.index));
-          (rejectedMsg as Msg).rejection = rejection(
-            'quality',
-            'READINGS',
-            `${refused.length} of ${payload.length} readings refused: ${refused[0].reason}`,
-            refused,
-          );
-        }
-        msg.payload = kept;
-        msg.quality = quality;
-        msg.timestamp = timestamps;
-        msg.messageId = messageIds;
-        send([kept.length ? msg : null, rejectedMsg]);
         status.call();
         return done();
       }

@@ -1,9 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import { elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
-import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
+import { ackLedger } from '../lib/ingest/ack-ledger';
+import { addParts } from '../lib/ingest/ack-parts';
+import { isMicroBatch } from '../lib/ingest/micro-batch';
+import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 import {
   compileReadingSchema,
@@ -13,6 +17,8 @@ import {
   DuplicateWindow,
   readingClock,
   SchemaError,
+  useSchema,
+  validateMicroBatch,
   validatePayload,
   type PayloadVerdict,
   type ReadingSchema,
@@ -56,6 +62,12 @@ interface NodeRules {
   window: TimestampWindow;
   tagKeys: ReadonlySet<string>;
 }
+
+/** A micro-batch as iotb-validate receives it (see nodes/lib/ingest/micro-batch.ts). */
+type BatchMessage = NodeMessageInFlow & { device: unknown[]; ackId?: unknown; rejection?: unknown };
+
+/** What a node's `send` takes. */
+type SendArg = NodeMessage | (NodeMessage | NodeMessage[] | null)[];
 
 /** A compiled schema, or the refusal every reading gets while it is missing or broken. */
 type SchemaChoice = ReadingSchema | Refusal;
@@ -217,6 +229,8 @@ export = function register(RED: NodeAPI): void {
       return choice;
     };
 
+    const clone = (m: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(m);
+
     // One context for every message (validatePayload reads it synchronously): nothing allocated per message.
     const ctx: ValidateContext = {
       schema: undefined,
@@ -231,37 +245,93 @@ export = function register(RED: NodeAPI): void {
     };
     this.on('input', (msg, send, done) => {
       try {
-        const device = (msg as { device?: DeviceRef }).device;
-        const choice = schemaFor(msg, device);
-        if (isRefusal(choice)) {
-          ctx.schema = undefined;
-          ctx.noSchema = choice;
-        } else {
-          ctx.schema = choice;
-          ctx.noSchema = undefined;
-        }
         ctx.now = Date.now();
-        ctx.deviceId = typeof device?.id === 'string' ? device.id : undefined;
-        const verdict = validatePayload(msg.payload, ctx);
-        accepted += verdict.accepted.length;
-        rejected += verdict.rejected.length;
-        if (verdict.accepted.length === 1 && verdict.rejected.length === 0 && !verdict.batch) {
-          // The common case: one valid reading leaves on out 1 as the input message itself. A plain
-          // send(msg) lets Node-RED take its single-wire fast path when out 2 is not wired.
-          const a = verdict.accepted[0];
-          msg.payload = a.fields;
-          (msg as Record<string, unknown>).timestamp = a.timestamp;
-          (msg as Record<string, unknown>).messageId = a.messageId;
-          send(msg);
-        } else {
-          send(outputs(RED, msg, verdict, config.split === true));
-        }
+        if (isMicroBatch(msg as { device?: unknown })) sendMicroBatch(msg as BatchMessage, send);
+        else sendPublication(msg, send);
         status.call();
         done();
       } catch (err) {
         done(err instanceof Error ? err : new Error(String(err)));
       }
     });
+
+    /** One publication: one reading or one device's array of readings. */
+    const sendPublication = (msg: NodeMessageInFlow, send: (m: SendArg) => void): void => {
+      const device = (msg as { device?: DeviceRef }).device;
+      useSchema(ctx, schemaFor(msg, device));
+      ctx.deviceId = typeof device?.id === 'string' ? device.id : undefined;
+      const verdict = validatePayload(msg.payload, ctx);
+      accepted += verdict.accepted.length;
+      rejected += verdict.rejected.length;
+      if (verdict.accepted.length === 1 && verdict.rejected.length === 0 && !verdict.batch) {
+        // The common case: one valid reading leaves on out 1 as the input message itself. A plain
+        // send(msg) lets Node-RED take its single-wire fast path when out 2 is not wired.
+        const a = verdict.accepted[0];
+        msg.payload = a.fields;
+        (msg as Record<string, unknown>).timestamp = a.timestamp;
+        (msg as Record<string, unknown>).messageId = a.messageId;
+        send(msg);
+        return;
+      }
+      // Every reading and every refusal settles one reference of the publication's acknowledgement.
+      const ackId = (msg as { ackId?: unknown }).ackId;
+      addParts(ackLedger, ackId, verdict.accepted.length + verdict.rejected.length);
+      send(outputs(RED, msg, verdict, config.split === true, ackId));
+    };
+
+    /**
+     * A micro-batch (nodes/lib/ingest/micro-batch.ts): every publication against its own device's schema;
+     * the valid readings leave as one batch (or one message each when splitting), each refusal alone.
+     */
+    const sendMicroBatch = (msg: BatchMessage, send: (m: SendArg) => void): void => {
+      const payloads = msg.payload;
+      if (!Array.isArray(payloads) || payloads.length !== msg.device.length) {
+        rejected++;
+        msg.rejection = rejection(
+          'validate',
+          'BATCH',
+          'a micro-batch needs msg.payload as an array of publications parallel to msg.device',
+          { devices: msg.device.length },
+        );
+        send([null, msg]);
+        return;
+      }
+      // A schema that does not depend on the device is looked up once per batch.
+      const shared = source === 'type' ? undefined : schemaFor(msg, undefined);
+      const { valid, refused } = validateMicroBatch(
+        payloads,
+        msg.device,
+        msg.ackId,
+        ctx,
+        (device) => shared ?? schemaFor(msg, device),
+        ackLedger,
+      );
+      accepted += valid.payload.length;
+      rejected += refused.length;
+      const batch = msg as unknown as Record<string, unknown>;
+      const bad = refused.map((r) => {
+        const out = elementMessage(batch, r.publication, clone);
+        out.payload = r.payload;
+        out.ackId = r.ackId;
+        out.rejection = r.rejection;
+        return out;
+      });
+      let good: NodeMessage | NodeMessage[] | null = null;
+      if (valid.payload.length > 0) {
+        // The input message carries the batch on: its arrays are replaced, nothing is copied.
+        batch.payload = valid.payload;
+        batch.device = valid.device;
+        batch.ackId = valid.ackId;
+        batch.timestamp = valid.timestamp;
+        batch.messageId = valid.messageId;
+        good =
+          config.split === true
+            ? valid.payload.map((_, i) => elementMessage(batch, i, clone) as NodeMessage)
+            : msg;
+      }
+      if (bad.length === 0 && good && !Array.isArray(good)) send(good);
+      else send([good, bad]);
+    };
 
     this.on('close', () => {
       status.cancel();
@@ -329,13 +399,12 @@ function outputs(
   msg: NodeMessageInFlow,
   verdict: PayloadVerdict,
   split: boolean,
+  ackId: unknown,
 ): NodeMessage[][] {
   const { accepted, rejected } = verdict;
   const good: NodeMessage[] = [];
   const bad: NodeMessage[] = [];
   const total = (split ? accepted.length : Math.min(accepted.length, 1)) + rejected.length;
-  // Each leaving message carries the publication's held ack: it goes out when all of them are stored.
-  ackLedger.fork((msg as { ackId?: AckIds }).ackId, total - 1);
   const fresh = (): Record<string, unknown> => {
     if (total === 1) return msg;
     const { payload: _payload, ...rest } = msg;
@@ -355,6 +424,8 @@ function outputs(
       out.payload = accepted.map((a) => a.fields);
       out.timestamp = accepted.map((a) => a.timestamp);
       out.messageId = accepted.map((a) => a.messageId);
+      // One reference per reading (see sendPublication): the writer settles each element's id.
+      if (typeof ackId === 'number') out.ackId = accepted.map(() => ackId);
       good.push(out);
     }
   }

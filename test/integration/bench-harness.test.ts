@@ -46,6 +46,22 @@ describe('bench harness: messages/s of a node next to a pass-through node', () =
           },
           message: (i) => ({ payload: i }),
         },
+        {
+          // A pipeline: the message counts (and errs) where the last node completes it.
+          name: 'pipeline: pass, then throw on odd payloads',
+          node: { type: 'function', func: 'msg.first = true; return msg;', outputs: 1 },
+          then: [
+            {
+              node: {
+                type: 'function',
+                func: 'if (!msg.first || msg.payload % 2) throw new Error("odd"); return msg;',
+                outputs: 1,
+              },
+            },
+          ],
+          window: 4,
+          message: (i) => ({ payload: i }),
+        },
       ],
     });
 
@@ -53,7 +69,7 @@ describe('bench harness: messages/s of a node next to a pass-through node', () =
     assert.equal(result.passThrough.rounds.length, 3);
     assert.equal(result.passThrough.errors, 0);
     assert.equal(result.passThrough.median, median(result.passThrough.rounds));
-    const [plain, throwing] = result.cases;
+    const [plain, throwing, pipeline] = result.cases;
     for (const c of result.cases) {
       assert.equal(c.rounds.length, 3, c.name);
       assert.ok(
@@ -65,6 +81,7 @@ describe('bench harness: messages/s of a node next to a pass-through node', () =
     }
     assert.equal(plain.errors, 0);
     assert.ok(throwing.errors > 0, 'errors of done(err) not counted');
+    assert.ok(pipeline.errors > 0, "completions of a pipeline's last node not counted");
     // Each round numbers its messages from 0; the pass-through takes the first case's messages too:
     // (1 warm-up + 3 rounds) x (first case + pass-through).
     assert.equal(seen.filter((i) => i === 0).length, 8);

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { ackLedger, type AckOutcome } from '../../nodes/lib/ingest/ack-ledger';
 import { Spool } from '../../nodes/lib/spool';
 import { helper, nextMessage, nodeModule } from '../support/helper';
-import { freePort, startInfluxd, tempDir, type Server } from '../support/servers';
+import { eventually, freePort, influxRows, startInfluxd, tempDir, type Server } from '../support/servers';
 
 const influxNode = nodeModule('influx');
 const writeNode = nodeModule('influx-write');
@@ -65,6 +66,74 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     }
   });
 
+  /** Acknowledgements held as a source holds them; `outcomes` records what the ledger told the owner. */
+  function recordingOwner(): { outcomes: Map<number, AckOutcome>; hold(): number; close(): void } {
+    const outcomes = new Map<number, AckOutcome>();
+    const owner = { settled: (id: number, outcome: AckOutcome) => void outcomes.set(id, outcome) };
+    return { outcomes, hold: () => ackLedger.hold(owner, 60_000), close: () => ackLedger.forget(owner) };
+  }
+
+  it('stores every point of a batch of many devices, settles ack ids once spooled, refuses a bad element alone', async () => {
+    await helper.load([influxNode, writeNode], flow(influx.url, { measurement: 'batch_test' }));
+    const owner = recordingOwner();
+    const ids = [owner.hold(), owner.hold(), owner.hold(), owner.hold()];
+    const T = 1_700_000_100_000;
+    const a = { id: 'a', type: 'thermo' };
+    const ok = nextMessage(helper.getNode('ok'));
+    const bad = nextMessage(helper.getNode('bad'));
+    helper.getNode('w').receive({
+      topic: 'batch',
+      device: [a, { id: 'b', type: 'meter' }, a, { id: 'c', type: 'thermo' }],
+      payload: [{ v: 1 }, { v: 2 }, { v: { nested: 1 } }, { v: 4 }],
+      timestamp: [T, T, T + 1, T + 2],
+      quality: [null, { v: { flag: 'suspect' } }, null, null],
+      messageId: ['m0', 'm1', 'm2', 'm3'],
+      ackId: ids,
+    });
+    const refused = await bad;
+    assert.deepEqual(
+      [refused.payload, refused.device, refused.ackId, refused.timestamp, refused.messageId],
+      [{ v: { nested: 1 } }, a, ids[2], T + 1, 'm2'],
+    );
+    assert.deepEqual([refused.rejection.code, refused.rejection.details.index], ['BAD_FIELD', 2]);
+    assert.deepEqual((await ok).influx, { accepted: 3 });
+    assert.deepEqual(
+      [...owner.outcomes],
+      [
+        [ids[0], 'stored'],
+        [ids[1], 'stored'],
+        [ids[3], 'stored'],
+      ],
+      'the refused element is settled where its rejection is stored, not here',
+    );
+    const rows = await eventually('the batch in InfluxDB', async () => {
+      const r = await influxRows(influx.url, 'iot', 'SELECT * FROM batch_test', 'ms');
+      return r.length === 3 ? r : undefined;
+    });
+    assert.deepEqual(
+      rows.map((r) => [r.time, r.device, r.type, r.v, r.v_flag]),
+      [
+        [T, 'a', 'thermo', 1, null],
+        [T, 'b', 'meter', 2, 'suspect'],
+        [T + 2, 'c', 'thermo', 4, null],
+      ],
+    );
+
+    // One ack id for a whole array: the stored part and the refused element each hold a reference.
+    const shared = owner.hold();
+    const ok2 = nextMessage(helper.getNode('ok'));
+    const bad2 = nextMessage(helper.getNode('bad'));
+    helper
+      .getNode('w')
+      .receive({ device: a, payload: [{ v: 5 }, { v: 'text' }], timestamp: [T + 3, T + 4], ackId: shared });
+    assert.equal((await bad2).ackId, shared);
+    await ok2;
+    assert.equal(owner.outcomes.get(shared), undefined, 'stored part spooled, refused part not yet durable');
+    ackLedger.settle(shared, 'stored');
+    assert.equal(owner.outcomes.get(shared), 'stored');
+    owner.close();
+  });
+
   it('keeps what it could not send in the spool when closed during an outage', async () => {
     const port = await freePort(); // nothing listens here: InfluxDB is down
     await helper.load(
@@ -103,9 +172,42 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
       helper.getNode('bad').on('input', (m: any) => (refusals.push(m.rejection), check()));
     });
     const w = helper.getNode('wf');
-    for (let i = 0; i < 3000; i++) w.receive({ device: { id: 'full' }, payload: { v: i } });
+    const owner = recordingOwner();
+    for (let i = 0; i < 3000; i++)
+      w.receive({ device: { id: 'full' }, payload: { v: i }, ackId: owner.hold() });
     await settled;
     assert.ok(accepted > 100 && refusals.length > 0, `${accepted} accepted`);
+    const outcomes = [...owner.outcomes.values()];
+    assert.equal(outcomes.filter((o) => o === 'stored').length, accepted);
+    assert.equal(
+      outcomes.filter((o) => o === 'failed').length,
+      refusals.length,
+      'refused: never acknowledged',
+    );
+    // A batch of many devices on the full spool: each reading refused alone under its device, none acknowledged.
+    const ids = [owner.hold(), owner.hold()];
+    const perDevice = new Promise<any[]>((resolve) => {
+      const got: any[] = [];
+      helper.getNode('bad').on('input', (m: any) => void (got.push(m) === 2 && resolve(got)));
+    });
+    w.receive({ device: [{ id: 'x' }, { id: 'y' }], payload: [{ v: 1 }, { v: 2 }], ackId: ids });
+    assert.deepEqual(
+      (await perDevice).map((m): unknown[] => [
+        m.device.id,
+        m.ackId,
+        m.rejection.code,
+        m.rejection.details.index,
+      ]),
+      [
+        ['x', ids[0], 'SPOOL_FULL', 0],
+        ['y', ids[1], 'SPOOL_FULL', 1],
+      ],
+    );
+    assert.deepEqual(
+      ids.map((id) => owner.outcomes.get(id)),
+      ['failed', 'failed'],
+    );
+    owner.close();
     for (const r of refusals) {
       assert.equal(r.code, 'SPOOL_FULL');
       assert.match(r.reason, /^point not accepted: spool full/);

@@ -136,8 +136,10 @@ describe('iotb-quality node', () => {
     ]);
     assert.equal(ok.quality[0], null);
     assert.equal(ok.quality[1].h.flag, 'bad');
-    assert.equal(bad.rejection.code, 'READINGS');
-    assert.equal(bad.rejection.details[0].index, 1);
+    assert.deepEqual(bad.payload, { ts: T0 + 1000, t: 99, h: 50 }, 'a refused reading leaves alone');
+    assert.equal(bad.rejection.code, 'RANGE');
+    assert.equal(bad.rejection.details.index, 1);
+    assert.equal(bad.device.id, 'd1');
   });
 
   it('judges a batch as iotb-validate sends it (times in msg.timestamp[i]) and keeps the arrays parallel', async () => {
@@ -171,9 +173,87 @@ describe('iotb-quality node', () => {
       assert.equal(ok.payload[i].ts, ok.timestamp[i]);
       assert.equal(ok.messageId[i], `d1:${ok.timestamp[i]}`);
     }
-    assert.deepEqual(bad.payload, [{ t: 99 }]);
-    assert.deepEqual(bad.timestamp, [T0 + 10_000]);
-    assert.deepEqual(bad.messageId, ['m1']);
+    assert.deepEqual(bad.payload, { t: 99 });
+    assert.equal(bad.timestamp, T0 + 10_000);
+    assert.equal(bad.messageId, 'm1');
+  });
+
+  it('keeps per-device state for each element of a batch of many devices, arrays and ack ids in step', async () => {
+    await helper.load(
+      qualityNode,
+      flow({
+        expectedIntervalS: 10,
+        fillGaps: true,
+        rules: [{ field: 't', max: 1000, rangeAction: 'reject' }],
+      }),
+    );
+    const out = nextMessage(helper.getNode('out'));
+    const rej = nextMessage(helper.getNode('rej'));
+    const batch = {
+      payload: [] as unknown[],
+      device: [] as unknown[],
+      timestamp: [] as number[],
+      ackId: [] as unknown[],
+    };
+    const add = (id: string, at: number, t: number): void => {
+      batch.payload.push({ t });
+      batch.device.push({ id, type: 'thermo' });
+      batch.timestamp.push(T0 + at);
+      batch.ackId.push(batch.ackId.length + 100);
+    };
+    // d1 and d2 interleaved on very different levels: each is judged against its own history only.
+    [20, 21, 20, 22, 20, 21, 20, 95].forEach((t, k) => {
+      add('d1', k * 10_000, t);
+      add('d2', k * 10_000, 500 + (k % 3));
+    });
+    add('d3', 0, 5000); // out of range: refused alone
+    add('d4', 0, 0);
+    add('d4', 30_000, 30); // a 30 s gap at 10 s intervals: two readings imputed before it
+    helper
+      .getNode('q')
+      .receive({ topic: 'batch', messageId: batch.payload.map((_, i) => `m${i}`), ...batch });
+    const [ok, bad] = await Promise.all([out, rej]);
+    const n = ok.payload.length;
+    assert.equal(n, 16 + 2 + 2);
+    for (const parallel of [ok.device, ok.ackId, ok.timestamp, ok.messageId, ok.quality])
+      assert.equal(parallel.length, n);
+    const of = (id: string): number[] =>
+      (ok.device as { id: string }[]).flatMap((d, i) => (d.id === id ? [i] : []));
+    assert.ok(
+      of('d2').every((i) => ok.quality[i] === null),
+      'd2 is not judged against d1 (or d1 against d2)',
+    );
+    const d1 = of('d1');
+    assert.ok(d1.slice(0, 7).every((i) => ok.quality[i] === null));
+    const spike = d1[7];
+    assert.deepEqual(
+      [ok.payload[spike].t, ok.quality[spike].t.flag, ok.quality[spike].t.raw],
+      [20, 'imputed', 95],
+    );
+    assert.equal(ok.ackId[spike], 114, 'a cleaned reading keeps its ack id');
+    const d4 = of('d4');
+    assert.deepEqual(
+      d4.map((i): unknown[] => [ok.timestamp[i] - T0, ok.ackId[i], ok.quality[i]?.t.check ?? null]),
+      [
+        [0, 117, null],
+        [10_000, null, 'gap'],
+        [20_000, null, 'gap'],
+        [30_000, 118, null],
+      ],
+    );
+    assert.deepEqual(
+      [
+        bad.payload,
+        bad.device.id,
+        bad.ackId,
+        bad.timestamp,
+        bad.messageId,
+        bad.rejection.code,
+        bad.rejection.details.index,
+      ],
+      [{ t: 5000 }, 'd3', 116, T0, 'm16', 'RANGE', 16],
+    );
+    assert.equal(bad.topic, 'batch', "the batch message's other properties go with a refused reading");
   });
 
   it('fills a gap with imputed readings before the reading that ends it', async () => {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { ackLedger, type AckOutcome } from '../../nodes/lib/ingest/ack-ledger';
 import { helper, nodeModule, type TestNode } from '../support/helper';
 import { tempDir } from '../support/servers';
 
@@ -24,7 +25,9 @@ describe('iotb-validate with the device registry', () => {
   });
   afterEach(() => helper.unload());
 
-  async function load(): Promise<{ v: TestNode; ok: TestNode; bad: TestNode; reg: TestNode }> {
+  async function load(
+    config: Record<string, unknown> = {},
+  ): Promise<{ v: TestNode; ok: TestNode; bad: TestNode; reg: TestNode }> {
     await helper.load(
       [registryNode, validateNode],
       [
@@ -38,7 +41,14 @@ describe('iotb-validate with the device registry', () => {
             { name: 'bare' },
           ],
         },
-        { id: 'v', type: 'iotb-validate', schemaSource: 'type', registry: 'reg', wires: [['ok'], ['bad']] },
+        {
+          id: 'v',
+          type: 'iotb-validate',
+          schemaSource: 'type',
+          registry: 'reg',
+          wires: [['ok'], ['bad']],
+          ...config,
+        },
         { id: 'ok', type: 'helper' },
         { id: 'bad', type: 'helper' },
       ],
@@ -107,5 +117,150 @@ describe('iotb-validate with the device registry', () => {
     assert.equal(after.msg.rejection.reason, 'temperature must be <= 100 (got 120)');
     n.reg.registry.putType({ name: 'toaster', schema: { type: 'object' } });
     assert.equal((await send(n, { device: { id: 'x', type: 'toaster' }, payload: '{"a":1}' })).out, 0);
+  });
+
+  /** Acknowledgements held as a source holds them; `outcomes` records what the ledger told the owner. */
+  function recordingOwner(): { outcomes: [number, AckOutcome][]; hold(): number; close(): void } {
+    const outcomes: [number, AckOutcome][] = [];
+    const owner = { settled: (id: number, outcome: AckOutcome) => outcomes.push([id, outcome]) };
+    return { outcomes, hold: () => ackLedger.hold(owner, 60_000), close: () => ackLedger.forget(owner) };
+  }
+
+  /** Collects what leaves both outputs until `count` messages have arrived. */
+  function collect(n: { ok: TestNode; bad: TestNode }, count: number): Promise<{ ok: any[]; bad: any[] }> {
+    const got = { ok: [] as any[], bad: [] as any[] };
+    return new Promise((resolve) => {
+      const add = (list: any[]) => (m: any) => {
+        list.push(m);
+        if (got.ok.length + got.bad.length === count) resolve(got);
+      };
+      n.ok.on('input', add(got.ok));
+      n.bad.on('input', add(got.bad));
+    });
+  }
+
+  it('validates a micro-batch of many devices and types: valid readings in one batch, each refusal alone', async () => {
+    const n = await load();
+    const owner = recordingOwner();
+    const t1 = { id: 't1', type: 'thermo' };
+    const t2 = { id: 't2', type: 'thermo' };
+    const m1 = { id: 'm1', type: 'meter' };
+    const ids = [owner.hold(), owner.hold(), owner.hold(), owner.hold(), owner.hold()];
+    const ts = Date.now() - 5000;
+    const out = collect(n, 4);
+    n.v.receive({
+      topic: 'batch',
+      device: [t1, m1, t2, m1, t1],
+      ackId: ids,
+      payload: [
+        Buffer.from('{"temperature":21}'),
+        JSON.stringify([{ ts, kwh: 1 }, { kwh: 2 }]),
+        '{"temperature":999}',
+        Buffer.from(JSON.stringify([{ kwh: 3 }, { kwh: -1 }])),
+        'not json',
+      ],
+    });
+    const { ok, bad } = await out;
+    assert.equal(ok.length, 1);
+    const batch = ok[0];
+    assert.deepEqual(batch.payload, [{ temperature: 21 }, { kwh: 1 }, { kwh: 2 }, { kwh: 3 }]);
+    assert.deepEqual(
+      batch.device.map((d: { id: string }) => d.id),
+      ['t1', 'm1', 'm1', 'm1'],
+    );
+    assert.deepEqual(batch.ackId, [ids[0], ids[1], ids[1], ids[3]]);
+    assert.equal(batch.timestamp[1], ts);
+    assert.equal(batch.messageId[1], `m1:${ts}`);
+    for (const parallel of [batch.timestamp, batch.messageId]) assert.equal(parallel.length, 4);
+    assert.deepEqual(
+      bad.map((m): unknown[] => [
+        m.rejection.code,
+        m.rejection.details.index,
+        m.rejection.details.reading,
+        m.device.id,
+        m.ackId,
+      ]),
+      [
+        ['SCHEMA', 2, undefined, 't2', ids[2]],
+        ['SCHEMA', 3, 1, 'm1', ids[3]],
+        ['PARSE', 4, undefined, 't1', ids[4]],
+      ],
+    );
+    assert.equal(bad[1].rejection.reason, 'reading 1: kwh must be >= 0 (got -1)');
+    assert.deepEqual(bad[1].payload, { kwh: -1 });
+    assert.equal(bad[2].payload, 'not json', 'a publication refused as a whole leaves as it came');
+
+    // A writer settles each element of the batch and each refusal: an acknowledgement goes out only when
+    // every part of its publication is settled.
+    ackLedger.settle(batch.ackId, 'stored');
+    assert.deepEqual(owner.outcomes, [
+      [ids[0], 'stored'],
+      [ids[1], 'stored'],
+    ]);
+    for (const m of bad) ackLedger.settle(m.ackId, 'stored');
+    assert.deepEqual(
+      owner.outcomes.map(([id]) => id),
+      ids.slice(0, 2).concat(ids[2], ids[3], ids[4]),
+    );
+    owner.close();
+  });
+
+  it('splits a micro-batch into one message per reading when configured, each with its device and ack id', async () => {
+    const n = await load({ split: true });
+    const owner = recordingOwner();
+    const ids = [owner.hold(), owner.hold()];
+    const out = collect(n, 3);
+    n.v.receive({
+      topic: 'batch',
+      device: [
+        { id: 't1', type: 'thermo' },
+        { id: 'm1', type: 'meter' },
+      ],
+      ackId: ids,
+      payload: ['{"temperature":20}', '[{"kwh":1},{"kwh":2}]'],
+    });
+    const { ok } = await out;
+    assert.deepEqual(
+      ok.map((m): unknown[] => [m.device.id, m.ackId, m.payload, typeof m.timestamp]),
+      [
+        ['t1', ids[0], { temperature: 20 }, 'number'],
+        ['m1', ids[1], { kwh: 1 }, 'number'],
+        ['m1', ids[1], { kwh: 2 }, 'number'],
+      ],
+    );
+    for (const m of ok.slice(0, 2)) ackLedger.settle(m.ackId, 'stored');
+    assert.deepEqual(owner.outcomes, [[ids[0], 'stored']], 'the second reading of m1 is not settled yet');
+    ackLedger.settle(ok[2].ackId, 'stored');
+    assert.deepEqual(owner.outcomes[1], [ids[1], 'stored']);
+    owner.close();
+  });
+
+  it('carries the ack id of one publication with an array of readings into every part', async () => {
+    const n = await load();
+    const owner = recordingOwner();
+    const id = owner.hold();
+    const out = collect(n, 2);
+    n.v.receive({
+      device: { id: 'm1', type: 'meter' },
+      ackId: id,
+      payload: '[{"kwh":1},{"kwh":-1},{"kwh":2}]',
+    });
+    const { ok, bad } = await out;
+    assert.deepEqual(ok[0].ackId, [id, id]);
+    assert.equal(bad[0].ackId, id);
+    ackLedger.settle(ok[0].ackId, 'stored');
+    assert.deepEqual(owner.outcomes, [], 'the refused reading is not durable yet');
+    ackLedger.settle(bad[0].ackId, 'stored');
+    assert.deepEqual(owner.outcomes, [[id, 'stored']]);
+    owner.close();
+  });
+
+  it('refuses a micro-batch whose payload is not parallel to its devices, as a whole and counted', async () => {
+    const n = await load();
+    const out = collect(n, 1);
+    n.v.receive({ topic: 'batch', device: [{ id: 't1', type: 'thermo' }], payload: '{"temperature":1}' });
+    const { bad } = await out;
+    assert.equal(bad[0].rejection.code, 'BATCH');
+    assert.match(bad[0].rejection.reason, /parallel to msg.device/);
   });
 });

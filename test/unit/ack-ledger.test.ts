@@ -69,25 +69,3 @@ describe('ack ledger', () => {
     assert.deepEqual(b.seen, [[ib, 'stored']]);
   });
 });
-
-describe('ack ledger fork', () => {
-  it('adds one reference per copy to every id a message carries', () => {
-    const ledger = new AckLedger(() => 0, 0);
-    const owner = recorder();
-    const a = ledger.hold(owner, 1000);
-    const b = ledger.hold(owner, 1000);
-    ledger.fork([a, null, b], 2);
-    ledger.settle([a, b], 'stored');
-    ledger.settle([a, b], 'stored');
-    assert.deepEqual(owner.seen, []);
-    ledger.settle(a, 'stored');
-    assert.deepEqual(owner.seen, [[a, 'stored']]);
-    ledger.fork(undefined);
-    ledger.fork(b, 0);
-    ledger.settle(b, 'stored');
-    assert.deepEqual(owner.seen, [
-      [a, 'stored'],
-      [b, 'stored'],
-    ]);
-  });
-});

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeLine, LineProtocolError } from '../../nodes/lib/influx/line-protocol';
-import { AcceptanceClock, DEFAULT_POINT_DEFAULTS, pointsFromMessage } from '../../nodes/lib/influx/points';
+import {
+  AcceptanceClock,
+  DEFAULT_POINT_DEFAULTS,
+  encodeMessage,
+  pointsFromMessage,
+} from '../../nodes/lib/influx/points';
 
 const NOW = 1_700_000_000_000;
 const lines = (msg: Parameters<typeof pointsFromMessage>[0]): string[] =>
@@ -106,5 +111,46 @@ describe('readings and points to line protocol', () => {
         JSON.stringify(payload),
       );
     }
+  });
+
+  it('encodes a batch of many devices element by element: own tags, time and flags; a bad element alone', () => {
+    const encoded = encodeMessage(
+      {
+        device: [
+          { id: 'a', type: 'thermo' },
+          { id: 'b', type: 'meter' },
+          { id: 'c' },
+          { id: 'a', type: 'thermo' },
+        ],
+        payload: [{ t: 1 }, { kwh: 2 }, { nested: { x: 1 } }, { t: 3 }],
+        timestamp: [1000, 2000, 3000, 4000],
+        quality: [null, { kwh: { flag: 'suspect' } }, null, null],
+      },
+      DEFAULT_POINT_DEFAULTS,
+      new AcceptanceClock(() => NOW),
+      (p) => encodeLine(p),
+    );
+    assert.deepEqual(
+      encoded.lines.map((b) => b.toString()),
+      [
+        'telemetry,device=a,type=thermo t=1 1000000000',
+        'telemetry,device=b,type=meter kwh=2,kwh_flag="suspect" 2000000000',
+        'telemetry,device=a,type=thermo t=3 4000000000',
+      ],
+    );
+    assert.deepEqual(encoded.kept, [0, 1, 3]);
+    assert.equal(encoded.refused.length, 1);
+    assert.deepEqual([encoded.refused[0].index, encoded.refused[0].code], [2, 'BAD_FIELD']);
+  });
+
+  it('encodes a message of one reading, or refuses it without an index', () => {
+    const clock = new AcceptanceClock(() => NOW);
+    const ok = encodeMessage({ payload: { v: 1 }, timestamp: 5 }, DEFAULT_POINT_DEFAULTS, clock, encodeLine);
+    assert.deepEqual([ok.lines.length, ok.kept, ok.refused], [1, undefined, []]);
+    const bad = encodeMessage({ payload: 'text' }, DEFAULT_POINT_DEFAULTS, clock, encodeLine);
+    assert.deepEqual(
+      [bad.lines.length, bad.refused[0].index, bad.refused[0].code],
+      [0, undefined, 'BAD_INPUT'],
+    );
   });
 });

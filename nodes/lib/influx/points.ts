@@ -4,8 +4,9 @@
  *   `msg.quality[field]` -> sibling fields `<field>_flag` (string) and `<field>_raw` (the replaced value),
  *   `msg.timestamp` (ms) -> the point's time;
  * - an explicit point `{ measurement, tags, fields, timestamp }`;
- * - an array of either (a device's back-fill), each element with its own `timestamp`/`ts` when it has one;
- *   a reading element otherwise takes its time and quality from the batch's parallel arrays (batch.ts).
+ * - an array of either (a device's back-fill, or a batch of many devices' readings), each element with its
+ *   own `timestamp`/`ts` when it has one; a reading element otherwise takes its device, time and quality from
+ *   the batch's parallel arrays (batch.ts). A bad element is refused alone (`encodeBatch`).
  * The time is fixed here, when the input is accepted: a missing one becomes the acceptance time once, so a
  * retried write carries the same timestamp and overwrites instead of duplicating; each point without a time
  * gets its own (AcceptanceClock), so two such points of one series never merge in InfluxDB.
@@ -28,7 +29,8 @@ export const DEFAULT_POINT_DEFAULTS: PointDefaults = {
 
 export interface ReadingMessage {
   payload?: unknown;
-  device?: { id?: unknown; type?: unknown };
+  /** The sender, or an array parallel to the payload (one device per reading) in a batch. */
+  device?: unknown;
   timestamp?: unknown;
   quality?: unknown;
   measurement?: unknown;
@@ -80,13 +82,13 @@ function explicitPoint(p: Obj, defaults: PointDefaults, clock: AcceptanceClock):
 function readingPoint(
   fieldsIn: Obj,
   msg: ReadingMessage,
+  device: unknown,
   time: unknown,
   qualityIn: unknown,
   defaults: PointDefaults,
   clock: AcceptanceClock,
 ): PointInput {
   const tags: Record<string, string> = {};
-  const device = msg.device;
   if (isObject(device)) {
     if (typeof device.id === 'string' && device.id !== '') tags.device = device.id;
     if (typeof device.type === 'string' && device.type !== '') tags.type = device.type;
@@ -143,20 +145,84 @@ export function pointsFromMessage(
   clock: AcceptanceClock,
 ): PointInput[] {
   const payload = msg.payload;
-  if (Array.isArray(payload)) {
-    return payload.map((el: unknown, i) => {
-      if (isExplicit(el)) return explicitPoint(el, defaults, clock);
-      if (!isObject(el))
-        throw new LineProtocolError('BAD_INPUT', `element ${i} is not an object of fields or a point`);
-      const time = el.ts ?? batchElement(msg.timestamp, i);
-      return readingPoint(el, msg, time, batchElement(msg.quality, i), defaults, clock);
-    });
-  }
+  if (Array.isArray(payload)) return payload.map((_el: unknown, i) => elementPoint(msg, i, defaults, clock));
   if (isExplicit(payload)) return [explicitPoint(payload, defaults, clock)];
   if (isObject(payload))
-    return [readingPoint(payload, msg, msg.timestamp ?? payload.ts, msg.quality, defaults, clock)];
+    return [
+      readingPoint(payload, msg, msg.device, msg.timestamp ?? payload.ts, msg.quality, defaults, clock),
+    ];
   throw new LineProtocolError(
     'BAD_INPUT',
     'msg.payload must be a reading (object of fields), a point {measurement, tags, fields, timestamp} or an array of them',
   );
+}
+
+/** The point of element `i` of an array payload; throws LineProtocolError for an element that is none. */
+function elementPoint(msg: ReadingMessage, i: number, defaults: PointDefaults, clock: AcceptanceClock): PointInput {
+  const el: unknown = (msg.payload as unknown[])[i];
+  if (isExplicit(el)) return explicitPoint(el, defaults, clock);
+  if (!isObject(el))
+    throw new LineProtocolError('BAD_INPUT', `element ${i} is not an object of fields or a point`);
+  const time = el.ts ?? batchElement(msg.timestamp, i);
+  return readingPoint(
+    el,
+    msg,
+    batchElement(msg.device, i),
+    time,
+    batchElement(msg.quality, i),
+    defaults,
+    clock,
+  );
+}
+
+/** A point the writer could not take, by its element's position in the message. */
+export interface RefusedPoint {
+  /** Position in an array payload; undefined for a message of one reading or point. */
+  index: number | undefined;
+  code: string;
+  reason: string;
+}
+
+export interface EncodedMessage {
+  /** One line protocol record per point that could be encoded. */
+  lines: Buffer[];
+  /** The elements behind `lines` when some of an array payload were refused; undefined when none was. */
+  kept: number[] | undefined;
+  refused: RefusedPoint[];
+}
+
+/**
+ * Encodes every point a message carries, each on its own: an element of an array payload that is not a
+ * point, or that the line protocol cannot carry, is refused alone and the others are kept. `encode` is the
+ * line protocol encoder with the writer's field types (LineProtocolError for what it refuses).
+ */
+export function encodeMessage(
+  msg: ReadingMessage,
+  defaults: PointDefaults,
+  clock: AcceptanceClock,
+  encode: (point: PointInput) => string,
+): EncodedMessage {
+  const payload = msg.payload;
+  const out: EncodedMessage = { lines: [], kept: undefined, refused: [] };
+  if (!Array.isArray(payload)) {
+    try {
+      out.lines.push(Buffer.from(encode(pointsFromMessage(msg, defaults, clock)[0])));
+    } catch (err) {
+      if (!(err instanceof LineProtocolError)) throw err;
+      out.refused.push({ index: undefined, code: err.code, reason: err.message });
+    }
+    return out;
+  }
+  for (let i = 0; i < payload.length; i++) {
+    try {
+      out.lines.push(Buffer.from(encode(elementPoint(msg, i, defaults, clock))));
+      out.kept?.push(i);
+    } catch (err) {
+      if (!(err instanceof LineProtocolError)) throw err;
+      // From the first refusal on, the kept elements are listed (the ones before it were all kept).
+      out.kept ??= Array.from({ length: i }, (_, k) => k);
+      out.refused.push({ index: i, code: err.code, reason: err.message });
+    }
+  }
+  return out;
 }

@@ -71,16 +71,6 @@ export class AckLedger {
     if (e && extra > 0) e.refs += extra;
   }
 
-  /**
-   * A message carrying `ids` becomes `copies` + 1 messages that each carry them (a clone sent on another
-   * output): one more reference per copy for every id, so the acknowledgement waits for all of them.
-   */
-  fork(ids: AckIds, copies = 1): void {
-    if (ids === null || ids === undefined || copies <= 0) return;
-    if (typeof ids === 'number') return this.addRefs(ids, copies);
-    for (const id of ids) if (typeof id === 'number') this.addRefs(id, copies);
-  }
-
   /** Settles one reference of each id in `ids` (see `AckIds`); unknown or settled ids are ignored. */
   settle(ids: AckIds, outcome: 'stored' | 'failed'): void {
     if (ids === null || ids === undefined) return;

@@ -21,3 +21,11 @@ export {
   type RejectedReading,
   type ValidateContext,
 } from './readings';
+export {
+  useSchema,
+  validateMicroBatch,
+  type MicroBatchVerdict,
+  type ReadingBatch,
+  type RefusedReading,
+  type SchemaLookup,
+} from './micro-batch';
