@@ -158,7 +158,12 @@ export function pointsFromMessage(
 }
 
 /** The point of element `i` of an array payload; throws LineProtocolError for an element that is none. */
-function elementPoint(msg: ReadingMessage, i: number, defaults: PointDefaults, clock: AcceptanceClock): PointInput {
+function elementPoint(
+  msg: ReadingMessage,
+  i: number,
+  defaults: PointDefaults,
+  clock: AcceptanceClock,
+): PointInput {
   const el: unknown = (msg.payload as unknown[])[i];
   if (isExplicit(el)) return explicitPoint(el, defaults, clock);
   if (!isObject(el))
