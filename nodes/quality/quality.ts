@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import { batchElement } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
-import { QualityEngine, type ReadingOutcome } from '../lib/quality/engine';
+import { QualityEngine, type FilledReading, type ReadingOutcome } from '../lib/quality/engine';
 import type { FieldQuality } from '../lib/quality/flags';
 import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
@@ -93,7 +93,6 @@ export = function register(RED: NodeAPI): void {
 
     let readings = 0;
     let flagged = 0;
-    let untrackedWarned = 0;
     let dirty = false;
     const status = new Throttle(() => {
       this.status({
@@ -122,12 +121,15 @@ export = function register(RED: NodeAPI): void {
       );
       readings++;
       if (o.quality) flagged++;
-      if (engine.untracked.size > untrackedWarned) {
-        untrackedWarned = engine.untracked.size;
+      const untracked = engine.takeUntrackedNotice(); // once per device type
+      if (untracked)
         this.warn(
-          RED._('iotb-quality.warn.untracked', { max: maxFields, fields: [...engine.untracked].join(', ') }),
+          RED._('iotb-quality.warn.untracked', {
+            max: maxFields,
+            type: untracked.type || '-',
+            fields: untracked.fields.join(', '),
+          }),
         );
-      }
       return o;
     };
 
@@ -162,17 +164,21 @@ export = function register(RED: NodeAPI): void {
         if (r.rejected) {
           msg.rejection = rejection('quality', r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected);
           send([null, msg]);
-        } else if (r.fills) {
-          const fills: NodeMessage[] = r.fills.map((f) => ({
+        } else if (r.fills || r.restored) {
+          const extra = (f: FilledReading, imputed: boolean): NodeMessage => ({
             topic: msg.topic,
             device: msg.device,
             timestamp: f.timestamp,
             messageId: `${deviceId}:${f.timestamp}`,
             payload: f.payload,
             quality: f.quality,
-            imputed: true,
-          }));
-          send([[...fills, msg], null]);
+            ...(imputed ? { imputed } : { restored: true }),
+          });
+          const extras = [
+            ...(r.restored ?? []).map((f) => extra(f, false)),
+            ...(r.fills ?? []).map((f) => extra(f, true)),
+          ];
+          send([[...extras, msg], null]);
         } else send([msg, null]);
         status.call();
         return done();
@@ -198,7 +204,7 @@ export = function register(RED: NodeAPI): void {
             refused.push({ index, ...r.rejected });
             return;
           }
-          for (const f of r.fills ?? []) {
+          for (const f of [...(r.restored ?? []), ...(r.fills ?? [])]) {
             kept.push({ ts: f.timestamp, ...f.payload });
             quality.push(f.quality);
             timestamps.push(f.timestamp);

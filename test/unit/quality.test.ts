@@ -125,10 +125,14 @@ describe('spike (Hampel identifier)', () => {
     assert.match(above.q!.reason, /from the median 4 of the last 7 values \(limit 8\.9\)/);
   });
 
-  it('MAD = 0: falls back to the mean absolute deviation (limit 3·1.2533·4/7 = 2.1485)', () => {
+  it('MAD = 0: the window scale falls back to the mean absolute deviation, the learned noise is the floor', () => {
+    // Window limit 3·1.2533·4/7 = 2.1485. The first differences 1 1 2 2 1 1 give a running mean |Δ| of 1.1064
+    // (each step moves 1/16 of the way), σ̂ = 1.1064·√π/2 = 0.9805 and a floor of (3 + 1)·σ̂ = 3.922.
     const w = [10, 11, 10, 12, 10, 11, 10];
-    assert.equal(feed(spikeOnly, [...w, 12]).out[7].q, undefined);
-    assert.equal(feed(spikeOnly, [...w, 13]).out[7].q?.check, 'spike');
+    assert.equal(feed(spikeOnly, [...w, 13.9]).out[7].q, undefined);
+    const above = feed(spikeOnly, [...w, 14]).out[7].q;
+    assert.equal(above?.check, 'spike');
+    assert.match(above.reason, /\(limit 3\.92\)/);
   });
 
   it('all values equal: any other value is a spike unless within spikeMinDeviation; equal values never are', () => {
@@ -146,13 +150,16 @@ describe('spike (Hampel identifier)', () => {
 });
 
 describe('rate of change', () => {
-  it('flags a change faster than maxRate per second (code 3) against the last in-range value', () => {
-    const { out } = feed({ rules: [{ field: 'x', maxRate: 1, ...noChecks }] }, [10, 12, 12.5, 13.5]);
+  it('flags a change faster than maxRate per second (code 3) against the last accepted value', () => {
+    const values = [10, 10.1, 10.2, 10.1, 13, 10.3, 10.4];
+    const { out } = feed({ rules: [{ field: 'x', maxRate: 1, ...noChecks }] }, values);
+    // 10.3 is compared with 10.1 (2 s before), not with the doubted 13. The limit adds what the learned noise
+    // can do (|Δ| 0.1 → σ̂ 0.0886, √2·4σ̂ = 0.50) to 1/s · 1 s.
     assert.deepEqual(
       out.map((o) => o.q?.check),
-      [undefined, 'rate', undefined, undefined],
+      [undefined, undefined, undefined, undefined, 'rate', undefined, undefined],
     );
-    assert.match(out[1].q!.reason, /changed by 2 in 1 s \(limit 1\/s\)/);
+    assert.match(out[4].q!.reason, /changed by 2\.9 in 1 s since the last accepted value \(limit 1\.5: 1\/s/);
   });
 });
 
