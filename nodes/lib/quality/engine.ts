@@ -49,17 +49,20 @@ const {
   F_LAST_TS,
   F_OUT,
   F_OUT_TS,
-  F_PREV_OUT,
-  F_PREV_OUT_TS,
+  F_INTERVAL,
   F_RING,
-  F_RUN_TS,
+  F_TREND,
   F_VALUE,
+  F_VALUE_TS,
   FIELD_INTS,
   I_FLAT_RUN,
   I_NOISE,
   I_RING,
   I_SHIFT,
+  NOISE_SAMPLES_MASK,
+  NOISE_SAMPLES_SHIFT,
   SHIFT_FIRST_REPLACED,
+  SHIFT_RUN_MASK,
 } = layout;
 
 // Check bits.
@@ -77,10 +80,17 @@ const OUTLIER = SPIKE | RATE;
  * difference into a noise σ.
  */
 const ABS_DIFF_TO_SIGMA = Math.sqrt(Math.PI) / 2;
-/** The noise estimate follows about the last 16 accepted first differences. */
-const NOISE_GAIN = 1 / 16;
+/** The noise estimate is the mean of the first NOISE_MEMORY accepted first differences, then follows about that many. */
+const NOISE_MEMORY = 64;
 /** A first difference counts at most this many times the current estimate: one jump cannot inflate it. */
 const NOISE_CLIP = 4;
+/**
+ * The noise floor is (k + FLOOR_EXTRA) learned σ: the median a value is compared with is itself noisy (≈ 0.47 σ
+ * for 7 values) and the estimate varies by about ±10 %; with 1.5 pure noise crosses it about once in 10,000.
+ */
+const FLOOR_EXTRA = 1.5;
+/** The trend follows about the last 32 accepted changes. */
+const TREND_MEMORY = 32;
 
 export interface QualityOptions {
   /** Hampel window (values before the current one), 3..63; default 7. One size per node: records are fixed. */
@@ -432,21 +442,32 @@ export class QualityEngine {
       head = count = 0;
       n[ib + I_RING] = 0;
       n[ib + I_FLAT_RUN] = 0;
-      n[ib + I_SHIFT] = 0;
+      n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK;
+      f[b + F_TREND] = 0;
     }
     det.median = NaN;
     det.shiftRun = 0;
     det.shifted = false;
     det.flatEnded = false;
-    if (v < r.min || v > r.max) return RANGE_BAD; // a value outside the sensor's range never enters the window
+    det.restoreTs = NaN;
+    if (v < r.min || v > r.max) {
+      n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK; // a run of outliers is a run of readings in the window
+      return RANGE_BAD; // a value outside the sensor's range never enters the window
+    }
 
     let mask = v < r.suspectMin || v > r.suspectMax ? RANGE_SUSPECT : 0;
     const ring = b + F_RING;
     const last = f[b + F_VALUE];
-    // What noise alone can do to one value: the learned σ times (k + 1) — the median a value is compared with
-    // is itself noisy and the estimate is ±10 % — but never less than the sensor's resolution.
+    const dt = ts - f[b + F_VALUE_TS];
+    let interval = f[b + F_INTERVAL];
+    if (count > 0) {
+      // The typical time between readings, so that a reading after a gap is not read as one step of the trend.
+      interval = f[b + F_INTERVAL] =
+        interval === 0 ? dt : interval + (Math.min(dt, 3 * interval) - interval) / 16;
+    }
+    // What noise alone can do to one value (see FLOOR_EXTRA), but never less than the sensor's resolution.
     const noise = f32[ib + I_NOISE] * ABS_DIFF_TO_SIGMA;
-    const floor = Math.max((r.spikeK + 1) * noise, r.spikeMinDeviation);
+    const floor = Math.max((r.spikeK + FLOOR_EXTRA) * noise, r.spikeMinDeviation);
 
     if (r.flatCount > 0 || r.flatMs > 0) {
       let run = 1;
@@ -478,13 +499,15 @@ export class QualityEngine {
     }
 
     if (r.spike && count === W) {
-      const med = medianOf(f, ring, count, this.sortBuffer);
-      const thr = Math.max(r.spikeK * robustScale(f, ring, count, med, this.sortBuffer), floor);
-      det.median = med;
-      if (Math.abs(v - med) > thr) {
+      const med = medianOf(f, ring, W, this.sortBuffer);
+      const thr = Math.max(r.spikeK * robustScale(f, ring, W, med, this.sortBuffer), floor);
+      // The median is about (W - 1) / 2 readings older than the newest value: carried along the trend to now.
+      const level = med + f[b + F_TREND] * (((W - 1) / 2) * interval + dt);
+      det.median = level;
+      if (Math.abs(v - level) > thr) {
         mask |= SPIKE;
         det.threshold = thr;
-        det.windowSize = count;
+        det.windowSize = W;
       }
     }
     // Rate of change against what was accepted, never against a value that was itself doubted.
@@ -500,11 +523,11 @@ export class QualityEngine {
       }
     }
 
-    let run = n[ib + I_SHIFT] & 0xff;
+    let run = n[ib + I_SHIFT] & SHIFT_RUN_MASK;
     let written = false;
     if (mask & OUTLIER) {
       if (r.shiftCount > 0) {
-        run = this.shiftRun(b, ib, r, ts, v, run, head, count, floor);
+        run = this.shiftRun(b, ib, r, ts, v, run, head, count, floor, lastTs);
         if (det.shifted) {
           written = true;
           head = 0;
@@ -512,18 +535,27 @@ export class QualityEngine {
         }
       }
     } else {
-      if (count > 0 && run === 0) {
-        // Learn the noise from first differences of values that agree with the level (running mean of
-        // |Δ|, each clipped at NOISE_CLIP times the estimate). Exact repeats say nothing about noise.
-        const delta = Math.abs(v - last);
+      if (count > 0 && run === 0 && dt <= 2 * interval && !det.flatEnded) {
+        // Learn the trend and the noise from first differences of values that agree with the level: running
+        // means (exact over the first NOISE_MEMORY, then over about that many), each |Δ| clipped at NOISE_CLIP
+        // times the estimate. Exact repeats say nothing about noise.
+        const word = n[ib + I_SHIFT];
+        const samples = word >>> NOISE_SAMPLES_SHIFT;
+        const diff = v - last;
+        f[b + F_TREND] += (diff / dt - f[b + F_TREND]) / Math.min(samples + 1, TREND_MEMORY);
+        const delta = Math.abs(diff);
         if (delta > r.flatTolerance && delta > 0) {
           const s = f32[ib + I_NOISE];
-          f32[ib + I_NOISE] = s === 0 ? delta : s + (Math.min(delta, NOISE_CLIP * s) - s) * NOISE_GAIN;
+          f32[ib + I_NOISE] = s === 0 ? delta : s + (Math.min(delta, NOISE_CLIP * s) - s) / (samples + 1);
+          if (samples + 1 < NOISE_MEMORY) n[ib + I_SHIFT] = word + (1 << NOISE_SAMPLES_SHIFT);
         }
       }
       run = 0;
     }
-    if (!det.shifted) n[ib + I_SHIFT] = run === 0 ? 0 : (n[ib + I_SHIFT] & ~0xff) | run;
+    if (!det.shifted) {
+      const word = n[ib + I_SHIFT];
+      n[ib + I_SHIFT] = run === 0 ? word & NOISE_SAMPLES_MASK : (word & ~SHIFT_RUN_MASK) | run;
+    }
 
     // Outliers enter the window too: the median ignores isolated ones, and a run of them is a new level.
     if (!written) {
@@ -533,7 +565,11 @@ export class QualityEngine {
     }
     n[ib + I_RING] = head | (count << 8);
     f[b + F_VALUE] = v;
-    if (mask === 0) this.accept(b, ts, v);
+    f[b + F_VALUE_TS] = ts;
+    if (mask === 0) {
+      f[b + F_OUT_TS] = ts;
+      f[b + F_OUT] = v;
+    }
     return mask;
   }
 
@@ -551,12 +587,13 @@ export class QualityEngine {
     head: number,
     count: number,
     floor: number,
+    lastTs: number,
   ): number {
     const f = this.store.fieldF64;
     const det = this.details;
     const W = this.window;
     const ring = b + F_RING;
-    if (run > count || run >= 255) run = 0; // the run's earlier values are no longer all in the window
+    if (run > count || run >= SHIFT_RUN_MASK) run = 0; // the run's earlier values are no longer all in the window
     if (run > 0) {
       // The run's earlier values are the newest `run` ring entries.
       let lo = v;
@@ -574,37 +611,31 @@ export class QualityEngine {
       if (hi - lo > band) run = 0;
     }
     run++;
+    const n = this.store.fieldI32;
     if (run === 1) {
-      f[b + F_RUN_TS] = ts;
-      this.store.fieldI32[ib + I_SHIFT] = 0;
+      n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK;
       return 1;
     }
     det.shiftRun = run;
+    if (run === 2 && (n[ib + I_SHIFT] & SHIFT_FIRST_REPLACED) !== 0) {
+      // Two outliers in a row that agree are kept as a possible new level: the first, replaced when it came
+      // (a run breaks on any reading that did not enter the window), is sent again with its raw value.
+      det.restoreTs = lastTs;
+      det.restoreValue = f[ring + ((head - 1 + W) % W)];
+      n[ib + I_SHIFT] &= ~SHIFT_FIRST_REPLACED;
+    }
     if (run < r.shiftCount) return run;
     // A new level: the window holds the run's values only, and the newest becomes the accepted value.
     const vals = this.sortBuffer;
     for (let i = 1; i < run; i++) vals[run - 1 - i] = f[ring + ((head - i + W) % W)];
     vals[run - 1] = v;
-    if ((this.store.fieldI32[ib + I_SHIFT] & SHIFT_FIRST_REPLACED) !== 0) {
-      det.restoreTs = f[b + F_RUN_TS];
-      det.restoreValue = vals[0];
-    } else det.restoreTs = NaN;
     for (let i = 0; i < W; i++) f[ring + i] = vals[i % run];
-    f[b + F_PREV_OUT_TS] = -Infinity;
+    f[b + F_TREND] = 0; // the trend that did not foresee this level is learned again
     f[b + F_OUT_TS] = ts;
     f[b + F_OUT] = v;
-    this.store.fieldI32[ib + I_SHIFT] = 0;
+    n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK;
     det.shifted = true;
     return 0;
-  }
-
-  /** `v` at `ts` passed every check: the reference for the rate, LOCF and linear extrapolation. */
-  private accept(b: number, ts: number, v: number): void {
-    const f = this.store.fieldF64;
-    f[b + F_PREV_OUT_TS] = f[b + F_OUT_TS];
-    f[b + F_PREV_OUT] = f[b + F_OUT];
-    f[b + F_OUT_TS] = ts;
-    f[b + F_OUT] = v;
   }
 
   /**
@@ -628,17 +659,17 @@ export class QualityEngine {
       case 'mean': {
         if (count === 0 || ts - f[b + F_LAST_TS] > r.maxGapMs) return NaN;
         if (method === 'mean') return meanOf(f, b + F_RING, count);
-        return Number.isNaN(median) ? medianOf(f, b + F_RING, count, this.sortBuffer) : median;
+        if (!Number.isNaN(median)) return median;
+        const age = ((count - 1) / 2) * f[b + F_INTERVAL] + (ts - f[b + F_VALUE_TS]);
+        return medianOf(f, b + F_RING, count, this.sortBuffer) + f[b + F_TREND] * age;
       }
       case 'locf':
       case 'linear': {
         const outTs = f[b + F_OUT_TS];
         const age = ts - outTs;
         if (outTs === -Infinity || age < 0 || age > r.maxGapMs) return NaN;
-        const prevTs = f[b + F_PREV_OUT_TS];
-        if (method === 'locf' || prevTs === -Infinity || ts - prevTs > r.maxGapMs) return f[b + F_OUT];
-        const slope = (f[b + F_OUT] - f[b + F_PREV_OUT]) / (outTs - prevTs);
-        return Math.min(r.max, Math.max(r.min, f[b + F_OUT] + slope * age));
+        if (method === 'locf') return f[b + F_OUT];
+        return Math.min(r.max, Math.max(r.min, f[b + F_OUT] + f[b + F_TREND] * age));
       }
       case 'none':
         return NaN;
@@ -690,7 +721,7 @@ export class QualityEngine {
         'spike',
         newLevel ? 'flag' : r.spikeAction,
         C_SPIKE,
-        `${name} ${v} is ${round2(Math.abs(v - det.median))} from the median ${det.median} of the last ${det.windowSize} values (limit ${round2(det.threshold)})`,
+        `${name} ${v} is ${round2(Math.abs(v - det.median))} from ${round2(det.median)}, the median of the last ${det.windowSize} values carried along the trend (limit ${round2(det.threshold)})`,
       );
     if (mask & RATE)
       use(
@@ -734,7 +765,7 @@ export class QualityEngine {
           this.store.fieldI32[slot * FIELD_INTS + I_SHIFT] |= SHIFT_FIRST_REPLACED;
       }
     }
-    if (det.shifted && !Number.isNaN(det.restoreTs)) this.restore(r, ts, det.restoreTs, det.restoreValue);
+    if (!Number.isNaN(det.restoreTs)) this.restore(r, ts, det.restoreTs, det.restoreValue);
     (this.outcome.quality ??= {})[name] = q;
     return action;
   }
@@ -755,7 +786,7 @@ export class QualityEngine {
       code: 3,
       check: 'spike',
       raw,
-      reason: `${name} ${raw} was the first reading of a new level confirmed at ${ts}: raw value restored`,
+      reason: `${name} ${raw} was replaced, but the reading at ${ts} agrees with it: a possible new level, raw value restored`,
     };
   }
 

@@ -13,20 +13,24 @@ export const F_LAST_TS = 0; // event time of the newest reading (any value): ord
 export const F_VALUE = 1; // newest in-range value (flat line, first differences for the noise estimate)
 export const F_OUT_TS = 2; // event time of the newest accepted value: passed every check, or a confirmed new level
 export const F_OUT = 3; // that value (LOCF, the rate of change reference)
-export const F_PREV_OUT_TS = 4; // the one before (linear extrapolation)
-export const F_PREV_OUT = 5;
+export const F_TREND = 4; // running mean of the change per ms between values that agree with the level
+export const F_INTERVAL = 5; // running typical time between in-range values (ms), 0 = not known yet
 export const F_FLAT_SINCE = 6; // event time of the first reading of the current run of identical values
-export const F_RUN_TS = 7; // event time of the first reading of the current run of outliers (level shift)
+export const F_VALUE_TS = 7; // event time of the newest in-range value
 export const F_RING = 8; // W ring slots of in-range values (Hampel window)
 export const FIELD_DOUBLES = 8;
 // Field record, int32.
 export const I_RING = 0; // next ring slot to write | values in the ring (<= W) << 8
 export const I_FLAT_RUN = 1; // identical readings in a row so far (1 = just this one)
-export const I_SHIFT = 2; // outliers in a row so far | SHIFT_FIRST_REPLACED
+export const I_SHIFT = 2; // outliers in a row so far | SHIFT_FIRST_REPLACED | noise samples << NOISE_SAMPLES_SHIFT
 export const I_NOISE = 3; // float32 (through fieldF32): running mean |first difference|, 0 = none yet
 export const FIELD_INTS = 4;
+export const SHIFT_RUN_MASK = 0xff;
 /** I_SHIFT bit: the first outlier of the current run was replaced (restored if the run becomes a new level). */
 export const SHIFT_FIRST_REPLACED = 0x100;
+/** I_SHIFT bits 16..: first differences the noise estimate has seen so far (saturates). */
+export const NOISE_SAMPLES_SHIFT = 16;
+export const NOISE_SAMPLES_MASK = ~0xffff;
 
 // Device record, doubles (times).
 export const D_LAST_SEEN = 0; // wall clock of the last update (TTL eviction)
@@ -180,7 +184,7 @@ export class MemoryStateStore implements QualityStateStore {
     this.fieldF64.fill(0, b, b + this.fieldStride);
     this.fieldF64[b + F_LAST_TS] = -Infinity;
     this.fieldF64[b + F_OUT_TS] = -Infinity;
-    this.fieldF64[b + F_PREV_OUT_TS] = -Infinity;
+    this.fieldF64[b + F_VALUE_TS] = -Infinity;
     this.fieldI32.fill(0, slot * FIELD_INTS, (slot + 1) * FIELD_INTS);
     this.deviceFields[ref] = slot;
     return slot;
