@@ -69,18 +69,18 @@ function layoutProblems(): { wider: string[]; unlabelled: string[] } {
   const tray = trays[trays.length - 1];
   const box = tray.getBoundingClientRect();
   const wider: string[] = [];
-  for (const e of tray.querySelectorAll('.red-ui-tray-body *')) {
+  for (const e of Array.from(tray.querySelectorAll('.red-ui-tray-body *'))) {
     const r = e.getBoundingClientRect();
     if (r.width === 0 || (e as HTMLElement).offsetParent === null) continue;
     if (r.left < box.left - 1 || r.right > box.right + 1)
       wider.push(
-        `${e.tagName}.${[...e.classList].join('.')} ${r.left}..${r.right} of ${box.left}..${box.right}`,
+        `${e.tagName}.${Array.from(e.classList).join('.')} ${r.left}..${r.right} of ${box.left}..${box.right}`,
       );
   }
-  const unlabelled = [...tray.querySelectorAll('.iotb-q-rule input, .iotb-q-rule select')]
+  const unlabelled = Array.from(tray.querySelectorAll('.iotb-q-rule input, .iotb-q-rule select'))
     .filter((e) => (e as HTMLElement).offsetParent !== null)
     .filter((e) => !document.querySelector(`label[for="${e.id}"]`)?.textContent?.trim())
-    .map((e) => `${e.tagName}.${[...e.classList].join('.')}`);
+    .map((e) => `${e.tagName}.${Array.from(e.classList).join('.')}`);
   return { wider: wider.slice(0, 10), unlabelled };
 }
 
