@@ -5,11 +5,22 @@
  * dialog is wider than the tray. A failed step leaves a screenshot (its path is in the error).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Locator, Page } from 'playwright-core';
 import { FailureScreenshots, launchBrowser } from '../support/browser';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { tempDir } from '../support/servers';
+import { repoRoot, tempDir } from '../support/servers';
+
+/** Every label of the node's message catalog: the dialog shows each of them. */
+const LABELS = Object.values(
+  (
+    JSON.parse(
+      readFileSync(join(repoRoot, 'nodes', 'quality', 'locales', 'en-US', 'quality.json'), 'utf8'),
+    ) as { 'iotb-quality': { label: Record<string, string> } }
+  )['iotb-quality'].label,
+);
 
 const flows = [
   { id: 'tab', type: 'tab', label: 'q' },
@@ -153,6 +164,11 @@ describe('iotb-quality edit dialog in a real browser', () => {
       for (const [key, value] of Object.entries(EVERY_OPTION)) await setOption(air, key, value);
 
       assert.deepEqual(await page!.evaluate(layoutProblems), { wider: [], unlabelled: [] });
+      const text = await tray.evaluate((e) => e.textContent ?? '');
+      assert.deepEqual(
+        LABELS.filter((label) => !text.includes(label)),
+        [],
+      );
       await tray.locator('#node-dialog-ok').click();
       await tray.waitFor({ state: 'detached' });
 
