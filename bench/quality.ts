@@ -3,8 +3,9 @@
  * gross range + Hampel (window 7) + LOCF imputation on 5 numeric fields per reading, 10,000 devices in turn.
  * Also prints the state memory per device-field for 100,000 devices x 5 fields.
  *
- *   node --expose-gc --import tsx bench/quality.ts
+ *   node --expose-gc --import tsx bench/quality.ts [--rounds 5] [--readings 2000000]
  */
+import { parseArgs } from 'node:util';
 import { QualityEngine } from '../nodes/lib/quality/engine';
 import { fmt, median } from './support/stats';
 
@@ -69,7 +70,10 @@ function memoryPerField(devices: number): { perField: number; slabPerField: numb
   return { perField: bytes / fields, slabPerField: q.store.slabBytes / fields };
 }
 
-const runs = Array.from({ length: 5 }, () => throughput(10_000, 2_000_000));
+const { values: args } = parseArgs({
+  options: { rounds: { type: 'string', default: '5' }, readings: { type: 'string', default: '2000000' } },
+});
+const runs = Array.from({ length: Number(args.rounds) }, () => throughput(10_000, Number(args.readings)));
 for (const kind of ['wall', 'cpu'] as const) {
   const xs = runs.map((r) => r[kind]);
   console.log(

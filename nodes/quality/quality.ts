@@ -5,7 +5,7 @@ import { batchElement, elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import { ackLedger } from '../lib/ingest/ack-ledger';
 import { addParts } from '../lib/ingest/ack-parts';
-import { QualityEngine, type ReadingOutcome } from '../lib/quality/engine';
+import { QualityEngine, type FilledReading, type ReadingOutcome } from '../lib/quality/engine';
 import type { FieldQuality } from '../lib/quality/flags';
 import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
@@ -98,7 +98,6 @@ export = function register(RED: NodeAPI): void {
 
     let readings = 0;
     let flagged = 0;
-    let untrackedWarned = 0;
     let dirty = false;
     const status = new Throttle(() => {
       this.status({
@@ -129,12 +128,15 @@ export = function register(RED: NodeAPI): void {
       );
       readings++;
       if (o.quality) flagged++;
-      if (engine.untracked.size > untrackedWarned) {
-        untrackedWarned = engine.untracked.size;
+      const untracked = engine.takeUntrackedNotice(); // once per device type
+      if (untracked)
         this.warn(
-          RED._('iotb-quality.warn.untracked', { max: maxFields, fields: [...engine.untracked].join(', ') }),
+          RED._('iotb-quality.warn.untracked', {
+            max: maxFields,
+            type: untracked.type || '-',
+            fields: untracked.fields.join(', '),
+          }),
         );
-      }
       return o;
     };
 
@@ -190,13 +192,15 @@ export = function register(RED: NodeAPI): void {
           refuse(index, r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected);
           continue;
         }
-        for (const f of r.fills ?? []) {
+        // A restored reading (a level shift's first reading, replaced when it arrived) goes out again raw,
+        // before the reading that confirmed the shift; fills after it. Neither holds an acknowledgement.
+        for (const f of [...(r.restored ?? []), ...(r.fills ?? [])]) {
           kept.push({ ts: f.timestamp, ...f.payload });
           quality.push(f.quality);
           timestamps.push(f.timestamp);
           messageIds.push(`${device.id}:${f.timestamp}`);
           devices?.push(device);
-          ackIds?.push(null); // an imputed reading was never sent: nobody waits for its acknowledgement
+          ackIds?.push(null); // nobody waits for its acknowledgement: the original was settled when it came
         }
         kept.push(el);
         quality.push(r.quality ?? null);
@@ -248,17 +252,21 @@ export = function register(RED: NodeAPI): void {
         if (r.rejected) {
           msg.rejection = rejection('quality', r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected);
           send([null, msg]);
-        } else if (r.fills) {
-          const fills: NodeMessage[] = r.fills.map((f) => ({
+        } else if (r.fills || r.restored) {
+          const extra = (f: FilledReading, imputed: boolean): NodeMessage => ({
             topic: msg.topic,
             device: msg.device,
             timestamp: f.timestamp,
             messageId: `${deviceId}:${f.timestamp}`,
             payload: f.payload,
             quality: f.quality,
-            imputed: true,
-          }));
-          send([[...fills, msg], null]);
+            ...(imputed ? { imputed } : { restored: true }),
+          });
+          const extras = [
+            ...(r.restored ?? []).map((f) => extra(f, false)),
+            ...(r.fills ?? []).map((f) => extra(f, true)),
+          ];
+          send([[...extras, msg], null]);
         } else send([msg, null]);
         status.call();
         return done();

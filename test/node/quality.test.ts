@@ -57,6 +57,35 @@ describe('iotb-quality node', () => {
     );
   });
 
+  it('sends a replaced reading again with its raw value when the next one agrees with it (a possible new level)', async () => {
+    await helper.load(qualityNode, flow());
+    const all = messages('out', 10);
+    const q = helper.getNode('q');
+    [20, 21, 20, 22, 20, 21, 20, 30, 30.1].forEach((t, i) => q.receive(reading('d1', i, { t })));
+    const out = await all;
+    assert.deepEqual([out[7].payload, out[7].quality.t.flag], [{ t: 20 }, 'imputed']);
+    const [restored, next] = out.slice(8);
+    assert.deepEqual(
+      [restored.restored, restored.timestamp, restored.payload, restored.quality.t.flag, restored.messageId],
+      [true, T0 + 7000, { t: 30 }, 'suspect', `d1:${T0 + 7000}`],
+    );
+    assert.deepEqual([next.payload, next.quality.t.flag], [{ t: 30.1 }, 'suspect']);
+  });
+
+  it('warns once per device type about numeric fields beyond its field table', async () => {
+    await helper.load(qualityNode, flow({ maxFields: 1 }));
+    const all = messages('out', 6);
+    const q = helper.getNode('q');
+    for (let i = 0; i < 5; i++) q.receive(reading('d1', i, { a: 1, [`extra${i}`]: 2 }));
+    q.receive({ ...reading('m1', 0, { a: 1, b: 2 }), device: { id: 'm1', type: 'meter' } });
+    await all;
+    const warnings = (helper.log().args as any[][])
+      .filter((a) => a[0].level === helper.log().WARN && a[0].id === 'q')
+      .map((a) => String(a[0].msg));
+    // The test runtime has no message catalogs: the key stands for the text (locales/en-US/quality.json).
+    assert.deepEqual(warnings, ['iotb-quality.warn.untracked', 'iotb-quality.warn.untracked']);
+  });
+
   it('rejects to the last output with a counted rejection', async () => {
     await helper.load(qualityNode, flow({ rules: [{ field: 't', max: 40, rangeAction: 'reject' }] }));
     const rejected = nextMessage(helper.getNode('rej'));

@@ -114,21 +114,30 @@ describe('spike (Hampel identifier)', () => {
     assert.ok(out.every((o) => o.q === undefined));
   });
 
-  it('uses 1.4826·MAD: with window 1..7 the limit is 3·2.9652 = 8.8956 around the median 4', () => {
-    const below = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 12.8]).out[7];
+  it('uses 1.4826·MAD: with window 1..7 the limit is 3·2.9652 = 8.8956 around the median 4 carried along the trend', () => {
+    // The trend learned from the window is 1/s; the median is 3 s older than 7 and the new value 1 s newer: 8.
+    // The noise floor (|Δ| = 1 → σ̂ 0.886, 4.5·σ̂ = 3.99) is below the window's limit.
+    const below = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 16.8]).out[7];
     assert.equal(below.q, undefined);
-    const above = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 12.9]).out[7];
+    const above = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 17]).out[7];
     assert.deepEqual(
       [above.q?.flag, above.q?.code, above.q?.check, above.q?.method, above.q?.raw, above.value],
-      ['imputed', 3, 'spike', 'median', 12.9, 4],
+      ['imputed', 3, 'spike', 'median', 17, 8],
     );
-    assert.match(above.q!.reason, /from the median 4 of the last 7 values \(limit 8\.9\)/);
+    assert.match(
+      above.q!.reason,
+      /x 17 is 9 from 8, the median of the last 7 values carried along the trend \(limit 8\.9\)/,
+    );
   });
 
-  it('MAD = 0: falls back to the mean absolute deviation (limit 3·1.2533·4/7 = 2.1485)', () => {
+  it('MAD = 0: the window scale falls back to the mean absolute deviation, the learned noise is the floor', () => {
+    // Window limit 3·1.2533·4/7 = 2.1485; no trend (the differences sum to 0). The first differences 1 1 2 2 1 1
+    // have a mean of 1.3333, σ̂ = 1.3333·√π/2 = 1.1816 and the floor (3 + 1.5)·σ̂ = 5.317 decides.
     const w = [10, 11, 10, 12, 10, 11, 10];
-    assert.equal(feed(spikeOnly, [...w, 12]).out[7].q, undefined);
-    assert.equal(feed(spikeOnly, [...w, 13]).out[7].q?.check, 'spike');
+    assert.equal(feed(spikeOnly, [...w, 15.3]).out[7].q, undefined);
+    const above = feed(spikeOnly, [...w, 15.4]).out[7].q;
+    assert.equal(above?.check, 'spike');
+    assert.match(above.reason, /\(limit 5\.32\)/);
   });
 
   it('all values equal: any other value is a spike unless within spikeMinDeviation; equal values never are', () => {
@@ -146,13 +155,19 @@ describe('spike (Hampel identifier)', () => {
 });
 
 describe('rate of change', () => {
-  it('flags a change faster than maxRate per second (code 3) against the last in-range value', () => {
-    const { out } = feed({ rules: [{ field: 'x', maxRate: 1, ...noChecks }] }, [10, 12, 12.5, 13.5]);
+  it('flags a change faster than maxRate per second (code 3) against the last accepted value', () => {
+    const values = [10, 10.1, 10.2, 10.1, 13, 10.3, 10.4];
+    const { out } = feed({ rules: [{ field: 'x', maxRate: 1, ...noChecks }] }, values);
+    // 10.3 is compared with 10.1 (2 s before), not with the doubted 13. The limit adds what the learned noise
+    // can do (|Δ| 0.1 → σ̂ 0.0886, √2·4.5σ̂ = 0.56) to 1/s · 1 s.
     assert.deepEqual(
       out.map((o) => o.q?.check),
-      [undefined, 'rate', undefined, undefined],
+      [undefined, undefined, undefined, undefined, 'rate', undefined, undefined],
     );
-    assert.match(out[1].q!.reason, /changed by 2 in 1 s \(limit 1\/s\)/);
+    assert.match(
+      out[4].q!.reason,
+      /changed by 2\.9 in 1 s since the last accepted value \(limit 1\.56: 1\/s/,
+    );
   });
 });
 
@@ -207,12 +222,15 @@ describe('missing values', () => {
     assert.deepEqual([p2.x, o2.quality?.x.flag, o2.quality?.x.code], [null, 'missing', 9]);
   });
 
-  it('window mean and median', () => {
+  it('window mean, and window median carried along the trend', () => {
     const mean = feed({ rules: [{ field: 'x', impute: 'mean', ...noChecks }] }, [1, 2, 3, 10, null]).out[4];
     assert.deepEqual([mean.value, mean.q?.method], [4, 'mean']);
-    const median = feed({ rules: [{ field: 'x', impute: 'median', ...noChecks }] }, [1, 2, 3, 10, undefined])
-      .out[4];
-    assert.deepEqual([median.value, median.q?.method], [2.5, 'median']);
+    const imputeMedian = { rules: [{ field: 'x', impute: 'median' as const, ...noChecks }] };
+    const flat = feed(imputeMedian, [2, 4, 2, 10, 2, undefined]).out[5]; // differences sum to 0: no trend
+    assert.deepEqual([flat.value, flat.q?.method], [2, 'median']);
+    // Median 2.5 of 1..4, trend 1/s, the median 1.5 s older than 4 and the missing value 1 s newer: 5.
+    const rising = feed(imputeMedian, [1, 2, 3, 4, undefined]).out[4];
+    assert.deepEqual([rising.value, rising.q?.method], [5, 'median']);
   });
 
   it('linear: extrapolates the last two good values, clamped to the gross range', () => {

@@ -1,11 +1,12 @@
 /**
  * The data quality engine: QARTOD-style checks per device and field (gross range, spike via the Hampel
- * identifier, rate of change, flat line, order), actions (flag, replace, reject), imputation of missing values,
- * gap detection and optional gap filling, and a per-device scorecard.
+ * identifier with a learned noise floor, rate of change against the last accepted value, flat line, order),
+ * level-shift re-basing, actions (flag, replace, reject), imputation of missing values, gap detection and
+ * optional gap filling. The per-device scorecard is in scorecard.ts.
  *
  * Hot path: a reading's fields are checked against fixed-size records in typed arrays (state.ts) with one
- * preallocated scratch buffer; nothing is allocated per field unless the field is flagged. Event time
- * (`ts`) drives every decision, so the same input sequence always gives the same output.
+ * preallocated sort buffer and one reused details object; nothing is allocated per field unless the field is
+ * flagged. Event time (`ts`) drives every decision, so the same input sequence always gives the same output.
  */
 import { type CheckName, type FieldQuality } from './flags';
 import * as robust from './robust';
@@ -17,8 +18,11 @@ import {
   type Action,
   resolveRule,
 } from './rules';
+import { round2, scorecards, type DeviceScorecard } from './scorecard';
 import * as layout from './state';
 import { MemoryStateStore, type QualityStateStore } from './state';
+
+export type { DeviceScorecard } from './scorecard';
 
 // Local copies: a loader that compiles named imports to getters (tsx, esbuild) would otherwise put a
 // function call behind every record offset on the hot path.
@@ -45,16 +49,20 @@ const {
   F_LAST_TS,
   F_OUT,
   F_OUT_TS,
-  F_PREV_OUT,
-  F_PREV_OUT_TS,
+  F_INTERVAL,
   F_RING,
+  F_TREND,
   F_VALUE,
   F_VALUE_TS,
   FIELD_INTS,
-  I_SCALE,
-  I_COUNT,
   I_FLAT_RUN,
-  I_HEAD,
+  I_NOISE,
+  I_RING,
+  I_SHIFT,
+  NOISE_SAMPLES_MASK,
+  NOISE_SAMPLES_SHIFT,
+  SHIFT_FIRST_REPLACED,
+  SHIFT_RUN_MASK,
 } = layout;
 
 // Check bits.
@@ -64,6 +72,25 @@ const SPIKE = 4;
 const RATE = 8;
 const FLAT = 16;
 const ORDER = 32;
+/** Checks that say a value disagrees with the level the field had: a run of them may be a new level. */
+const OUTLIER = SPIKE | RATE;
+
+/**
+ * E|x_t − x_t−1| = 2σ/√π for independent Gaussian noise of σ: turns the running mean absolute first
+ * difference into a noise σ.
+ */
+const ABS_DIFF_TO_SIGMA = Math.sqrt(Math.PI) / 2;
+/** The noise estimate is the mean of the first NOISE_MEMORY accepted first differences, then follows about that many. */
+const NOISE_MEMORY = 64;
+/** A first difference counts at most this many times the current estimate: one jump cannot inflate it. */
+const NOISE_CLIP = 4;
+/**
+ * The noise floor is (k + FLOOR_EXTRA) learned σ: the median a value is compared with is itself noisy (≈ 0.47 σ
+ * for 7 values) and the estimate varies by about ±10 %; with 1.5 pure noise crosses it about once in 10,000.
+ */
+const FLOOR_EXTRA = 1.5;
+/** The trend follows about the last 32 accepted changes. */
+const TREND_MEMORY = 32;
 
 export interface QualityOptions {
   /** Hampel window (values before the current one), 3..63; default 7. One size per node: records are fixed. */
@@ -87,7 +114,7 @@ export interface QualityOptions {
   fieldNames?: readonly string[];
 }
 
-/** An imputed reading for a slot of a gap, at a deterministic timestamp. */
+/** An extra reading the engine emits for a device: an imputed gap slot, or a restored raw value. */
 export interface FilledReading {
   timestamp: number;
   payload: Record<string, number>;
@@ -96,7 +123,7 @@ export interface FilledReading {
 
 /**
  * What happened to one reading. The object is reused by the engine: read it before the next `process` call.
- * The values it points to (`quality`, `rejected`, `fills`) are new for each reading and may be kept.
+ * The values it points to (`quality`, `rejected`, `fills`, `restored`) are new for each reading and may be kept.
  */
 export interface ReadingOutcome {
   /** Flags of the fields that are not plainly good; undefined when every field passed. */
@@ -107,28 +134,44 @@ export interface ReadingOutcome {
   gapSlots: number;
   /** Imputed readings for those slots, oldest first, when gap filling is on and the gap is short enough. */
   fills: FilledReading[] | undefined;
+  /**
+   * Earlier readings whose replaced value turned out to be the first of a new level: sent again at their own
+   * time with the raw value (flagged suspect), so that a store keyed by time keeps the raw value.
+   */
+  restored: FilledReading[] | undefined;
 }
 
-export interface DeviceScorecard {
-  device: string;
-  readings: number;
-  values: number;
-  /** Percent of values flagged by each check. */
-  flaggedPct: Record<'range' | 'spike' | 'rate' | 'flatline' | 'order', number>;
-  missingPct: number;
-  imputedPct: number;
-  rejected: number;
-  gapSlots: number;
-  filled: number;
-  /** Readings received / readings expected at the configured interval; null without one. */
-  completeness: number | null;
-  firstTs: number | null;
-  lastTs: number | null;
+/** A device type whose readings carry numeric fields beyond the node's field table. */
+export interface UntrackedNotice {
+  type: string;
+  fields: string[];
+}
+
+/** What the last `check` found, read by `flagged` only when it flagged something. One object, reused. */
+interface CheckDetails {
+  /** Hampel median and limit of this value (NaN when the spike test did not run). */
+  median: number;
+  threshold: number;
+  windowSize: number;
+  /** The accepted value and its time the rate was measured against, and the allowed change. */
+  ref: number;
+  refTs: number;
+  allowance: number;
+  /** Order: the field's newest time. Flat line: when the run of identical values began, and its length. */
+  prevTs: number;
+  flatRun: number;
+  /** Readings of the current run of outliers that agree on a new level (0 = not a run, 1 = its first). */
+  shiftRun: number;
+  /** This reading confirmed a new level (window re-based). */
+  shifted: boolean;
+  /** A flat line ended with this reading (window re-based on it). */
+  flatEnded: boolean;
+  /** The run's first reading to send again with its raw value, when it was replaced. */
+  restoreTs: number;
+  restoreValue: number;
 }
 
 const ACTION_RANK: Record<Action, number> = { flag: 0, replace: 1, reject: 2 };
-
-const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export class QualityEngine {
   readonly store: QualityStateStore;
@@ -144,23 +187,35 @@ export class QualityEngine {
   private readonly schemaFor: ((type: string) => unknown) | undefined;
   /** Per device type: resolved rule per field index (null = field not checked, undefined = not resolved yet). */
   private readonly rulesByType = new Map<string, (ResolvedRule | null | undefined)[]>();
-  private readonly scratch: Float64Array;
-  /** Field names beyond maxFields, passed through unchecked (the first 100, for the node's warning). */
+  private readonly sortBuffer: Float64Array;
+  /** Field names beyond maxFields, passed through unchecked (the first 100). */
   readonly untracked = new Set<string>();
+  /** Device types already reported with untracked fields (at most 100), and the report not yet taken. */
+  private readonly untrackedTypes = new Set<string>();
+  private untrackedNotice: UntrackedNotice | undefined;
   private readonly outcome: ReadingOutcome = {
     quality: undefined,
     rejected: undefined,
     gapSlots: 0,
     fills: undefined,
+    restored: undefined,
   };
-  // Details of the last `check` call, read only when it flagged something.
-  private median = NaN;
-  private threshold = NaN;
-  private windowSize = 0;
-  private prevValue = NaN;
-  private prevValueTs = NaN;
-  private prevTs = NaN;
-  private flatRun = 0;
+  private readonly details: CheckDetails = {
+    median: NaN,
+    threshold: NaN,
+    windowSize: 0,
+    ref: NaN,
+    refTs: NaN,
+    allowance: NaN,
+    prevTs: NaN,
+    flatRun: 0,
+    shiftRun: 0,
+    shifted: false,
+    flatEnded: false,
+    restoreTs: NaN,
+    restoreValue: NaN,
+  };
+  /** The device's previous reading time when this reading ended a gap: where filled slots start. */
   private gapFrom = NaN;
 
   constructor(opts: QualityOptions = {}) {
@@ -172,7 +227,12 @@ export class QualityEngine {
     for (const r of opts.rules ?? []) {
       if (typeof r.field !== 'string' || r.field === '') throw new Error('every rule needs a field name');
       if (this.explicit.has(r.field)) throw new Error(`field "${r.field}" has two rules`);
-      resolveRule(r.field, r); // reports configuration errors now, not on the first message
+      // Reports configuration errors now, not on the first message.
+      const resolved = resolveRule(r.field, r);
+      if (resolved.shiftCount > this.window + 1)
+        throw new Error(
+          `field "${r.field}": shiftCount ${resolved.shiftCount} needs a window of at least ${resolved.shiftCount - 1}`,
+        );
       this.explicit.set(r.field, r);
       this.explicitNames.push(r.field);
     }
@@ -181,7 +241,7 @@ export class QualityEngine {
     this.fillGaps = opts.fillGaps ?? false;
     this.maxFill = opts.maxFill ?? 10;
     this.schemaFor = opts.schemaFor;
-    this.scratch = new Float64Array(this.window);
+    this.sortBuffer = new Float64Array(this.window + 1); // + 1: a level-shift run may be one longer
     for (const name of opts.fieldNames ?? []) this.indexOf(name);
   }
 
@@ -193,6 +253,16 @@ export class QualityEngine {
   /** Field names in record order, for `store.serialize`. */
   get fields(): readonly string[] {
     return this.fieldNames;
+  }
+
+  /**
+   * The first time a device type sends numeric fields beyond the field table: the type and the untracked
+   * names seen so far. Returned once per type (at most 100 types), then undefined: a report, not a flood.
+   */
+  takeUntrackedNotice(): UntrackedNotice | undefined {
+    const notice = this.untrackedNotice;
+    this.untrackedNotice = undefined;
+    return notice;
   }
 
   private indexOf(name: string): number {
@@ -207,6 +277,12 @@ export class QualityEngine {
     return this.fieldNames.length - 1;
   }
 
+  private noteUntracked(type: string): void {
+    if (this.untrackedTypes.has(type) || this.untrackedTypes.size >= 100) return;
+    this.untrackedTypes.add(type);
+    this.untrackedNotice ??= { type, fields: [...this.untracked] };
+  }
+
   private rulesOf(type: string): (ResolvedRule | null | undefined)[] {
     let table = this.rulesByType.get(type);
     if (!table) this.rulesByType.set(type, (table = []));
@@ -218,10 +294,12 @@ export class QualityEngine {
     if (known !== undefined) return known;
     const name = this.fieldNames[fi];
     const input = this.explicit.get(name);
-    const rule =
+    let rule =
       input || this.checkOtherFields
         ? resolveRule(name, input, type ? this.schemaFor?.(type) : undefined)
         : null;
+    // A small window cannot hold a long run: the longest it can, rather than an error per reading.
+    if (rule && rule.shiftCount > this.window + 1) rule = { ...rule, shiftCount: this.window + 1 };
     table[fi] = rule;
     return rule;
   }
@@ -229,7 +307,8 @@ export class QualityEngine {
   /**
    * Checks one reading of `deviceId` at event time `ts` (ms). Replaced and imputed values are written into
    * `payload`; flags say what was done and keep the raw value. `upstream` is an incoming `msg.quality`: a field
-   * it marks and the payload lacks counts as missing. `now` (wall clock) only drives TTL eviction.
+   * flagged there and absent from the payload (refused upstream) counts as missing. `now` (wall clock) only
+   * drives TTL eviction.
    */
   process(
     deviceId: string,
@@ -244,6 +323,7 @@ export class QualityEngine {
     out.rejected = undefined;
     out.gapSlots = 0;
     out.fills = undefined;
+    out.restored = undefined;
     const store = this.store;
     const dev = store.device(deviceId, true);
     const db = dev * DEVICE_DOUBLES;
@@ -271,7 +351,10 @@ export class QualityEngine {
       const v = payload[name];
       if ((typeof v !== 'number' && v !== null) || name === 'ts') continue; // only measured values; `ts` is time
       const fi = this.indexOf(name);
-      if (fi < 0) continue;
+      if (fi < 0) {
+        this.noteUntracked(type);
+        continue;
+      }
       const known = rules[fi];
       const rule = known === undefined ? this.ruleFor(type, fi, rules) : known;
       if (rule === null) continue;
@@ -331,80 +414,159 @@ export class QualityEngine {
     if (rule !== null) this.missing(slot, rule, ts, payload, cb);
   }
 
-  /** Runs the checks on value `v` and updates the record unless the reading is out of order. Returns the check bits. */
+  /**
+   * Runs the checks on value `v` and updates the record unless the reading is out of order. Returns the check
+   * bits; the numbers behind them are in `this.details`.
+   */
   private check(slot: number, r: ResolvedRule, ts: number, v: number): number {
-    const f = this.store.fieldF64;
-    const n = this.store.fieldI32;
+    const store = this.store;
+    const f = store.fieldF64;
+    const n = store.fieldI32;
+    const f32 = store.fieldF32;
     const W = this.window;
-    const b = slot * this.store.fieldStride;
+    const b = slot * store.fieldStride;
     const ib = slot * FIELD_INTS;
-    if (ts <= f[b + F_LAST_TS]) {
-      this.prevTs = f[b + F_LAST_TS];
+    const det = this.details;
+    const lastTs = f[b + F_LAST_TS];
+    if (ts <= lastTs) {
+      det.prevTs = lastTs;
       return ORDER; // passed through flagged; the record stays as it was
     }
     f[b + F_LAST_TS] = ts;
-    let count = n[ib + I_COUNT];
-    if (count > 0 && ts - f[b + F_VALUE_TS] > r.maxGapMs) {
+    const ringWord = n[ib + I_RING];
+    let head = ringWord & 0xff;
+    let count = ringWord >>> 8;
+    if (count > 0 && ts - lastTs > r.maxGapMs) {
       // After a long silence the window describes another time: start again rather than judge against it.
-      count = 0;
-      n[ib + I_COUNT] = 0;
-      n[ib + I_HEAD] = 0;
+      // The noise estimate is the sensor's and stays.
+      head = count = 0;
+      n[ib + I_RING] = 0;
       n[ib + I_FLAT_RUN] = 0;
-      this.store.fieldF32[ib + I_SCALE] = 0;
+      n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK;
+      f[b + F_TREND] = 0;
     }
-    this.median = NaN;
-    if (v < r.min || v > r.max) return RANGE_BAD; // a value outside the sensor's range never enters the window
+    det.median = NaN;
+    det.shiftRun = 0;
+    det.shifted = false;
+    det.flatEnded = false;
+    det.restoreTs = NaN;
+    if (v < r.min || v > r.max) {
+      n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK; // a run of outliers is a run of readings in the window
+      return RANGE_BAD; // a value outside the sensor's range never enters the window
+    }
 
     let mask = v < r.suspectMin || v > r.suspectMax ? RANGE_SUSPECT : 0;
     const ring = b + F_RING;
-    if (r.spike && count === W) {
-      const med = medianOf(f, ring, count, this.scratch);
-      // The scale of 7 values is itself noisy: a window that happens to be tight would call ordinary noise a
-      // spike (9 % of Gaussian noise at k = 3). The field's long-run scale (mean of past window scales over
-      // about 32 readings) is a floor, which brings that to the expected ~1 %.
-      const windowScale = robustScale(f, ring, count, med, this.scratch);
-      const f32 = this.store.fieldF32;
-      const longRun = f32[ib + I_SCALE];
-      f32[ib + I_SCALE] = longRun === 0 ? windowScale : longRun + (windowScale - longRun) / 32;
-      const thr = Math.max(r.spikeK * Math.max(windowScale, longRun), r.spikeMinDeviation);
-      this.median = med;
-      if (Math.abs(v - med) > thr) {
-        mask |= SPIKE;
-        this.threshold = thr;
-        this.windowSize = count;
-      }
-    }
     const last = f[b + F_VALUE];
-    const lastTs = f[b + F_VALUE_TS];
-    if (r.maxRate > 0 && count > 0 && Math.abs(v - last) > (r.maxRate * (ts - lastTs)) / 1000) {
-      mask |= RATE;
-      this.prevValue = last;
-      this.prevValueTs = lastTs;
+    const dt = ts - f[b + F_VALUE_TS];
+    let interval = f[b + F_INTERVAL];
+    if (count > 0) {
+      // The typical time between readings, so that a reading after a gap is not read as one step of the trend.
+      interval = f[b + F_INTERVAL] =
+        interval === 0 ? dt : interval + (Math.min(dt, 3 * interval) - interval) / 16;
     }
+    // What noise alone can do to one value (see FLOOR_EXTRA), but never less than the sensor's resolution.
+    const noise = f32[ib + I_NOISE] * ABS_DIFF_TO_SIGMA;
+    const floor = Math.max((r.spikeK + FLOOR_EXTRA) * noise, r.spikeMinDeviation);
+
     if (r.flatCount > 0 || r.flatMs > 0) {
       let run = 1;
       if (count > 0 && Math.abs(v - last) <= r.flatTolerance) run = n[ib + I_FLAT_RUN] + 1;
-      else f[b + F_FLAT_SINCE] = ts;
+      else {
+        const prevRun = n[ib + I_FLAT_RUN];
+        if (
+          count > 0 &&
+          ((r.flatCount > 0 && prevRun >= r.flatCount) ||
+            (r.flatMs > 0 && prevRun > 1 && lastTs - f[b + F_FLAT_SINCE] >= r.flatMs))
+        ) {
+          // A stuck period ended: the window holds the frozen value. Judge from this value on instead.
+          f.fill(v, ring, ring + W);
+          head = 0;
+          count = W;
+          det.flatEnded = true;
+        }
+        f[b + F_FLAT_SINCE] = ts;
+      }
       n[ib + I_FLAT_RUN] = run;
       if (
         (r.flatCount > 0 && run >= r.flatCount) ||
         (r.flatMs > 0 && run > 1 && ts - f[b + F_FLAT_SINCE] >= r.flatMs)
       ) {
         mask |= FLAT;
-        this.flatRun = run;
-        this.prevTs = f[b + F_FLAT_SINCE];
+        det.flatRun = run;
+        det.prevTs = f[b + F_FLAT_SINCE];
       }
     }
-    // Spikes enter the window too: the median ignores them, and a genuine level shift is followed after W/2 readings.
-    const head = n[ib + I_HEAD];
-    f[ring + head] = v;
-    n[ib + I_HEAD] = head + 1 === W ? 0 : head + 1;
-    if (count < W) n[ib + I_COUNT] = count + 1;
+
+    if (r.spike && count === W) {
+      const med = medianOf(f, ring, W, this.sortBuffer);
+      const thr = Math.max(r.spikeK * robustScale(f, ring, W, med, this.sortBuffer), floor);
+      // The median is about (W - 1) / 2 readings older than the newest value: carried along the trend to now.
+      const level = med + f[b + F_TREND] * (((W - 1) / 2) * interval + dt);
+      det.median = level;
+      if (Math.abs(v - level) > thr) {
+        mask |= SPIKE;
+        det.threshold = thr;
+        det.windowSize = W;
+      }
+    }
+    // Rate of change against what was accepted, never against a value that was itself doubted.
+    const refTs = f[b + F_OUT_TS];
+    if (r.maxRate > 0 && count > 0 && refTs !== -Infinity) {
+      const ref = f[b + F_OUT];
+      const allowance = (r.maxRate * (ts - refTs)) / 1000 + Math.SQRT2 * floor;
+      if (Math.abs(v - ref) > allowance) {
+        mask |= RATE;
+        det.ref = ref;
+        det.refTs = refTs;
+        det.allowance = allowance;
+      }
+    }
+
+    let run = n[ib + I_SHIFT] & SHIFT_RUN_MASK;
+    let written = false;
+    if (mask & OUTLIER) {
+      if (r.shiftCount > 0) {
+        run = this.shiftRun(b, ib, r, ts, v, run, head, count, floor, lastTs);
+        if (det.shifted) {
+          written = true;
+          head = 0;
+          count = W;
+        }
+      }
+    } else {
+      if (count > 0 && run === 0 && dt <= 2 * interval && !det.flatEnded) {
+        // Learn the trend and the noise from first differences of values that agree with the level: running
+        // means (exact over the first NOISE_MEMORY, then over about that many), each |Δ| clipped at NOISE_CLIP
+        // times the estimate. Exact repeats say nothing about noise.
+        const word = n[ib + I_SHIFT];
+        const samples = word >>> NOISE_SAMPLES_SHIFT;
+        const diff = v - last;
+        f[b + F_TREND] += (diff / dt - f[b + F_TREND]) / Math.min(samples + 1, TREND_MEMORY);
+        const delta = Math.abs(diff);
+        if (delta > r.flatTolerance && delta > 0) {
+          const s = f32[ib + I_NOISE];
+          f32[ib + I_NOISE] = s === 0 ? delta : s + (Math.min(delta, NOISE_CLIP * s) - s) / (samples + 1);
+          if (samples + 1 < NOISE_MEMORY) n[ib + I_SHIFT] = word + (1 << NOISE_SAMPLES_SHIFT);
+        }
+      }
+      run = 0;
+    }
+    if (!det.shifted) {
+      const word = n[ib + I_SHIFT];
+      n[ib + I_SHIFT] = run === 0 ? word & NOISE_SAMPLES_MASK : (word & ~SHIFT_RUN_MASK) | run;
+    }
+
+    // Outliers enter the window too: the median ignores isolated ones, and a run of them is a new level.
+    if (!written) {
+      f[ring + head] = v;
+      head = head + 1 === W ? 0 : head + 1;
+      if (count < W) count++;
+    }
+    n[ib + I_RING] = head | (count << 8);
     f[b + F_VALUE] = v;
     f[b + F_VALUE_TS] = ts;
     if (mask === 0) {
-      f[b + F_PREV_OUT_TS] = f[b + F_OUT_TS];
-      f[b + F_PREV_OUT] = f[b + F_OUT];
       f[b + F_OUT_TS] = ts;
       f[b + F_OUT] = v;
     }
@@ -412,30 +574,102 @@ export class QualityEngine {
   }
 
   /**
-   * An estimate of the field at `ts` from its record, or NaN when there is none within the rule's maximum gap.
-   * `median`/`mean` use the window, `locf` the last good value, `linear` extrapolates the last two good values
-   * (clamped to the gross range): a streaming node cannot wait for the next value to interpolate.
+   * One more outlier in a row (`run` before it). Returns the new run length; when the run's values agree
+   * with each other and it reaches `shiftCount`, the window is re-based on them (`details.shifted`).
    */
-  private estimate(slot: number, r: ResolvedRule, ts: number, method: ReplaceMethod | ImputeMethod): number {
+  private shiftRun(
+    b: number,
+    ib: number,
+    r: ResolvedRule,
+    ts: number,
+    v: number,
+    run: number,
+    head: number,
+    count: number,
+    floor: number,
+    lastTs: number,
+  ): number {
+    const f = this.store.fieldF64;
+    const det = this.details;
+    const W = this.window;
+    const ring = b + F_RING;
+    if (run > count || run >= SHIFT_RUN_MASK) run = 0; // the run's earlier values are no longer all in the window
+    if (run > 0) {
+      // The run's earlier values are the newest `run` ring entries.
+      let lo = v;
+      let hi = v;
+      let sum = v;
+      for (let i = 1; i <= run; i++) {
+        const x = f[ring + ((head - i + W) % W)];
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+        sum += x;
+      }
+      const level = sum / (run + 1);
+      // Agreement: as close as noise allows; before any noise is learned, close compared with the jump.
+      const band = floor > 0 ? Math.SQRT2 * floor : Math.abs(level - f[b + F_OUT]) / 4;
+      if (hi - lo > band) run = 0;
+    }
+    run++;
+    const n = this.store.fieldI32;
+    if (run === 1) {
+      n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK;
+      return 1;
+    }
+    det.shiftRun = run;
+    if (run === 2 && (n[ib + I_SHIFT] & SHIFT_FIRST_REPLACED) !== 0) {
+      // Two outliers in a row that agree are kept as a possible new level: the first, replaced when it came
+      // (a run breaks on any reading that did not enter the window), is sent again with its raw value.
+      det.restoreTs = lastTs;
+      det.restoreValue = f[ring + ((head - 1 + W) % W)];
+      n[ib + I_SHIFT] &= ~SHIFT_FIRST_REPLACED;
+    }
+    if (run < r.shiftCount) return run;
+    // A new level: the window holds the run's values only, and the newest becomes the accepted value.
+    const vals = this.sortBuffer;
+    for (let i = 1; i < run; i++) vals[run - 1 - i] = f[ring + ((head - i + W) % W)];
+    vals[run - 1] = v;
+    for (let i = 0; i < W; i++) f[ring + i] = vals[i % run];
+    f[b + F_TREND] = 0; // the trend that did not foresee this level is learned again
+    f[b + F_OUT_TS] = ts;
+    f[b + F_OUT] = v;
+    n[ib + I_SHIFT] &= NOISE_SAMPLES_MASK;
+    det.shifted = true;
+    return 0;
+  }
+
+  /**
+   * An estimate of the field at `ts` from its record, or NaN when there is none within the rule's maximum gap.
+   * `median`/`mean` use the window (`median` given when already known), `locf` the last accepted value,
+   * `linear` extrapolates the last two accepted values (clamped to the gross range): a streaming node cannot
+   * wait for the next value to interpolate.
+   */
+  private estimate(
+    slot: number,
+    r: ResolvedRule,
+    ts: number,
+    method: ReplaceMethod | ImputeMethod,
+    median: number,
+  ): number {
     const f = this.store.fieldF64;
     const b = slot * this.store.fieldStride;
-    const count = this.store.fieldI32[slot * FIELD_INTS + I_COUNT];
+    const count = this.store.fieldI32[slot * FIELD_INTS + I_RING] >>> 8;
     switch (method) {
       case 'median':
       case 'mean': {
-        if (count === 0 || ts - f[b + F_VALUE_TS] > r.maxGapMs) return NaN;
+        if (count === 0 || ts - f[b + F_LAST_TS] > r.maxGapMs) return NaN;
         if (method === 'mean') return meanOf(f, b + F_RING, count);
-        return Number.isNaN(this.median) ? medianOf(f, b + F_RING, count, this.scratch) : this.median;
+        if (!Number.isNaN(median)) return median;
+        const age = ((count - 1) / 2) * f[b + F_INTERVAL] + (ts - f[b + F_VALUE_TS]);
+        return medianOf(f, b + F_RING, count, this.sortBuffer) + f[b + F_TREND] * age;
       }
       case 'locf':
       case 'linear': {
         const outTs = f[b + F_OUT_TS];
         const age = ts - outTs;
         if (outTs === -Infinity || age < 0 || age > r.maxGapMs) return NaN;
-        const prevTs = f[b + F_PREV_OUT_TS];
-        if (method === 'locf' || prevTs === -Infinity || ts - prevTs > r.maxGapMs) return f[b + F_OUT];
-        const slope = (f[b + F_OUT] - f[b + F_PREV_OUT]) / (outTs - prevTs);
-        return Math.min(r.max, Math.max(r.min, f[b + F_OUT] + slope * age));
+        if (method === 'locf') return f[b + F_OUT];
+        return Math.min(r.max, Math.max(r.min, f[b + F_OUT] + f[b + F_TREND] * age));
       }
       case 'none':
         return NaN;
@@ -453,9 +687,12 @@ export class QualityEngine {
     cb: number,
   ): Action {
     const c = this.store.deviceU32;
+    const det = this.details;
     const checks: CheckName[] = [];
     const reasons: string[] = [];
     let action = 'flag' as Action;
+    // A reading that agrees with the outliers before it may be a new level: doubted, never replaced.
+    const newLevel = det.shiftRun > 1;
     const use = (check: CheckName, a: Action, counter: number, reason: string): void => {
       checks.push(check);
       reasons.push(reason);
@@ -468,7 +705,7 @@ export class QualityEngine {
         'order',
         'flag',
         C_ORDER,
-        `${name} at ${ts} is not newer than the last reading (${this.prevTs}); state left unchanged`,
+        `${name} at ${ts} is not newer than the last reading (${det.prevTs}); state left unchanged`,
       );
     if (mask & RANGE_BAD)
       use('range', r.rangeAction, C_RANGE, `${name} ${v} is outside the gross range [${r.min}, ${r.max}]`);
@@ -482,23 +719,29 @@ export class QualityEngine {
     if (mask & SPIKE)
       use(
         'spike',
-        r.spikeAction,
+        newLevel ? 'flag' : r.spikeAction,
         C_SPIKE,
-        `${name} ${v} is ${round2(Math.abs(v - this.median))} from the median ${this.median} of the last ${this.windowSize} values (limit ${round2(this.threshold)})`,
+        `${name} ${v} is ${round2(Math.abs(v - det.median))} from ${round2(det.median)}, the median of the last ${det.windowSize} values carried along the trend (limit ${round2(det.threshold)})`,
       );
     if (mask & RATE)
       use(
         'rate',
-        r.rateAction,
+        newLevel ? 'flag' : r.rateAction,
         C_RATE,
-        `${name} changed by ${round2(Math.abs(v - this.prevValue))} in ${round2((ts - this.prevValueTs) / 1000)} s (limit ${r.maxRate}/s)`,
+        `${name} changed by ${round2(Math.abs(v - det.ref))} in ${round2((ts - det.refTs) / 1000)} s since the last accepted value (limit ${round2(det.allowance)}: ${r.maxRate}/s and the noise)`,
       );
     if (mask & FLAT)
       use(
         'flatline',
         r.flatAction,
         C_FLAT,
-        `${name} has not changed for ${this.flatRun} readings (${round2((ts - this.prevTs) / 1000)} s)`,
+        `${name} has not changed for ${det.flatRun} readings (${round2((ts - det.prevTs) / 1000)} s)`,
+      );
+    if (newLevel)
+      reasons.push(
+        det.shifted
+          ? `${det.shiftRun} readings in a row agree on a new level: kept, the window starts from them`
+          : `${det.shiftRun} readings in a row agree: kept as a possible new level`,
       );
     const code = mask & RANGE_BAD ? 4 : 3;
     const q: FieldQuality = {
@@ -510,17 +753,41 @@ export class QualityEngine {
     };
     if (checks.length > 1) q.checks = checks;
     if (action === 'replace') {
-      const est = this.estimate(slot, r, ts, r.replaceWith);
+      const est = this.estimate(slot, r, ts, r.replaceWith, det.median);
       if (Number.isNaN(est)) q.reason += `; no ${r.replaceWith} replacement available, raw value kept`;
       else {
         q.flag = 'imputed';
         q.method = r.replaceWith;
         payload[name] = est;
         c[cb + C_IMPUTED]++;
+        // The first outlier of a run: sent again with its raw value if the run turns out to be a new level.
+        if (det.shiftRun === 0 && (mask & OUTLIER) !== 0)
+          this.store.fieldI32[slot * FIELD_INTS + I_SHIFT] |= SHIFT_FIRST_REPLACED;
       }
     }
+    if (!Number.isNaN(det.restoreTs)) this.restore(r, ts, det.restoreTs, det.restoreValue);
     (this.outcome.quality ??= {})[name] = q;
     return action;
+  }
+
+  /** Sends the first reading of a confirmed new level again, with its raw value instead of the replacement. */
+  private restore(r: ResolvedRule, ts: number, at: number, raw: number): void {
+    const name = r.field;
+    const out = this.outcome;
+    out.restored ??= [];
+    let reading = out.restored.find((x) => x.timestamp === at);
+    if (!reading) {
+      reading = { timestamp: at, payload: {}, quality: {} };
+      out.restored.push(reading);
+    }
+    reading.payload[name] = raw;
+    reading.quality[name] = {
+      flag: 'suspect',
+      code: 3,
+      check: 'spike',
+      raw,
+      reason: `${name} ${raw} was replaced, but the reading at ${ts} agrees with it: a possible new level, raw value restored`,
+    };
   }
 
   /** A field that is absent, null or not a finite number: imputed when the rule allows, else flagged missing. */
@@ -535,7 +802,7 @@ export class QualityEngine {
     const name = r.field;
     c[cb + C_MISSING]++;
     const raw = payload[name];
-    const est = this.estimate(slot, r, ts, r.impute);
+    const est = this.estimate(slot, r, ts, r.impute, NaN);
     let q: FieldQuality;
     if (Number.isNaN(est)) {
       q = {
@@ -595,43 +862,6 @@ export class QualityEngine {
 
   /** Per-device scorecard (all devices, or the one given). */
   scorecard(deviceId?: string): DeviceScorecard[] {
-    const cards: DeviceScorecard[] = [];
-    const d = this.store.deviceF64;
-    const c = this.store.deviceU32;
-    const card = (id: string, dev: number): void => {
-      const b = dev * DEVICE_DOUBLES;
-      const cb = dev * DEVICE_COUNTERS;
-      const values = c[cb + C_FIELD_VALUES];
-      const missing = c[cb + C_MISSING];
-      const pct = (x: number, of: number): number => (of > 0 ? round2((100 * x) / of) : 0);
-      const readings = c[cb + C_READINGS];
-      const gaps = c[cb + C_GAP_SLOTS];
-      cards.push({
-        device: id,
-        readings,
-        values,
-        flaggedPct: {
-          range: pct(c[cb + C_RANGE], values),
-          spike: pct(c[cb + C_SPIKE], values),
-          rate: pct(c[cb + C_RATE], values),
-          flatline: pct(c[cb + C_FLAT], values),
-          order: pct(c[cb + C_ORDER], values),
-        },
-        missingPct: pct(missing, values + missing),
-        imputedPct: pct(c[cb + C_IMPUTED], values + missing),
-        rejected: c[cb + C_REJECTED],
-        gapSlots: gaps,
-        filled: c[cb + C_FILLED],
-        completeness:
-          this.expectedIntervalMs > 0 && readings > 0 ? round2(readings / (readings + gaps)) : null,
-        firstTs: Number.isNaN(d[b + D_FIRST_TS]) ? null : d[b + D_FIRST_TS],
-        lastTs: d[b + D_LAST_TS] === -Infinity ? null : d[b + D_LAST_TS],
-      });
-    };
-    if (deviceId !== undefined) {
-      const dev = this.store.device(deviceId, false);
-      if (dev >= 0) card(deviceId, dev);
-    } else this.store.forEachDevice(card);
-    return cards;
+    return scorecards(this.store, this.expectedIntervalMs, deviceId);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Quality flags: what iotb-quality says about a field that is not plainly good (DESIGN.md, `msg.quality`).
+ * Quality flags: what iotb-quality says about a field that is not plainly good (`msg.quality`, docs/quality.md).
  * Codes are the QARTOD flag values (1 pass, 3 suspect, 4 fail, 9 missing); the OPC UA mapping is for
  * gateways that forward our readings to OPC UA clients (docs/quality.md explains it).
  */

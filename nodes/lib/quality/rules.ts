@@ -26,7 +26,10 @@ export interface FieldRuleInput {
   spike?: boolean;
   /** Threshold in robust standard deviations (default 3). */
   spikeK?: number | string | null;
-  /** Smallest deviation from the median that can count as a spike, in the field's unit (default 0). */
+  /**
+   * The sensor's resolution, in the field's unit (default 0): no deviation this small is a spike or an
+   * implausible rate, whatever the learned noise says.
+   */
   spikeMinDeviation?: number | string | null;
   spikeAction?: Action;
   /** Largest plausible change per second, in the field's unit; blank = off. */
@@ -39,6 +42,8 @@ export interface FieldRuleInput {
   /** Readings closer than this count as identical (default 0). */
   flatTolerance?: number | string | null;
   flatAction?: Action;
+  /** Level shift: this many outliers in a row that agree with each other are a new level (default 3, 0 = off). */
+  shiftCount?: number | string | null;
   replaceWith?: ReplaceMethod;
   impute?: ImputeMethod;
   /** Never impute (or replace by LOCF/linear) from a good value older than this; also restarts the window. */
@@ -63,6 +68,7 @@ export interface ResolvedRule {
   flatMs: number;
   flatTolerance: number;
   flatAction: Action;
+  shiftCount: number;
   replaceWith: ReplaceMethod;
   impute: ImputeMethod;
   maxGapMs: number;
@@ -87,14 +93,16 @@ const DEFAULT_RULE: Omit<ResolvedRule, 'field' | 'expected'> = {
   flatMs: 0,
   flatTolerance: 0,
   flatAction: 'flag',
+  shiftCount: 3,
   replaceWith: 'median',
   impute: 'locf',
   maxGapMs: 300_000,
 };
 
 /**
- * Presets for common sensors (SI-ish units the presets name). Limits are typical of consumer/industrial
- * sensors; override any of them per field.
+ * Presets for common sensors (SI-ish units the presets name): physical limits (gross range, maximum plausible
+ * rate) and the resolution typical of consumer/industrial sensors. The noise is not a preset: each device and
+ * field learns its own. Override any of them per field.
  */
 export const PRESETS: Record<string, { label: string; rule: Omit<FieldRuleInput, 'field'> }> = {
   temperature: {
@@ -105,14 +113,14 @@ export const PRESETS: Record<string, { label: string; rule: Omit<FieldRuleInput,
       suspectMin: -30,
       suspectMax: 60,
       spikeK: 3,
-      spikeMinDeviation: 0.5,
+      spikeMinDeviation: 0.1,
       maxRate: 0.5,
       flatSeconds: 3600,
     },
   },
   humidity: {
     label: 'Relative humidity (%)',
-    rule: { min: 0, max: 100, spikeK: 3, spikeMinDeviation: 2, maxRate: 2, flatSeconds: 3600 },
+    rule: { min: 0, max: 100, spikeK: 3, spikeMinDeviation: 0.1, maxRate: 2, flatSeconds: 3600 },
   },
   pressure: {
     label: 'Barometric pressure (hPa)',
@@ -122,7 +130,7 @@ export const PRESETS: Record<string, { label: string; rule: Omit<FieldRuleInput,
       suspectMin: 870,
       suspectMax: 1085,
       spikeK: 3,
-      spikeMinDeviation: 0.5,
+      spikeMinDeviation: 0.05,
       maxRate: 0.2,
       flatSeconds: 21_600,
     },
@@ -133,6 +141,9 @@ export const PRESETS: Record<string, { label: string; rule: Omit<FieldRuleInput,
     rule: { min: 0, spikeK: 5, spikeMinDeviation: 50, spikeAction: 'flag', impute: 'none' },
   },
 };
+
+/** A level-shift run is read back from the Hampel window: the engine also requires shiftCount ≤ window + 1. */
+export const MAX_SHIFT_COUNT = 16;
 
 const ACTIONS: readonly Action[] = ['flag', 'replace', 'reject'];
 const REPLACE_METHODS: readonly ReplaceMethod[] = ['median', 'locf', 'linear'];
@@ -233,6 +244,7 @@ export function resolveRule(
     flatMs: (nonNegative(field, 'flatSeconds', merged.flatSeconds) ?? d.flatMs / 1000) * 1000,
     flatTolerance: nonNegative(field, 'flatTolerance', merged.flatTolerance) ?? d.flatTolerance,
     flatAction: oneOf(field, 'flatAction', merged.flatAction, ACTIONS) ?? d.flatAction,
+    shiftCount: nonNegative(field, 'shiftCount', merged.shiftCount) ?? d.shiftCount,
     replaceWith: oneOf(field, 'replaceWith', merged.replaceWith, REPLACE_METHODS) ?? d.replaceWith,
     impute: oneOf(field, 'impute', merged.impute, IMPUTE_METHODS) ?? d.impute,
     maxGapMs: (nonNegative(field, 'maxGapS', merged.maxGapS) ?? d.maxGapMs / 1000) * 1000,
@@ -245,6 +257,10 @@ export function resolveRule(
       `field "${field}": suspectMin (${rule.suspectMin}) is above suspectMax (${rule.suspectMax})`,
     );
   if (rule.flatCount === 1) throw new RuleError(`field "${field}": flatCount must be 0 (off) or at least 2`);
+  if (rule.shiftCount === 1 || rule.shiftCount > MAX_SHIFT_COUNT || !Number.isInteger(rule.shiftCount))
+    throw new RuleError(
+      `field "${field}": shiftCount must be 0 (off) or a whole number from 2 to ${MAX_SHIFT_COUNT}`,
+    );
   if (!(rule.maxGapMs > 0)) throw new RuleError(`field "${field}": maxGapS must be above 0`);
   return rule;
 }

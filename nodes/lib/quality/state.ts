@@ -3,28 +3,34 @@
  * no object per field, nothing for the garbage collector to trace, and a compact binary form on disk.
  *
  * Field record (window W, default 7): FIELD_DOUBLES + W doubles and FIELD_INTS 32-bit words =
- * 8·(8+7) + 4·4 = 136 bytes. Device record: DEVICE_DOUBLES doubles (counters for the scorecard) and
+ * 8·(8+7) + 4·4 = 136 bytes, the learned noise scale and level-shift run included. Device record: DEVICE_DOUBLES doubles (counters for the scorecard) and
  * DEVICE_COUNTERS uint32 and `maxFields` int32 slot references. docs/quality.md has the measured total per device-field.
  */
 import { createHash } from 'node:crypto';
 
 // Field record, doubles.
-export const F_LAST_TS = 0; // event time of the newest reading (any value), for the order check
-export const F_VALUE_TS = 1; // event time of the newest in-range value
-export const F_VALUE = 2; // newest in-range value (rate of change, flat line)
-export const F_OUT_TS = 3; // event time of the newest value that passed every check
-export const F_OUT = 4; // that value (LOCF)
-export const F_PREV_OUT_TS = 5; // the one before (linear extrapolation)
-export const F_PREV_OUT = 6;
-export const F_FLAT_SINCE = 7; // event time of the first reading of the current run of identical values
+export const F_LAST_TS = 0; // event time of the newest reading (any value): order check, silence
+export const F_VALUE = 1; // newest in-range value (flat line, first differences for the noise estimate)
+export const F_OUT_TS = 2; // event time of the newest accepted value: passed every check, or a confirmed new level
+export const F_OUT = 3; // that value (LOCF, the rate of change reference)
+export const F_TREND = 4; // running mean of the change per ms between values that agree with the level
+export const F_INTERVAL = 5; // running typical time between in-range values (ms), 0 = not known yet
+export const F_FLAT_SINCE = 6; // event time of the first reading of the current run of identical values
+export const F_VALUE_TS = 7; // event time of the newest in-range value
 export const F_RING = 8; // W ring slots of in-range values (Hampel window)
 export const FIELD_DOUBLES = 8;
 // Field record, int32.
-export const I_HEAD = 0; // next ring slot to write
-export const I_COUNT = 1; // values in the ring (<= W)
-export const I_FLAT_RUN = 2; // identical readings in a row so far (1 = just this one)
-export const I_SCALE = 3; // float32 (through fieldF32): long-run robust scale of the field, 0 = none yet
+export const I_RING = 0; // next ring slot to write | values in the ring (<= W) << 8
+export const I_FLAT_RUN = 1; // identical readings in a row so far (1 = just this one)
+export const I_SHIFT = 2; // outliers in a row so far | SHIFT_FIRST_REPLACED | noise samples << NOISE_SAMPLES_SHIFT
+export const I_NOISE = 3; // float32 (through fieldF32): running mean |first difference|, 0 = none yet
 export const FIELD_INTS = 4;
+export const SHIFT_RUN_MASK = 0xff;
+/** I_SHIFT bit: the first outlier of the current run was replaced (restored if the run becomes a new level). */
+export const SHIFT_FIRST_REPLACED = 0x100;
+/** I_SHIFT bits 16..: first differences the noise estimate has seen so far (saturates). */
+export const NOISE_SAMPLES_SHIFT = 16;
+export const NOISE_SAMPLES_MASK = ~0xffff;
 
 // Device record, doubles (times).
 export const D_LAST_SEEN = 0; // wall clock of the last update (TTL eviction)
@@ -59,7 +65,7 @@ export interface QualityStateStore {
   readonly fieldStride: number;
   readonly fieldF64: Float64Array;
   readonly fieldI32: Int32Array;
-  /** The same memory as fieldI32, for the float32 words (I_SCALE). */
+  /** The same memory as fieldI32, for the float32 words (I_NOISE). */
   readonly fieldF32: Float32Array;
   readonly deviceF64: Float64Array;
   readonly deviceU32: Uint32Array;
@@ -177,9 +183,8 @@ export class MemoryStateStore implements QualityStateStore {
     const b = slot * this.fieldStride;
     this.fieldF64.fill(0, b, b + this.fieldStride);
     this.fieldF64[b + F_LAST_TS] = -Infinity;
-    this.fieldF64[b + F_VALUE_TS] = -Infinity;
     this.fieldF64[b + F_OUT_TS] = -Infinity;
-    this.fieldF64[b + F_PREV_OUT_TS] = -Infinity;
+    this.fieldF64[b + F_VALUE_TS] = -Infinity;
     this.fieldI32.fill(0, slot * FIELD_INTS, (slot + 1) * FIELD_INTS);
     this.deviceFields[ref] = slot;
     return slot;
@@ -251,13 +256,13 @@ export class MemoryStateStore implements QualityStateStore {
         body.set(this.fieldF64.subarray(slot * this.fieldStride, (slot + 1) * this.fieldStride), o);
         o += this.fieldStride;
         for (let i = 0; i < FIELD_INTS; i++)
-          body[o++] = (i === I_SCALE ? this.fieldF32 : this.fieldI32)[slot * FIELD_INTS + i];
+          body[o++] = (i === I_NOISE ? this.fieldF32 : this.fieldI32)[slot * FIELD_INTS + i];
       }
     }
     const bodyBytes = new Uint8Array(body.buffer);
     const header = Buffer.from(
       JSON.stringify({
-        version: 3,
+        version: STATE_VERSION,
         window: this.window,
         maxFields: this.maxFields,
         fieldNames,
@@ -289,7 +294,7 @@ export class MemoryStateStore implements QualityStateStore {
     const bodyStart = MAGIC.length + 4 + headerLen;
     if (bodyStart > buf.length || (buf.length - bodyStart) % 8 !== 0) throw new Error('truncated');
     const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, bodyStart)) as StateHeader;
-    if (header.version !== 3) throw new Error(`unknown version ${String(header.version)}`);
+    if (header.version !== STATE_VERSION) throw new Error(`unknown version ${String(header.version)}`);
     if (header.window !== window) throw new Error(`saved with window ${header.window}, configured ${window}`);
     if (header.maxFields > maxFields)
       throw new Error(`saved with ${header.maxFields} fields per device, limit ${maxFields}`);
@@ -316,7 +321,7 @@ export class MemoryStateStore implements QualityStateStore {
         store.fieldF64.set(body.subarray(o, o + store.fieldStride), slot * store.fieldStride);
         o += store.fieldStride;
         for (let i = 0; i < FIELD_INTS; i++)
-          (i === I_SCALE ? store.fieldF32 : store.fieldI32)[slot * FIELD_INTS + i] = body[o++];
+          (i === I_NOISE ? store.fieldF32 : store.fieldI32)[slot * FIELD_INTS + i] = body[o++];
       }
     }
     if (o !== body.length) throw new Error('body longer than header says');
@@ -325,6 +330,8 @@ export class MemoryStateStore implements QualityStateStore {
 }
 
 const MAGIC = 'IOTB-QUALITY-STATE\n';
+/** 4: the field record holds the noise estimate and the level-shift run (3 held a long-run window scale). */
+const STATE_VERSION = 4;
 
 interface StateHeader {
   version: number;
