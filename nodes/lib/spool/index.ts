@@ -79,6 +79,21 @@ export interface SpoolStats {
   lastError?: string;
 }
 
+/** Whether a spool can take more data, and how much room is left on its volume (for health reports). */
+export interface SpoolCondition {
+  pendingBytes: number;
+  maxBytes: number;
+  /** Appends are refused: maxBytes is reached. */
+  full: boolean;
+  /** The last append failed for lack of space on the volume. */
+  diskFull: boolean;
+  /** statfs of the volume (free as available to this process's user); absent where statfs fails. */
+  freeBytes?: number;
+  sizeBytes?: number;
+  /** Free space below this counts as low: room for less than two more segments. */
+  lowBytes: number;
+}
+
 /**
  * A place in the spool: the segment, the byte offset in it, and the record sequence number (counted from the
  * ack position when the spool was opened). Positions are only meaningful to the Spool instance that made them.
@@ -481,6 +496,22 @@ export class Spool extends EventEmitter<SpoolEvents> {
     }
   }
 
+  condition(): SpoolCondition {
+    const volume = this.volume();
+    const c: SpoolCondition = {
+      pendingBytes: this.pendingBytes(),
+      maxBytes: this.opts.maxBytes,
+      full: this.refusing,
+      diskFull: this.diskFull,
+      lowBytes: 2 * this.opts.segmentBytes,
+    };
+    if (volume) {
+      c.freeBytes = volume.freeBytes;
+      c.sizeBytes = volume.sizeBytes;
+    }
+    return c;
+  }
+
   /** The segment size in effect (given, or derived from maxBytes and the volume). */
   get segmentBytes(): number {
     return this.opts.segmentBytes;
@@ -651,6 +682,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
     const accepted: PendingAppend[] = [];
     let bytes = 0;
     let records = 0;
+    let refusedAny = false;
     for (const req of group) {
       let refusal: Error | undefined;
       try {
@@ -659,6 +691,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
         refusal = this.writeFailed(err); // rolling to a new segment failed
       }
       if (refusal) {
+        refusedAny = true;
         req.reject(refusal);
         continue;
       }
@@ -673,7 +706,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
       for (const req of accepted) req.reject(err as Error);
       return;
     }
-    this.refusing = false;
+    // Still full if part of this group did not fit.
+    if (!refusedAny) this.refusing = false;
     for (const req of accepted) req.resolve();
     this.emit('appended', records);
   }
