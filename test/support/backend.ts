@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNodeRed, type NodeRedProcess } from './node-red';
+import { startNodeRed, type NodeRedOptions, type NodeRedProcess } from './node-red';
 import { eventually, freePort, influxRows, repoRoot, startInfluxd, type Server } from './servers';
 
 export type FlowNode = { id: string; type: string; [k: string]: unknown };
@@ -58,11 +58,12 @@ export interface Backend {
 
 /**
  * Starts influxd (database iot) and node-red with flows/backend.json (+ extra flows), registry credentials deployed.
- * `env` adds to (or overrides) the flow's IOTB_* environment.
+ * `env` adds to (or overrides) the flow's IOTB_* environment; `opts.prepareUserDir` runs before node-red starts.
  */
 export async function startBackend(
   extraFlows: FlowNode[] = [],
   env: Record<string, string> = {},
+  opts: Pick<NodeRedOptions, 'prepareUserDir'> = {},
 ): Promise<Backend> {
   const influx = await startInfluxd({ database: 'iot' });
   const flows = [...shippedFlow('backend.json'), ...extraFlows];
@@ -74,6 +75,7 @@ export async function startBackend(
     nr = await startNodeRed({
       flows,
       credentials: { [registryId]: { secret: randomBytes(32).toString('hex'), apiKey: operatorKey } },
+      prepareUserDir: opts.prepareUserDir,
       env: {
         IOTB_MQTT_HOST: '127.0.0.1',
         IOTB_MQTT_PORT: String(mqttPort),

@@ -1,25 +1,14 @@
 /**
- * Disk full, for real: the spool lives on a 1 MiB tmpfs mounted for this test (needs root, as in CI), so
+ * Disk full, for real: the spool lives on a small tmpfs mounted for this test (needs root, as in CI), so
  * writes fail with the kernel's own ENOSPC, including short writes that leave part of a frame behind.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Spool, SpoolDiskFullError, type SpoolOptions } from '../../nodes/lib/spool';
-import { tempDir } from '../support/servers';
+import { tmpfs, type Tmpfs } from '../support/tmpfs';
 import { spoolRecord } from '../support/spool-child';
-
-function mountTmpfs(path: string, size: string): void {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', path], { stdio: 'pipe' });
-  } catch (err) {
-    throw new Error(
-      `this test mounts a small tmpfs to fill it and needs root (mount -t tmpfs): ${(err as Error).message}`,
-    );
-  }
-}
 
 function segmentBytesOnDisk(dir: string): number {
   return readdirSync(dir)
@@ -28,19 +17,14 @@ function segmentBytesOnDisk(dir: string): number {
 }
 
 describe('spool on a full disk', () => {
-  let tmp: { path: string; remove(): void };
+  let fs: Tmpfs;
   let mnt: string;
 
   before(() => {
-    tmp = tempDir('spool-enospc');
-    mnt = join(tmp.path, 'mnt');
-    mkdirSync(mnt);
-    mountTmpfs(mnt, '1m');
+    fs = tmpfs('spool-enospc', '1m');
+    mnt = fs.path;
   });
-  after(() => {
-    execFileSync('umount', [mnt]);
-    tmp.remove();
-  });
+  after(() => fs.remove());
 
   it('ENOSPC stops appends without damaging stored data, and appends resume when space returns', async () => {
     const dir = join(mnt, 'spool');
@@ -152,21 +136,16 @@ async function fillUntilDiskFull(spool: Spool, first: number, per = 100): Promis
 }
 
 describe('spool on a small volume (2 MiB tmpfs): delivered data gives the space back', () => {
-  let tmp: { path: string; remove(): void };
+  let fs: Tmpfs;
   let mnt: string;
   const openOn = (dir: string, opts: Partial<SpoolOptions> = {}): Promise<Spool> =>
     Spool.open({ dir, fsync: 'always', ...opts });
 
   before(() => {
-    tmp = tempDir('spool-small');
-    mnt = join(tmp.path, 'mnt');
-    mkdirSync(mnt);
-    mountTmpfs(mnt, '2m');
+    fs = tmpfs('spool-small', '2m');
+    mnt = fs.path;
   });
-  after(() => {
-    execFileSync('umount', [mnt]);
-    tmp.remove();
-  });
+  after(() => fs.remove());
 
   it('with the default options segments are a sixteenth of the volume; delivering part of the backlog lets appends resume', async () => {
     const dir = join(mnt, 'spool-default');
