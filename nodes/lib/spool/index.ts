@@ -456,8 +456,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
 
   /**
    * Everything up to `end` is delivered: deletes the segments that are now fully acknowledged (first, so a
-   * full disk gets space back) and atomically replaces the persisted ack position — before resolving with
-   * fsync 'always', otherwise within fsyncIntervalMs (an ack file costs two fsyncs; a sender acks often).
+   * full disk gets space back) and persists the ack position (in place, see ack-file.ts) — before resolving
+   * with fsync 'always', otherwise within fsyncIntervalMs (each write costs an fdatasync; a sender acks often).
    * After a crash before that, the records after the persisted position are read again (at-least-once).
    * If persisting fails the position still holds in memory and is written again later.
    */
@@ -951,7 +951,9 @@ export class Spool extends EventEmitter<SpoolEvents> {
     if (compare(end, this.readPos) > 0)
       throw new RangeError('spool: cannot acknowledge records not yet read');
     this.advanceAck(this.releaseAcked(end));
-    if (this.opts.fsync === 'always') this.persistAck();
+    // If the disk refuses even this (a copy-on-write filesystem, or ack.pos not yet created), the position holds
+    // in memory and the next tick writes it: a delivery must not fail for it.
+    if (this.opts.fsync === 'always') this.tryPersistAck();
     if (this.diskFull) this.reclaimCaughtUp();
   }
 
