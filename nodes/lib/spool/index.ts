@@ -952,7 +952,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
       throw new RangeError('spool: cannot acknowledge records not yet read');
     this.advanceAck(this.releaseAcked(end));
     // If the disk refuses even this (a copy-on-write filesystem, or ack.pos not yet created), the position holds
-    // in memory and the next tick writes it: a delivery must not fail for it.
+    // in memory and the next ack or close writes it: a delivery must not fail for it.
     if (this.opts.fsync === 'always') this.tryPersistAck();
     if (this.diskFull) this.reclaimCaughtUp();
   }
