@@ -70,9 +70,9 @@ export async function startBackend(
   const registryId = flows.find((n) => n.type === 'iotb-registry')!.id;
   const operatorKey = `op-${randomBytes(24).toString('base64url')}`;
   const mqttPort = await freePort();
-  let nr: NodeRedProcess;
+  let started: NodeRedProcess | undefined;
   try {
-    nr = await startNodeRed({
+    started = await startNodeRed({
       flows,
       credentials: { [registryId]: { secret: randomBytes(32).toString('hex'), apiKey: operatorKey } },
       prepareUserDir: opts.prepareUserDir,
@@ -85,15 +85,18 @@ export async function startBackend(
       },
     });
     // The flows run; wait until their API answers.
-    const ready = nr;
+    const ready = started;
     await eventually('the backend API after the deploy', async () => {
       const res = await fetch(`${ready.url}/api/health`).catch(() => undefined);
       return res?.status === 200 ? true : undefined;
     });
   } catch (err) {
+    // A node-red left running would keep this process alive (and its files open).
+    await started?.stop();
     await influx.stop();
     throw err;
   }
+  const nr = started;
   return {
     nr,
     influx,
