@@ -27,10 +27,9 @@ export = function register(RED: NodeAPI): void {
       const brokers = instancesOf<BrokerHealthHolder>('iotb-broker').flatMap(({ id, node }) =>
         node.broker ? [{ id, probe: node.broker }] : [],
       );
-      const writers = instancesOf<WriterHealthHolder>('iotb-influx-write').map(({ id, node }) => ({
-        id,
-        snapshot: node.writerSnapshot?.(),
-      }));
+      const writers = instancesOf<WriterHealthHolder & { name?: string }>('iotb-influx-write').map(
+        ({ id, node }) => ({ id, name: node.name, snapshot: node.writerSnapshot?.() }),
+      );
       const report = healthReport(brokers, writers);
       msg.payload = report;
       (msg as { statusCode?: number }).statusCode = healthHttpStatus(report);

@@ -10,11 +10,12 @@ import {
   type RefusedPoint,
 } from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
-import { shortError } from '../lib/influx/status';
 import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
+import { shortError } from '../lib/influx/status';
 import { addParts } from '../lib/ingest/ack-parts';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
+import { trackSpool } from '../lib/spool/gauges';
 import { Throttle } from '../lib/throttle';
 import type { InfluxConfigNode } from '../influx/types';
 import type { WriterHealthHolder } from '../lib/health';
@@ -66,6 +67,8 @@ export = function register(RED: NodeAPI): void {
     const spoolRoot = join(userDir, 'iotb-spool');
 
     let sender: InfluxSender<unknown> | undefined;
+    let untrack: (() => void) | undefined;
+    let spoolNow: Spool | undefined;
     const opened = Spool.open({
       dir: join(spoolRoot, this.id),
       maxBytes: num(config.spoolMaxMB, 1024) * 1024 * 1024,
@@ -92,11 +95,17 @@ export = function register(RED: NodeAPI): void {
       sender.on('written', () => status.call());
       sender.on('error', (err: Error) => this.error(err));
       spool.on('full', () => status.call());
+      spool.on('diskFull', () => status.call());
+      untrack = trackSpool(this.id, this.name || '', spool);
+      spoolNow = spool;
       sender.start();
       return spool;
     });
-    // Read by iotb-health (GET /api/health): the database state and the spool depth.
-    (this as Node & WriterHealthHolder).writerSnapshot = () => sender?.snapshot();
+    // Read by iotb-health (GET /api/health): the database state, the spool depth and whether it takes data.
+    (this as Node & WriterHealthHolder).writerSnapshot = () => {
+      const s = sender?.snapshot();
+      return s && spoolNow ? { ...s, spool: spoolNow.condition() } : s;
+    };
     opened.catch((err: Error) => {
       this.error(RED._('iotb-influx-write.error.spool', { error: err.message }));
       this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.spoolError') });
@@ -117,7 +126,17 @@ export = function register(RED: NodeAPI): void {
         lastAt = now;
       }
       const queued = fmt(s.queued);
-      if (s.state === 'held' || s.state === 'retrying')
+      const refusing = spoolNow?.stats();
+      if (refusing?.full || refusing?.diskFull)
+        this.status({
+          fill: 'red',
+          shape: 'ring',
+          text: RED._('iotb-influx-write.status.problem', {
+            problem: RED._(`iotb-influx-write.problem.${refusing.full ? 'spoolFull' : 'diskFull'}`),
+            queued,
+          }),
+        });
+      else if (s.state === 'held' || s.state === 'retrying')
         this.status({
           fill: s.state === 'held' ? 'red' : 'yellow',
           shape: 'ring',
@@ -211,6 +230,7 @@ export = function register(RED: NodeAPI): void {
       clearInterval(ticker);
       if (statsTimer) clearInterval(statsTimer);
       status.cancel();
+      untrack?.();
       const timeoutMs = num(config.closeTimeoutS, 5) * 1000;
       opened
         .then(async (spool) => {

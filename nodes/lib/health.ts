@@ -1,8 +1,10 @@
 /**
  * The backend's health in one object, from what the running components report: every embedded broker (is it
  * listening, how many connections) and every InfluxDB writer (is the database taking writes, how deep is the
- * spool). No Node-RED here: the iotb-health node finds the components and passes their probes in.
+ * spool, can the spool still take data). No Node-RED here: the iotb-health node finds the components and passes
+ * their probes in.
  */
+import type { SpoolCondition } from './spool';
 
 export type HealthStatus = 'ok' | 'degraded' | 'down';
 
@@ -30,6 +32,8 @@ export interface WriterSnapshot {
   lastError?: string;
   queued: number;
   written: number;
+  /** The spool's condition (Spool.condition()). */
+  spool?: SpoolCondition;
 }
 
 /** Set on an iotb-influx-write node instance. */
@@ -53,10 +57,49 @@ export interface HealthReport {
   };
   database: {
     status: HealthStatus;
-    writers: { id: string; state: string; lastError?: string; written: number; spooled: number }[];
+    writers: WriterRow[];
   };
-  /** Points accepted into the spools and not yet confirmed by InfluxDB, over all writers. */
-  spool: { depth: number };
+  /**
+   * Points (and their bytes on disk) accepted into the spools and not yet confirmed by InfluxDB, over all
+   * writers; degraded while a spool refuses appends or its volume runs low on space.
+   */
+  spool: { status: HealthStatus; depth: number; bytes: number };
+  /** Why the status is not ok, one sentence per cause, e.g. "telemetry: spool volume full (…)". */
+  reasons: string[];
+}
+
+export interface WriterRow {
+  id: string;
+  name?: string;
+  state: string;
+  lastError?: string;
+  written: number;
+  spooled: number;
+  spooledBytes?: number;
+  /** Free bytes on the spool's volume. */
+  freeBytes?: number;
+  spoolReason?: SpoolReason;
+}
+
+/** Why a spool cannot take (much) more: maxBytes reached, its volume full, or the volume low on space. */
+export type SpoolReason = 'spool full' | 'spool volume full' | 'free space low';
+
+/**
+ * The reason a spool is degraded, if it is. A volume that was full counts as full until an append succeeds or
+ * its free space is back above the low mark (deliveries free space without an append to prove it).
+ */
+export function spoolReason(c: SpoolCondition): SpoolReason | undefined {
+  if (c.full) return 'spool full';
+  const low = c.freeBytes !== undefined && c.freeBytes < c.lowBytes;
+  if (c.diskFull && (low || c.freeBytes === undefined)) return 'spool volume full';
+  return low ? 'free space low' : undefined;
+}
+
+function spoolDetail(reason: SpoolReason, c: SpoolCondition): string {
+  const mib = (n: number): string => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  if (reason === 'spool full') return `${mib(c.pendingBytes)} of ${mib(c.maxBytes)} waiting for delivery`;
+  if (c.freeBytes === undefined || c.sizeBytes === undefined) return 'appends fail with ENOSPC';
+  return `${mib(c.freeBytes)} free of ${mib(c.sizeBytes)}`;
 }
 
 const WRITER_OK = new Set(['idle', 'sending']);
@@ -75,45 +118,79 @@ function worst(a: HealthStatus, b: HealthStatus): HealthStatus {
  */
 export function healthReport(
   brokers: { id: string; probe: BrokerProbe }[],
-  writers: { id: string; snapshot: WriterSnapshot | undefined }[],
+  writers: { id: string; name?: string; snapshot: WriterSnapshot | undefined }[],
   now = Date.now(),
 ): HealthReport {
+  const reasons: string[] = [];
   const brokerRows = brokers.map(({ id, probe }) => ({ id, state: probe.state, ...probe.stats() }));
   let brokerStatus: HealthStatus =
     brokerRows.length > 0 && brokerRows.every((b) => b.state === 'listening') ? 'ok' : 'down';
-  const reasons: string[] = [];
+  const brokerReasons: string[] = [];
+  if (brokerRows.length === 0) reasons.push('no embedded broker');
   for (const b of brokerRows) {
+    if (b.state !== 'listening') brokerReasons.push(`broker ${b.id}: ${b.state}`);
     if (!b.acks || b.acks.lastTimeoutAt === 0 || now - b.acks.lastTimeoutAt > ACK_TIMEOUT_DEGRADES_MS)
       continue;
     brokerStatus = worst(brokerStatus, 'degraded');
-    reasons.push(
+    brokerReasons.push(
       `broker ${b.id}: readings acknowledged after the ack timeout without being stored (${b.acks.timeouts} in all, last at ${new Date(b.acks.lastTimeoutAt).toISOString()})`,
     );
   }
+  reasons.push(...brokerReasons);
 
   let dbStatus: HealthStatus = writers.length > 0 ? 'ok' : 'down';
+  let spoolStatus: HealthStatus = 'ok';
   let depth = 0;
-  const writerRows = writers.map(({ id, snapshot }) => {
+  let bytes = 0;
+  if (writers.length === 0) reasons.push('no InfluxDB writer');
+  const writerRows = writers.map(({ id, name, snapshot }): WriterRow => {
+    const label = name || id;
+    const named = name ? { name } : {};
     if (!snapshot) {
       dbStatus = 'down';
-      return { id, state: 'no spool', written: 0, spooled: 0 };
+      reasons.push(`${label}: no spool`);
+      return { id, ...named, state: 'no spool', written: 0, spooled: 0 };
     }
-    if (!WRITER_OK.has(snapshot.state)) dbStatus = worst(dbStatus, 'degraded');
+    if (!WRITER_OK.has(snapshot.state)) {
+      dbStatus = worst(dbStatus, 'degraded');
+      reasons.push(
+        `${label}: InfluxDB ${snapshot.state}${snapshot.lastError ? ` (${snapshot.lastError})` : ''}`,
+      );
+    }
     depth += snapshot.queued;
-    return {
+    const row: WriterRow = {
       id,
+      ...named,
       state: snapshot.state,
       ...(snapshot.lastError ? { lastError: snapshot.lastError } : {}),
       written: snapshot.written,
       spooled: snapshot.queued,
     };
+    const c = snapshot.spool;
+    if (c) {
+      bytes += c.pendingBytes;
+      row.spooledBytes = c.pendingBytes;
+      if (c.freeBytes !== undefined) row.freeBytes = c.freeBytes;
+      const why = spoolReason(c);
+      if (why) {
+        spoolStatus = 'degraded';
+        row.spoolReason = why;
+        reasons.push(`${label}: ${why} (${spoolDetail(why, c)})`);
+      }
+    }
+    return row;
   });
   return {
-    status: worst(brokerStatus, dbStatus),
+    status: worst(worst(brokerStatus, dbStatus), spoolStatus),
     at: now,
-    broker: { status: brokerStatus, brokers: brokerRows, ...(reasons.length ? { reasons } : {}) },
+    broker: {
+      status: brokerStatus,
+      brokers: brokerRows,
+      ...(brokerReasons.length ? { reasons: brokerReasons } : {}),
+    },
     database: { status: dbStatus, writers: writerRows },
-    spool: { depth },
+    spool: { status: spoolStatus, depth, bytes },
+    reasons,
   };
 }
 

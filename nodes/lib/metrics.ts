@@ -35,3 +35,27 @@ export const rejectedTotal = counter(
   'Messages refused, by pipeline stage and reason code',
   ['stage', 'code'] as const,
 );
+
+/**
+ * A gauge sampled at every scrape: `sample` sets the current values (after a reset, so label sets of components
+ * that are gone disappear). For values other code owns, e.g. each writer's spool depth.
+ */
+export function sampledGauge<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  sample: (g: Gauge<L>) => void,
+): Gauge<L> {
+  const existing = metricsRegistry.getSingleMetric(name);
+  if (existing) return existing as Gauge<L>;
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [metricsRegistry],
+    collect() {
+      this.reset();
+      sample(this);
+    },
+  });
+}

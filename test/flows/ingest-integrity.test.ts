@@ -18,10 +18,10 @@ describe('ingest integrity: every accepted reading is its own point (shipped bac
   const tokens: Record<string, string> = {};
 
   before(async () => {
-    b = await startBackend([], {}, (flows: FlowNode[]) => {
+    b = await startBackend([], {}, { patch: (flows: FlowNode[]) => {
       const registry = flows.find((n) => n.type === 'iotb-registry')!;
       registry.types = [...(registry.types as unknown[]), LOOSE_TYPE];
-    });
+    } });
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.endAsync().catch(() => undefined)));

@@ -142,7 +142,7 @@ async function assertAllStoredOnce(b: Backend, prefix: string, acked: Set<string
 describe('PUBACK after durable: kill -9 of node-red during QoS 1 bursts (shipped backend flow)', () => {
   let b: Backend;
   before(async () => {
-    b = await startBackend([], {}, unlimitedConnects);
+    b = await startBackend([], {}, { patch: unlimitedConnects });
   });
   after(() => b?.stop());
 
@@ -173,12 +173,18 @@ describe('ack timeout: a flow that drops readings does not stall a device', () =
   let b: Backend;
   before(async () => {
     // The telemetry output of the "kind" switch goes nowhere: readings are dropped between ingest and storage.
-    b = await startBackend([], {}, (flows) => {
-      for (const n of flows) {
-        if (n.type === 'iotb-broker') n.ackTimeoutS = 0.5;
-        if (n.type === 'switch' && n.name === 'kind') (n.wires as string[][])[0] = [];
-      }
-    });
+    b = await startBackend(
+      [],
+      {},
+      {
+        patch: (flows) => {
+          for (const n of flows) {
+            if (n.type === 'iotb-broker') n.ackTimeoutS = 0.5;
+            if (n.type === 'switch' && n.name === 'kind') (n.wires as string[][])[0] = [];
+          }
+        },
+      },
+    );
   });
   after(() => b?.stop());
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import type { WriterHealthHolder } from '../../nodes/lib/health';
 import { ackLedger, type AckOutcome } from '../../nodes/lib/ingest/ack-ledger';
+import { metricsRegistry } from '../../nodes/lib/metrics';
 import { Spool } from '../../nodes/lib/spool';
 import { helper, nextMessage, nodeModule } from '../support/helper';
 import { eventually, freePort, influxRows, startInfluxd, tempDir, type Server } from '../support/servers';
@@ -157,7 +159,7 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     await spool.close();
   });
 
-  it('refuses input with SPOOL_FULL when the bounded spool is full, or drops the oldest when told to', async () => {
+  it('refuses input with SPOOL_FULL when the bounded spool is full (its acks failed, health and gauges say so), or drops the oldest when told to', async () => {
     const port = await freePort(); // InfluxDB down: nothing drains the spool
     const url = `http://127.0.0.1:${port}`;
     await helper.load(
@@ -171,6 +173,9 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
       helper.getNode('ok').on('input', () => (accepted++, check()));
       helper.getNode('bad').on('input', (m: any) => (refusals.push(m.rejection), check()));
     });
+    // Each reading holds an acknowledgement, as an ingest source does; a refused one must not be acknowledged.
+    const refusedIds: number[] = [];
+    helper.getNode('bad').on('input', (m: any) => refusedIds.push(m.ackId));
     const w = helper.getNode('wf');
     const owner = recordingOwner();
     for (let i = 0; i < 3000; i++)
@@ -179,6 +184,8 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     assert.ok(accepted > 100 && refusals.length > 0, `${accepted} accepted`);
     const outcomes = [...owner.outcomes.values()];
     assert.equal(outcomes.filter((o) => o === 'stored').length, accepted);
+    for (const id of refusedIds)
+      assert.equal(owner.outcomes.get(id), 'failed', `ack ${id} of a refused reading`);
     assert.equal(
       outcomes.filter((o) => o === 'failed').length,
       refusals.length,
@@ -212,7 +219,19 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
       assert.equal(r.code, 'SPOOL_FULL');
       assert.match(r.reason, /^point not accepted: spool full/);
     }
+    assert.equal(refusedIds.length, refusals.length + 2);
+
+    const health = (w as unknown as WriterHealthHolder).writerSnapshot!();
+    assert.equal(health?.spool?.full, true);
+    assert.equal(health?.spool?.diskFull, false);
+    assert.ok((health?.spool?.freeBytes ?? 0) > 0);
+    const text = await metricsRegistry.metrics();
+    assert.match(text, new RegExp(`iotb_spool_pending_records\\{writer="wf",name=""\\} ${accepted}\n`));
+    assert.match(text, /iotb_spool_pending_bytes\{writer="wf",name=""\} [1-9]\d*\n/);
+    assert.match(text, /iotb_spool_volume_free_bytes\{writer="wf",name=""\} [1-9]\d*\n/);
+    assert.match(text, /iotb_spool_refusing\{writer="wf",name=""\} 1\n/);
     await helper.unload();
+    assert.doesNotMatch(await metricsRegistry.metrics(), /writer="wf"/, 'a closed writer leaves the gauges');
 
     await helper.load(
       [influxNode, writeNode],

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNodeRed, type NodeRedProcess } from './node-red';
+import { startNodeRed, type NodeRedOptions, type NodeRedProcess } from './node-red';
 import { eventually, freePort, influxRows, repoRoot, startInfluxd, type Server } from './servers';
 
 export type FlowNode = { id: string; type: string; [k: string]: unknown };
@@ -58,25 +58,27 @@ export interface Backend {
 
 /**
  * Starts influxd (database iot) and node-red with flows/backend.json (+ extra flows), registry credentials deployed.
- * `env` adds to (or overrides) the flow's IOTB_* environment; `patch` changes the flow's nodes before the
- * start (say in the test why a setting differs from the shipped one).
+ * `env` adds to (or overrides) the flow's IOTB_* environment; `opts.patch` changes the flow's nodes before the
+ * start (say in the test why a setting differs from the shipped one); `opts.prepareUserDir` runs before node-red
+ * starts.
  */
 export async function startBackend(
   extraFlows: FlowNode[] = [],
   env: Record<string, string> = {},
-  patch?: (flows: FlowNode[]) => void,
+  opts: Pick<NodeRedOptions, 'prepareUserDir'> & { patch?: (flows: FlowNode[]) => void } = {},
 ): Promise<Backend> {
   const influx = await startInfluxd({ database: 'iot' });
   const flows = [...shippedFlow('backend.json'), ...extraFlows];
-  patch?.(flows);
+  opts.patch?.(flows);
   const registryId = flows.find((n) => n.type === 'iotb-registry')!.id;
   const operatorKey = `op-${randomBytes(24).toString('base64url')}`;
   const mqttPort = await freePort();
-  let nr: NodeRedProcess;
+  let started: NodeRedProcess | undefined;
   try {
-    nr = await startNodeRed({
+    started = await startNodeRed({
       flows,
       credentials: { [registryId]: { secret: randomBytes(32).toString('hex'), apiKey: operatorKey } },
+      prepareUserDir: opts.prepareUserDir,
       env: {
         IOTB_MQTT_HOST: '127.0.0.1',
         IOTB_MQTT_PORT: String(mqttPort),
@@ -86,15 +88,18 @@ export async function startBackend(
       },
     });
     // The flows run; wait until their API answers.
-    const ready = nr;
+    const ready = started;
     await eventually('the backend API after the deploy', async () => {
       const res = await fetch(`${ready.url}/api/health`).catch(() => undefined);
       return res?.status === 200 ? true : undefined;
     });
   } catch (err) {
+    // A node-red left running would keep this process alive (and its files open).
+    await started?.stop();
     await influx.stop();
     throw err;
   }
+  const nr = started;
   return {
     nr,
     influx,

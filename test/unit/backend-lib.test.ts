@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { Authenticator } from '../../nodes/lib/auth/authenticator';
 import { RateLimiter } from '../../nodes/lib/broker/limits';
 import { healthHttpStatus, healthReport, type BrokerProbe } from '../../nodes/lib/health';
+import type { SpoolCondition } from '../../nodes/lib/spool';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
 import { DeviceSimulator } from '../../nodes/lib/simulator';
@@ -43,6 +44,7 @@ describe('health report', () => {
     );
     assert.equal(r.status, 'degraded');
     assert.equal(r.database.writers[0].lastError, 'InfluxDB unreachable');
+    assert.deepEqual(r.reasons, ['w: InfluxDB retrying (InfluxDB unreachable)']);
     assert.equal(r.spool.depth, 9);
     assert.equal(healthHttpStatus(r), 503);
   });
@@ -64,6 +66,53 @@ describe('health report', () => {
     assert.match(r.broker.reasons?.[0] ?? '', /3 in all/);
     const later = healthReport([{ id: 'b', probe: withAcks(timedOut) }], [writer], 1_000_000 + 6 * 60_000);
     assert.equal(later.status, 'ok');
+  });
+
+  it('is degraded with the reason while a spool refuses input or its volume runs low; ok once space is back', () => {
+    const MiB = 1024 * 1024;
+    const spool = (over: Partial<SpoolCondition>): SpoolCondition => ({
+      pendingBytes: MiB,
+      maxBytes: 1024 * MiB,
+      full: false,
+      diskFull: false,
+      freeBytes: 100 * MiB,
+      sizeBytes: 200 * MiB,
+      lowBytes: 2 * MiB,
+      ...over,
+    });
+    const report = (c: SpoolCondition) =>
+      healthReport(
+        [{ id: 'b', probe: broker('listening') }],
+        [{ id: 'w1', name: 'telemetry', snapshot: { state: 'idle', queued: 5, written: 0, spool: c } }],
+      );
+    const cases: [Partial<SpoolCondition>, string | undefined, RegExp | undefined][] = [
+      [{}, undefined, undefined],
+      [
+        { full: true, pendingBytes: 1024 * MiB },
+        'spool full',
+        /^telemetry: spool full \(1024\.0 MiB of 1024\.0 MiB/,
+      ],
+      [
+        { diskFull: true, freeBytes: 0 },
+        'spool volume full',
+        /^telemetry: spool volume full \(0\.0 MiB free of 200\.0 MiB\)$/,
+      ],
+      [{ diskFull: true, freeBytes: undefined }, 'spool volume full', /appends fail with ENOSPC/],
+      [{ freeBytes: MiB }, 'free space low', /^telemetry: free space low \(1\.0 MiB free/],
+      // Deliveries gave space back; no append has proven it yet, but the volume is not full any more.
+      [{ diskFull: true, freeBytes: 50 * MiB }, undefined, undefined],
+    ];
+    for (const [over, reason, sentence] of cases) {
+      const r = report(spool(over));
+      assert.equal(r.database.writers[0].spoolReason, reason, JSON.stringify(over));
+      assert.equal(r.status, reason ? 'degraded' : 'ok');
+      assert.equal(r.spool.status, reason ? 'degraded' : 'ok');
+      assert.equal(healthHttpStatus(r), reason ? 503 : 200);
+      assert.equal(r.database.status, 'ok', 'InfluxDB itself is fine');
+      if (sentence) assert.match(r.reasons[0], sentence);
+      else assert.deepEqual(r.reasons, []);
+      assert.equal(r.spool.bytes, spool(over).pendingBytes);
+    }
   });
 
   it('is down when the broker does not listen, a writer has no spool, or a part is missing', () => {

@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   readSync,
+  statfsSync,
   statSync,
   symlinkSync,
   unlinkSync,
@@ -24,6 +25,7 @@ import {
   type FullEvent,
   type SpoolOptions,
 } from '../../nodes/lib/spool';
+import { ACK_FILE, AckFile } from '../../nodes/lib/spool/ack-file';
 import { HEADER_BYTES } from '../../nodes/lib/spool/frame';
 import { repoRoot, startProcess, tempDir, waitForOutput, type ManagedProcess } from '../support/servers';
 import { spoolRecord as rec } from '../support/spool-child';
@@ -133,8 +135,9 @@ describe('spool', () => {
       before.slice(1),
       'the first segment went when its last record was acked',
     );
-    const ackFile = JSON.parse(readFileSync(join(dir, 'ack.json'), 'utf8'));
-    assert.equal(ackFile.offset, 0);
+    const persisted = new AckFile(dir);
+    assert.deepEqual(persisted.read(), { pos: { segment: 2, offset: 0, records: 0 } });
+    persisted.close();
     assert.equal(spool.stats().ackedTotal, perSegment);
     assert.equal(spool.stats().pendingRecords, 200 - perSegment);
     await drain(spool);
@@ -332,6 +335,100 @@ describe('spool', () => {
     );
   });
 
+  it('the default segment size follows maxBytes (a sixteenth, 64 KiB to 64 MiB); a given size is kept', async () => {
+    const sizes: number[] = [];
+    for (const opts of [
+      { maxBytes: 2 * 1024 * 1024 },
+      { maxBytes: 256 * 1024 },
+      {},
+      { segmentBytes: 8192 },
+    ]) {
+      const spool = await Spool.open({ dir, ...opts });
+      sizes.push(spool.segmentBytes);
+      await spool.close();
+    }
+    // 1 GiB by default, so 64 MiB unless the volume under the temp dir is smaller than 1 GiB.
+    const volume = statfsSync(dir);
+    const expectedDefault = Math.max(
+      64 * 1024,
+      Math.min(64 * 1024 * 1024, (volume.blocks * volume.bsize) / 16),
+    );
+    assert.deepEqual(sizes, [128 * 1024, 64 * 1024, expectedDefault, 8192]);
+  });
+
+  it('the ack position is rewritten in place: same file, same size, the newest valid slot wins', () => {
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, ACK_FILE);
+    const a = new AckFile(dir);
+    assert.equal(a.read(), undefined);
+    a.write({ segment: 1, offset: 100, records: 3 });
+    const inode = statSync(file).ino;
+    a.write({ segment: 1, offset: 200 });
+    a.write({ segment: 2, offset: 0, records: 0 });
+    assert.equal(statSync(file).ino, inode, 'no replacement file');
+    assert.equal(statSync(file).size, 1024);
+    assert.deepEqual(readdirSync(dir), [ACK_FILE], 'no temp files');
+    a.close();
+    const b = new AckFile(dir);
+    assert.deepEqual(b.read(), { pos: { segment: 2, offset: 0, records: 0 } });
+    b.close();
+
+    // A torn write of the newest slot (generation 3, slot 1): the previous position is read instead.
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.from([0xff, 0xff]), 0, 2, 512 + 20);
+    const c = new AckFile(dir);
+    assert.deepEqual(c.read(), { pos: { segment: 1, offset: 200 } });
+    // The next write goes to the damaged slot, never over the position just read.
+    c.write({ segment: 1, offset: 300 });
+    c.close();
+    const d = new AckFile(dir);
+    assert.deepEqual(d.read(), { pos: { segment: 1, offset: 300 } });
+    d.close();
+    // Both slots damaged: unreadable, which the spool takes as "from the first segment" (nothing skipped).
+    writeSync(fd, Buffer.from([0]), 0, 1, 4);
+    writeSync(fd, Buffer.from([0]), 0, 1, 512 + 4);
+    closeSync(fd);
+    const e = new AckFile(dir);
+    assert.match((e.read() as { unreadable: string }).unreadable, /no valid position/);
+    e.close();
+  });
+
+  it('an ack.json of an earlier version is taken over and replaced', async () => {
+    let spool = await openSpool({ segmentBytes: 4096, fsync: 'always' });
+    await appendEach(spool, 0, 100);
+    await spool.close();
+    open.length = 0;
+    // As an earlier version left it: 30 records of segment 1 acknowledged.
+    unlinkSync(join(dir, ACK_FILE));
+    writeFileSync(
+      join(dir, 'ack.json'),
+      JSON.stringify({ segment: 1, offset: 30 * (HEADER_BYTES + rec(0).length) }),
+    );
+    spool = await openSpool({ segmentBytes: 4096 });
+    assert.equal(spool.recovery.pendingRecords, 70);
+    assert.ok(!readdirSync(dir).includes('ack.json'));
+    assert.deepEqual(await drain(spool), strings(range(30, 100)));
+  });
+
+  it("open removes temp files a crash left behind; a live process's lock attempt is left alone", async () => {
+    mkdirSync(dir, { recursive: true });
+    const dead = 2 ** 22 + 12345; // above pid_max's default range
+    const leftovers = [
+      `000000000001.seg.sealed.${dead}.tmp`,
+      `000000000001.seg.sealed.${process.pid}.tmp`,
+      `ack.json.${dead}.tmp`,
+      `${ACK_FILE}.${dead}.tmp`,
+      `LOCK.${dead}.tmp`,
+      `LOCK.stale.${dead}`,
+    ];
+    const live = `LOCK.${process.ppid}.tmp`;
+    for (const name of [...leftovers, live]) writeFileSync(join(dir, name), 'x');
+    await openSpool();
+    const names = readdirSync(dir);
+    for (const name of leftovers) assert.ok(!names.includes(name), `${name} removed`);
+    assert.ok(names.includes(live), 'the temp file of a live process stays');
+  });
+
   it('a lock file with garbage in it (not written by a spool) is taken over', async () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'LOCK'), 'not a pid');
@@ -398,12 +495,14 @@ describe('spool', () => {
     assert.equal(s.pendingRecords, i);
     assert.ok(s.pendingBytes <= 64 * 1024);
     assert.equal(s.refusedFull, 50);
+    assert.equal(s.full, true);
     assert.deepEqual(fullEvents, [{ policy: 'refuse', records: 50 }]);
     await assert.rejects(spool.append(range(i, i + 50)), SpoolFullError);
     assert.equal(spool.stats().refusedFull, 100);
-    // Delivering frees room again.
+    // Delivering frees room again, and the spool no longer says it is full.
     const b = await spool.readBatch(100, 1 << 20);
     await spool.ack(b!.end);
+    assert.equal(spool.stats().full, false);
     await spool.append(range(i, i + 50));
     const all = await drain(spool);
     assert.deepEqual(all, strings(range(100, i + 50)));

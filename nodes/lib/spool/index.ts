@@ -15,11 +15,14 @@ import {
   readdirSync,
   readFileSync,
   realpathSync,
+  statfsSync,
   unlinkSync,
   write,
 } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomicSync } from '../atomic-file';
+import { processAlive } from '../process-alive';
+import { AckFile, type AckPosition } from './ack-file';
 import {
   encodeFrames,
   HEADER_BYTES,
@@ -41,7 +44,11 @@ export type WhenFull = 'refuse' | 'drop-oldest';
 export interface SpoolOptions {
   /** Created if missing; holds the segments, the ack position and LOCK. */
   dir: string;
-  /** Size at which a new segment file is started. Default 64 MiB; at most a quarter of maxBytes. */
+  /**
+   * Size at which a new segment file is started; space is freed a whole segment at a time. Default: a sixteenth
+   * of maxBytes or of the volume the spool is on, whichever is smaller, between 64 KiB and 64 MiB. At most a
+   * quarter of maxBytes.
+   */
   segmentBytes?: number;
   /** Bound on unacknowledged data on disk (frames included). Default 1 GiB. */
   maxBytes?: number;
@@ -64,8 +71,27 @@ export interface SpoolStats {
   tornTailBytesTruncated: number;
   droppedOldest: number;
   refusedFull: number;
+  /** Appends are refused because maxBytes is reached (until an append succeeds or a delivery frees room). */
+  full: boolean;
+  /** The last append failed with ENOSPC/EDQUOT (until an append succeeds). */
+  diskFull: boolean;
   /** The last failure, e.g. 'ENOSPC: disk full' while appends are stopped; cleared when appends work again. */
   lastError?: string;
+}
+
+/** Whether a spool can take more data, and how much room is left on its volume (for health reports). */
+export interface SpoolCondition {
+  pendingBytes: number;
+  maxBytes: number;
+  /** Appends are refused: maxBytes is reached. */
+  full: boolean;
+  /** The last append failed for lack of space on the volume. */
+  diskFull: boolean;
+  /** statfs of the volume (free as available to this process's user); absent where statfs fails. */
+  freeBytes?: number;
+  sizeBytes?: number;
+  /** Free space below this counts as low: room for less than two more segments. */
+  lowBytes: number;
 }
 
 /**
@@ -142,8 +168,10 @@ export class SpoolDiskFullError extends Error {
 
 const MiB = 1024 * 1024;
 const SEGMENT_FILE = /^(\d{12})\.seg$/;
-const ACK_FILE = 'ack.json';
-const STALE_ACK_TMP = /^ack\.json\.\d+\.tmp$/;
+/** Temp files of an interrupted atomic write (ack position, seal); only the lock holder writes them. */
+const STALE_TMP = /^(?:ack\.json|ack\.pos|\d{12}\.seg\.sealed)\.\d+\.tmp$/;
+/** Left by a process that crashed while taking the lock; removed only when that process is gone. */
+const STALE_LOCK_TMP = /^LOCK\.(?:stale\.)?(\d+)(?:\.tmp)?$/;
 /** Written when a segment is finished: its size and record count, so open() need not scan it. */
 const SEAL_FILE = /^(\d{12})\.seg\.sealed$/;
 const SCAN_CHUNK = 4 * MiB;
@@ -163,13 +191,6 @@ interface Segment {
   damaged: Map<number, number>;
 }
 
-/** ack.json: the ack position, and how many records of its segment lie before it (if known). */
-interface AckFile {
-  segment: number;
-  offset: number;
-  records?: number;
-}
-
 interface PendingAppend {
   records: readonly Uint8Array[];
   bytes: number;
@@ -186,7 +207,20 @@ interface Settings {
   whenFull: WhenFull;
 }
 
-function settings(opts: SpoolOptions): Settings {
+const DERIVED_SEGMENT_MIN = 64 * 1024;
+const DERIVED_SEGMENT_MAX = 64 * MiB;
+
+/** Size of the filesystem holding `dir`, or undefined where statfs is not available. */
+function volumeBytes(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return s.blocks * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+function settings(opts: SpoolOptions, volume: number | undefined): Settings {
   if (!opts || typeof opts.dir !== 'string' || opts.dir === '') throw new TypeError('spool: dir is required');
   const fsync = opts.fsync ?? 'interval';
   if (fsync !== 'always' && fsync !== 'interval' && fsync !== 'never')
@@ -200,8 +234,13 @@ function settings(opts: SpoolOptions): Settings {
     return Math.floor(n);
   };
   const maxBytes = atLeast('maxBytes', opts.maxBytes, 1024 * MiB, 64 * 1024);
-  // Space is freed a whole segment at a time, so a segment is at most a quarter of the bound.
-  const segmentBytes = Math.min(atLeast('segmentBytes', opts.segmentBytes, 64 * MiB, 4096), maxBytes / 4);
+  // Space is freed a whole segment at a time, so a segment is at most a quarter of the bound, and by default
+  // small against the bound and the volume: on a volume of a few MiB delivered data is freed soon.
+  const derived = Math.min(
+    DERIVED_SEGMENT_MAX,
+    Math.max(DERIVED_SEGMENT_MIN, Math.min(maxBytes, volume ?? Infinity) / 16),
+  );
+  const segmentBytes = Math.min(atLeast('segmentBytes', opts.segmentBytes, derived, 4096), maxBytes / 4);
   return {
     dir: opts.dir,
     segmentBytes: Math.floor(segmentBytes),
@@ -259,10 +298,24 @@ function writeSeal(seg: Segment): void {
   }
 }
 
-function removeSegment(seg: Segment): void {
+function unlinkSegment(seg: Segment): void {
   for (const file of [seg.file, sealFile(seg)]) {
     try {
       unlinkSync(file);
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw err;
+    }
+  }
+}
+
+/** Removes temp files that a crashed process left behind (the caller holds the lock). */
+function removeStaleFiles(dir: string, names: string[]): void {
+  for (const name of names) {
+    const lockPid = STALE_LOCK_TMP.exec(name)?.[1];
+    const stale = STALE_TMP.test(name) || (lockPid !== undefined && !processAlive(Number(lockPid)));
+    if (!stale) continue;
+    try {
+      unlinkSync(join(dir, name));
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw err;
     }
@@ -309,6 +362,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
   private closing: Promise<void> | undefined;
   private diskFull = false;
   private refusing = false;
+  private reclaiming = false;
+  private readonly ackFile: AckFile;
   private lastError: string | undefined;
   private readonly counters = {
     appendedTotal: 0,
@@ -336,13 +391,15 @@ export class Spool extends EventEmitter<SpoolEvents> {
     private readonly lockFile: string,
   ) {
     super();
+    this.ackFile = new AckFile(opts.dir);
   }
 
   /** Takes the lock (fails with SpoolLockedError if another process holds it) and recovers after a crash. */
   static async open(options: SpoolOptions): Promise<Spool> {
     requireCrc32();
-    const opts = settings(options);
-    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    settings(options, undefined); // bad options fail before anything is created
+    mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    const opts = settings(options, volumeBytes(options.dir));
     // The real path: two spellings of one dir in this process must meet at the same lock.
     const lockFile = join(realpathSync(opts.dir), 'LOCK');
     acquireLock(lockFile, `spool ${opts.dir}`);
@@ -351,6 +408,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
       await spool.recover();
     } catch (err) {
       if (spool.writeFd >= 0) closeSync(spool.writeFd);
+      spool.ackFile.close();
       releaseLock(lockFile);
       throw err;
     }
@@ -398,8 +456,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
 
   /**
    * Everything up to `end` is delivered: deletes the segments that are now fully acknowledged (first, so a
-   * full disk gets space back) and atomically replaces the persisted ack position — before resolving with
-   * fsync 'always', otherwise within fsyncIntervalMs (an ack file costs two fsyncs; a sender acks often).
+   * full disk gets space back) and persists the ack position (in place, see ack-file.ts) — before resolving
+   * with fsync 'always', otherwise within fsyncIntervalMs (each write costs an fdatasync; a sender acks often).
    * After a crash before that, the records after the persisted position are read again (at-least-once).
    * If persisting fails the position still holds in memory and is written again later.
    */
@@ -421,9 +479,42 @@ export class Spool extends EventEmitter<SpoolEvents> {
       pendingBytes: this.pendingBytes(),
       segments: this.segments.length,
       ...this.counters,
+      full: this.refusing,
+      diskFull: this.diskFull,
     };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     return s;
+  }
+
+  /** Free and total bytes of the filesystem holding the spool (statfs; free as available to this user). */
+  volume(): { freeBytes: number; sizeBytes: number } | undefined {
+    try {
+      const s = statfsSync(this.opts.dir);
+      return { freeBytes: s.bavail * s.bsize, sizeBytes: s.blocks * s.bsize };
+    } catch {
+      return undefined;
+    }
+  }
+
+  condition(): SpoolCondition {
+    const volume = this.volume();
+    const c: SpoolCondition = {
+      pendingBytes: this.pendingBytes(),
+      maxBytes: this.opts.maxBytes,
+      full: this.refusing,
+      diskFull: this.diskFull,
+      lowBytes: 2 * this.opts.segmentBytes,
+    };
+    if (volume) {
+      c.freeBytes = volume.freeBytes;
+      c.sizeBytes = volume.sizeBytes;
+    }
+    return c;
+  }
+
+  /** The segment size in effect (given, or derived from maxBytes and the volume). */
+  get segmentBytes(): number {
+    return this.opts.segmentBytes;
   }
 
   /** Writes what is queued, syncs it, persists the ack position and releases the lock. */
@@ -447,6 +538,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
       this.readFd = undefined;
       if (this.writeFd >= 0) closeSync(this.writeFd);
       this.writeFd = -1;
+      this.ackFile.close();
       releaseLock(this.lockFile);
     }
   }
@@ -457,7 +549,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
     const started = performance.now();
     const { dir } = this.opts;
     const names = readdirSync(dir);
-    for (const name of names) if (STALE_ACK_TMP.test(name)) unlinkSync(join(dir, name));
+    removeStaleFiles(dir, names);
     const ack = this.readAckFile();
     const ids = names
       .map((n) => SEGMENT_FILE.exec(n)?.[1])
@@ -510,7 +602,9 @@ export class Spool extends EventEmitter<SpoolEvents> {
       }
     }
     this.readPos = this.ackPos;
-    if (ack.offset !== this.ackPos.offset || ack.segment !== this.ackPos.segment) this.tryPersistAck();
+    // Written now also when it does not exist yet: made while there is space, it is rewritten in place later.
+    if (ack.offset !== this.ackPos.offset || ack.segment !== this.ackPos.segment || !this.ackFile.created)
+      this.tryPersistAck();
     this.recovery = {
       ms: Math.round(performance.now() - started),
       segments: this.segments.length,
@@ -564,25 +658,11 @@ export class Spool extends EventEmitter<SpoolEvents> {
   }
 
   /** The persisted ack position; a missing or unreadable file means "from the first segment" (nothing lost). */
-  private readAckFile(): AckFile {
-    let text: string;
-    try {
-      text = readFileSync(join(this.opts.dir, ACK_FILE), 'utf8');
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return { segment: 0, offset: 0 };
-      throw err;
-    }
-    try {
-      const v = JSON.parse(text) as { segment?: unknown; offset?: unknown; records?: unknown };
-      if (Number.isSafeInteger(v.segment) && Number.isSafeInteger(v.offset)) {
-        const ack: AckFile = { segment: v.segment as number, offset: v.offset as number };
-        if (Number.isSafeInteger(v.records)) ack.records = v.records as number;
-        return ack;
-      }
-    } catch {
-      // fall through: the file is replaced atomically, so this is outside damage
-    }
-    this.lastError = `unreadable ${ACK_FILE}: reading from the first segment`;
+  private readAckFile(): AckPosition {
+    const found = this.ackFile.read();
+    if (found === undefined) return { segment: 0, offset: 0 };
+    if ('pos' in found) return found.pos;
+    this.lastError = `${found.unreadable}: reading from the first segment`;
     return { segment: 0, offset: 0 };
   }
 
@@ -602,6 +682,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
     const accepted: PendingAppend[] = [];
     let bytes = 0;
     let records = 0;
+    let refusedAny = false;
     for (const req of group) {
       let refusal: Error | undefined;
       try {
@@ -610,6 +691,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
         refusal = this.writeFailed(err); // rolling to a new segment failed
       }
       if (refusal) {
+        refusedAny = true;
         req.reject(refusal);
         continue;
       }
@@ -624,7 +706,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
       for (const req of accepted) req.reject(err as Error);
       return;
     }
-    this.refusing = false;
+    // Still full if part of this group did not fit.
+    if (!refusedAny) this.refusing = false;
     for (const req of accepted) req.resolve();
     this.emit('appended', records);
   }
@@ -666,7 +749,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
   private dropOldestSegment(): void {
     const seg = this.segments[0];
     const dropped = Math.max(0, seg.endSeq - this.ackPos.seq);
-    removeSegment(seg);
+    this.removeSegment(seg);
     this.segments.shift();
     this.totalBytes -= seg.size;
     this.ackPos = { segment: this.segments[0].id, offset: 0, seq: seg.endSeq };
@@ -727,6 +810,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
         this.diskFull = true;
         this.emit('diskFull', e);
       }
+      this.reclaimCaughtUp();
       return e;
     }
     this.lastError = `${code ?? 'error'}: ${(err as Error).message}`;
@@ -840,6 +924,19 @@ export class Spool extends EventEmitter<SpoolEvents> {
     return records.length > 0 ? { records, end: pos, bytes } : null;
   }
 
+  /** Deletes a segment's files; the reader's descriptor on it is closed too, or its space would stay in use. */
+  private removeSegment(seg: Segment): void {
+    unlinkSegment(seg);
+    if (this.readFd?.id !== seg.id) return;
+    this.reader = this.reader
+      .then(() => {
+        if (this.readFd?.id !== seg.id) return;
+        closeSync(this.readFd.fd);
+        this.readFd = undefined;
+      })
+      .catch(() => undefined);
+  }
+
   private readerFd(seg: Segment): number {
     if (this.readFd?.id === seg.id) return this.readFd.fd;
     if (this.readFd) closeSync(this.readFd.fd);
@@ -853,31 +950,73 @@ export class Spool extends EventEmitter<SpoolEvents> {
     if (compare(end, this.ackPos) <= 0) return; // already acknowledged, or dropped as oldest meanwhile
     if (compare(end, this.readPos) > 0)
       throw new RangeError('spool: cannot acknowledge records not yet read');
+    this.advanceAck(this.releaseAcked(end));
+    // If the disk refuses even this (a copy-on-write filesystem, or ack.pos not yet created), the position holds
+    // in memory and the next ack or close writes it: a delivery must not fail for it.
+    if (this.opts.fsync === 'always') this.tryPersistAck();
+    if (this.diskFull) this.reclaimCaughtUp();
+  }
+
+  /**
+   * Deletes the segments wholly before `end` (first, so a full disk gets space back before anything else) and
+   * returns the position to persist.
+   */
+  private releaseAcked(end: SpoolPosition): SpoolPosition {
     let pos = end;
     while (this.segments.length > 1) {
       const first = this.segments[0];
       if (first.id === pos.segment && pos.offset >= first.size)
         pos = { segment: this.segments[1].id, offset: 0, seq: pos.seq };
       if (first.id >= pos.segment) break;
-      removeSegment(first);
+      this.removeSegment(first);
       this.segments.shift();
       this.totalBytes -= first.size;
     }
     // Only if segment files went missing behind our back: continue at the next one that exists.
     if (this.segments[0].id > pos.segment) pos = { segment: this.segments[0].id, offset: 0, seq: pos.seq };
+    return pos;
+  }
+
+  private advanceAck(pos: SpoolPosition): void {
     this.counters.ackedTotal += pos.seq - this.ackPos.seq;
     this.ackPos = pos;
     if (compare(this.readPos, pos) < 0) this.readPos = pos;
     this.ackDirty = true;
-    if (this.opts.fsync === 'always') this.persistAck();
+    // Delivery made room under maxBytes: the next append is tried for real (and reported again if refused).
+    this.refusing = false;
+  }
+
+  /**
+   * On a full disk, once everything is delivered: starts a new segment so the one being written — all of it
+   * delivered, however large — is deleted. Without this a spool whose data sits in the segment being written
+   * would keep its space until that segment fills, which a full disk never lets happen.
+   */
+  private reclaimCaughtUp(): void {
+    const caughtUp = (): boolean => {
+      const cur = this.current();
+      return cur.size > 0 && this.ackPos.segment === cur.id && this.ackPos.offset >= cur.size;
+    };
+    if (this.reclaiming || !caughtUp()) return;
+    this.reclaiming = true;
+    void this.exclusive(async () => {
+      try {
+        if (this.closed || !caughtUp()) return;
+        await this.roll();
+        this.advanceAck(this.releaseAcked(this.ackPos));
+        this.tryPersistAck();
+      } catch (err) {
+        this.lastError = `could not start a new segment to free space: ${(err as Error).message}`;
+      } finally {
+        this.reclaiming = false;
+      }
+    });
   }
 
   private persistAck(): void {
     this.ackDirty = true;
-    writeFileAtomicSync(
-      join(this.opts.dir, ACK_FILE),
-      JSON.stringify({ ...this.ackPos, seq: undefined, records: this.recordsBeforeAck() }),
-    );
+    const { segment, offset } = this.ackPos;
+    const records = this.recordsBeforeAck();
+    this.ackFile.write(records === undefined ? { segment, offset } : { segment, offset, records });
     this.ackDirty = false;
   }
 
