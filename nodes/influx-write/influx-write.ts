@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
 import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
 import {
   AcceptanceClock,
@@ -180,6 +181,7 @@ export = function register(RED: NodeAPI): void {
       opened
         .then((spool) => spool.append(lines))
         .then(() => {
+          ackLedger.settle(m.ackId as AckIds, 'stored');
           sender?.notify();
           status.call();
           if (config.confirm) {
@@ -189,6 +191,8 @@ export = function register(RED: NodeAPI): void {
           done();
         })
         .catch((err: Error) => {
+          // Not durable, whatever the cause (full, disk full, a spool that did not open): not acknowledged.
+          ackLedger.settle(m.ackId as AckIds, 'failed');
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
             // The spool's message says what happened and where; the rejection carries it as the reason.
             const code = err instanceof SpoolFullError ? 'SPOOL_FULL' : 'DISK_FULL';

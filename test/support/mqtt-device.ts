@@ -51,3 +51,22 @@ export function closed(client: MqttClient): Promise<unknown> {
     ? new Promise((resolve) => client.once('close', () => resolve(undefined)))
     : Promise.resolve();
 }
+
+/**
+ * Publishes `count` readings of one device at QoS 1 to `devices/{id}/telemetry`, at most `inFlight` unacknowledged
+ * at once (as a real device client would), in order; resolves when the broker acknowledged them all.
+ */
+export async function publishReadings(
+  client: MqttClient,
+  deviceId: string,
+  count: number,
+  reading: (i: number) => Record<string, unknown>,
+  inFlight = 100,
+): Promise<void> {
+  const topic = `devices/${deviceId}/telemetry`;
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < count) await client.publishAsync(topic, JSON.stringify(reading(next++)), { qos: 1 });
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, lane));
+}
