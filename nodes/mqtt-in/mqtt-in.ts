@@ -51,6 +51,15 @@ export = function register(RED: NodeAPI): void {
       this.error(RED._('iotb-mqtt-in.error.noRegistry'));
       return;
     }
+    // Node-RED leaves `${NAME}` as it is when the environment variable is not set.
+    const unset = [config.url, config.clientId, config.sharedGroup].find((v) =>
+      /^\$\{[^}]+\}$/.test(v ?? ''),
+    );
+    if (unset) {
+      this.status({ fill: 'red', shape: 'ring', text: 'iotb-mqtt-in.status.badConfig' });
+      this.error(RED._('iotb-mqtt-in.error.envUnset', { name: unset.slice(2, -1) }));
+      return;
+    }
     const creds = this.credentials ?? {};
     const opts: ExternalMqttOptions = {
       url: config.url || 'mqtt://127.0.0.1:1883',
