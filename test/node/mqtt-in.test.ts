@@ -273,6 +273,44 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
   });
 
+  it('sends micro-batches of publications bounded by count and time, each with its held acknowledgement', async () => {
+    await helper.load(nodes, [
+      registry,
+      mqttIn('batch', { batchSize: 5, batchWaitMs: 50 }, [['ok'], []]),
+      { id: 'ok', type: 'helper' },
+    ]);
+    registryOf().createDevice({ id: 'mb-1', type: 'sensor' });
+    registryOf().createDevice({ id: 'mb-2', type: 'sensor' });
+    const ok = collect(helper.getNode('ok')) as {
+      topic: string;
+      payload: string[];
+      device: { id: string }[];
+      ackId: number[];
+    }[];
+    await subscribed('batch');
+    const dev = await device('mb');
+    for (let i = 0; i < 12; i++)
+      await dev.publishAsync(`devices/mb-${(i % 2) + 1}/telemetry`, JSON.stringify({ v: i }), { qos: 1 });
+    await until('12 publications in batches', () => ok.reduce((n, m) => n + m.payload.length, 0) === 12);
+    assert.deepEqual(
+      ok.map((m) => m.payload.length),
+      [5, 5, 2],
+    );
+    for (const m of ok) {
+      assert.equal(m.topic, 'batch');
+      assert.equal(m.device.length, m.payload.length);
+      assert.equal(m.ackId.length, m.payload.length);
+    }
+    const all = ok.flatMap((m) => m.payload.map((p, i) => [m.device[i].id, p]));
+    assert.deepEqual(
+      all,
+      Array.from({ length: 12 }, (_, i) => [`mb-${(i % 2) + 1}`, JSON.stringify({ v: i })]),
+    );
+    assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 12);
+    for (const m of ok) ackLedger.settle(m.ackId, 'stored');
+    assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
+  });
+
   it('splits a shared subscription between two nodes: every reading stored once, none lost', async () => {
     const group = { sharedGroup: 'iotb-test' };
     await helper.load(nodes, [

@@ -274,6 +274,8 @@ export class ExternalMqttIngest {
   }
 
   private onPublish(packet: IPublishPacket, cb: (err?: Error) => void): void {
+    // Closing: neither pass it on nor acknowledge it; the broker redelivers it to the next session.
+    if (this.state === 'closed') return cb(ACK_HELD);
     this.received++;
     const stream = this.client.stream as unknown as Writable;
     if (this.conn?.stream !== stream) {
