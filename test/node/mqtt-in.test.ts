@@ -145,53 +145,57 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     return Number(rows[0]?.count ?? 0);
   }
 
-  it('does not acknowledge a reading the spool could not take: the broker keeps it until it is stored', async () => {
-    // The writer's spool directory is a file: every append fails.
-    const spoolDir = join(userDir.path, 'iotb-spool', 'w');
-    mkdirSync(join(userDir.path, 'iotb-spool'), { recursive: true });
-    writeFileSync(spoolDir, 'not a directory');
-    const flow = [
-      registry,
-      mqttIn('held', {}, [['v', 'seen'], []]),
-      { id: 'seen', type: 'helper' },
-      ...withInflux(),
-    ];
-    await helper.load(nodes, flow);
-    registryOf().createDevice({ id: 'held-1', type: 'sensor' });
-    const failuresBefore = await counted(ackFailuresTotal, { source: 'external-mqtt' });
-    const seen = collect(helper.getNode('seen'));
-    await subscribed('held');
-    const dev = await device('held-1');
-    const t0 = Date.now() - 60_000;
-    await publishReadings(dev, 'held-1', 20, (i) => ({ ts: t0 + i, v: i }));
-    await eventually('the writer failing the readings', async () =>
-      seen.length >= 20 && (await counted(ackFailuresTotal, { source: 'external-mqtt' })) > failuresBefore
-        ? true
-        : undefined,
-    );
-    assert.equal(await storedCount('held-1'), 0);
-    await helper.unload();
+  for (const version of [5, 4] as const)
+    it(`does not acknowledge a reading the spool could not take: the broker keeps it until it is stored (MQTT ${version === 5 ? '5' : '3.1.1'})`, async () => {
+      const node = `held${version}`;
+      const dev1 = `${node}-1`;
+      // The writer's spool directory is a file: every append fails.
+      const spoolDir = join(userDir.path, 'iotb-spool', 'w');
+      rmSync(spoolDir, { recursive: true, force: true });
+      mkdirSync(join(userDir.path, 'iotb-spool'), { recursive: true });
+      writeFileSync(spoolDir, 'not a directory');
+      const flow = [
+        registry,
+        mqttIn(node, { protocolVersion: version }, [['v', 'seen'], []]),
+        { id: 'seen', type: 'helper' },
+        ...withInflux(),
+      ];
+      await helper.load(nodes, flow);
+      registryOf().createDevice({ id: dev1, type: 'sensor' });
+      const failuresBefore = await counted(ackFailuresTotal, { source: 'external-mqtt' });
+      const seen = collect(helper.getNode('seen'));
+      await subscribed(node);
+      const dev = await device(dev1);
+      const t0 = Date.now() - 60_000;
+      await publishReadings(dev, dev1, 20, (i) => ({ ts: t0 + i, v: i }));
+      await eventually('the writer failing the readings', async () =>
+        seen.length >= 20 && (await counted(ackFailuresTotal, { source: 'external-mqtt' })) > failuresBefore
+          ? true
+          : undefined,
+      );
+      assert.equal(await storedCount(dev1), 0);
+      await helper.unload();
 
-    // Same node, same client id, a spool that works: the broker redelivers all 20.
-    rmSync(spoolDir);
-    await helper.load(nodes, flow);
-    await eventually('all 20 readings stored', async () =>
-      (await storedCount('held-1')) === 20 ? true : undefined,
-    );
-    // Stored means acknowledged: nothing is left for this client id in the broker's session.
-    await until('held acknowledgements released', () => ackLedger.size === 0);
-    await helper.unload();
-    const probe = await connectDevice(mosquitto.url, {
-      clientId: 'iotb-test-held',
-      clean: false,
-      protocolVersion: 5,
-      properties: { sessionExpiryInterval: 86_400 },
+      // Same node, same client id, a spool that works: the broker redelivers all 20.
+      rmSync(spoolDir);
+      await helper.load(nodes, flow);
+      await eventually('all 20 readings stored', async () =>
+        (await storedCount(dev1)) === 20 ? true : undefined,
+      );
+      // Stored means acknowledged: nothing is left for this client id in the broker's session.
+      await until('held acknowledgements released', () => ackLedger.size === 0);
+      await helper.unload();
+      const probe = await connectDevice(mosquitto.url, {
+        clientId: `iotb-test-${node}`,
+        clean: false,
+        protocolVersion: version,
+        properties: version === 5 ? { sessionExpiryInterval: 86_400 } : undefined,
+      });
+      devices.push(probe);
+      const first = new Promise<string>((resolve) => probe.once('message', (_t, p) => resolve(p.toString())));
+      await dev.publishAsync(`devices/${dev1}/telemetry`, '"marker"', { qos: 1 });
+      assert.equal(await first, '"marker"');
     });
-    devices.push(probe);
-    const first = new Promise<string>((resolve) => probe.once('message', (_t, p) => resolve(p.toString())));
-    await dev.publishAsync('devices/held-1/telemetry', '"marker"', { qos: 1 });
-    assert.equal(await first, '"marker"');
-  });
 
   it('refuses publications of unknown, disabled and revoked devices with a reason and still acknowledges them', async () => {
     await helper.load(nodes, [
