@@ -80,7 +80,9 @@ export = function register(RED: NodeAPI): void {
     };
 
     const fmt = (n: number): string => n.toLocaleString('en-US');
+    let lastError: string | undefined;
     const show = (s: ExternalMqttSnapshot): void => {
+      if (s.state === 'connected') lastError = undefined; // the next outage is reported again
       if (s.state === 'connected')
         this.status(
           s.paused
@@ -109,7 +111,6 @@ export = function register(RED: NodeAPI): void {
 
     let ingest: ExternalMqttIngest;
     const status = new Throttle(() => show(ingest.snapshot()), 500);
-    let lastError: string | undefined;
     try {
       ingest = new ExternalMqttIngest(registry, opts, {
         reading: (msg) => this.send([asMessage(msg), null]),

@@ -4,7 +4,8 @@
  * held acknowledgements are bounded, and a shared subscription splits the load without loss or duplicates.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
@@ -17,6 +18,7 @@ import { connectDevice, publishReadings } from '../support/mqtt-device';
 import {
   eventually,
   influxRows,
+  requireBinary,
   startInfluxd,
   startMosquitto,
   tempDir,
@@ -313,6 +315,56 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 12);
     for (const m of ok) ackLedger.settle(m.ackId, 'stored');
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
+  });
+
+  it('logs in with the username and password from its credentials', async () => {
+    // A second Mosquitto that refuses anonymous clients (the later allow_anonymous line wins).
+    // Readable by the user Mosquitto drops its privileges to.
+    const pwDir = tempDir('mosquitto-passwd');
+    chmodSync(pwDir.path, 0o755);
+    const passwords = join(pwDir.path, 'mosquitto.passwd');
+    execFileSync(requireBinary('mosquitto_passwd', 'mosquitto'), [
+      '-b',
+      '-c',
+      passwords,
+      'ingest',
+      'ingest-secret',
+    ]);
+    chmodSync(passwords, 0o644);
+    const locked = await startMosquitto({
+      extraConfig: ['allow_anonymous false', `password_file ${passwords}`],
+    });
+    try {
+      const flow = (id: string): Record<string, unknown>[] => [
+        registry,
+        { ...mqttIn(id, {}, [['ok'], []]), url: locked.url },
+        { id: 'ok', type: 'helper' },
+      ];
+      await helper.load(nodes, flow('cred-bad'), { 'cred-bad': { username: 'ingest', password: 'wrong' } });
+      const bad = statuses('cred-bad');
+      await until('refused login shown', () => bad.last.endsWith('.disconnected'));
+      await helper.unload();
+
+      await helper.load(nodes, flow('cred-ok'), {
+        'cred-ok': { username: 'ingest', password: 'ingest-secret' },
+      });
+      registryOf().createDevice({ id: 'c-1', type: 'sensor' });
+      const ok = collect(helper.getNode('ok'));
+      await subscribed('cred-ok');
+      const dev = await connectDevice(locked.url, {
+        clientId: 'dev-c-1',
+        username: 'ingest',
+        password: 'ingest-secret',
+      });
+      devices.push(dev);
+      await dev.publishAsync('devices/c-1/telemetry', '{"v":1}', { qos: 1 });
+      await until('the reading', () => ok.length === 1);
+      assert.equal(ok[0].device.id, 'c-1');
+    } finally {
+      await helper.unload();
+      await locked.stop();
+      pwDir.remove();
+    }
   });
 
   it('splits a shared subscription between two nodes: every reading stored once, none lost', async () => {

@@ -248,6 +248,7 @@ export class ExternalMqttIngest {
     });
     this.client.on('error', (err) => {
       this.lastError = err.message;
+      this.sink.error(err);
       this.sink.changed();
     });
   }
