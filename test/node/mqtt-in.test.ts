@@ -279,6 +279,24 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
   });
 
+  it('acknowledges in the order the publications arrived, whatever order they are stored in', async () => {
+    await helper.load(nodes, [registry, mqttIn('order', {}, [['ok'], []]), { id: 'ok', type: 'helper' }]);
+    registryOf().createDevice({ id: 'o-1', type: 'sensor' });
+    const ok = collect(helper.getNode('ok'));
+    await subscribed('order');
+    const dev = await device('o-1');
+    await publishReadings(dev, 'o-1', 3, (i) => ({ v: i }));
+    await until('three readings', () => ok.length === 3);
+    const held = (): Promise<number> => counted(acksHeld, { source: 'external-mqtt' });
+    const [first, second, third] = ok.map((m) => m.ackId as number);
+    ackLedger.settle(second, 'stored');
+    assert.equal(await held(), 3, 'the second waits for the first');
+    ackLedger.settle(first, 'stored');
+    assert.equal(await held(), 1, 'then both go');
+    ackLedger.settle(third, 'stored');
+    assert.equal(await held(), 0);
+  });
+
   it('sends micro-batches of publications bounded by count and time, each with its held acknowledgement', async () => {
     await helper.load(nodes, [
       registry,
