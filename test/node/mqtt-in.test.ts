@@ -175,6 +175,8 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
           ? true
           : undefined,
       );
+      // Unacknowledged, so after the node reconnects (1 s later) the broker sends them again.
+      await until('the readings redelivered', () => seen.length >= 40);
       assert.equal(await storedCount(dev1), 0);
       await helper.unload();
 
