@@ -207,7 +207,7 @@ export = function register(RED: NodeAPI): void {
           done();
         })
         .catch((err: Error) => {
-          // Not durable: no acknowledgement for any reading of the message (the sender sends again).
+          // Not durable, whatever the cause (full, disk full, a spool that did not open): no acknowledgement.
           ackLedger.settle(storedIds, 'failed');
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
             // The spool's message says what happened and where; the rejection carries it as the reason.

@@ -200,7 +200,7 @@ describe('ack timeout: a flow that drops readings does not stall a device', () =
     assert.ok(Date.now() - started >= 400, 'the PUBACKs waited for the ack timeout');
     await c.endAsync();
     const metrics = await b.api('GET', '/metrics', { key: null });
-    assert.match(String(metrics.body), /^iotb_ingest_ack_timeouts_total 3$/m);
+    assert.match(String(metrics.body), /^iotb_ingest_ack_timeouts_total\{source="embedded-broker"\} 3$/m);
     const health = await b.api('GET', '/api/health', { key: null });
     assert.equal(health.status, 503);
     assert.equal(health.body.status, 'degraded');

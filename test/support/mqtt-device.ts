@@ -51,3 +51,40 @@ export function closed(client: MqttClient): Promise<unknown> {
     ? new Promise((resolve) => client.once('close', () => resolve(undefined)))
     : Promise.resolve();
 }
+
+/**
+ * Publishes `count` readings of one device at QoS 1 to `devices/{id}/telemetry`, at most `inFlight` unacknowledged
+ * at once (as a real device client would), in order; resolves when the broker acknowledged them all.
+ */
+export function publishReadings(
+  client: MqttClient,
+  deviceId: string,
+  count: number,
+  reading: (i: number) => Record<string, unknown>,
+  inFlight = 100,
+): Promise<void> {
+  const topic = `devices/${deviceId}/telemetry`;
+  return publishAll(client, count, (i) => [topic, JSON.stringify(reading(i))], inFlight);
+}
+
+/**
+ * Publishes `count` messages (`message(i)` = [topic, payload]) at QoS 1 with at most `inFlight` unacknowledged;
+ * `acked` is called as each PUBACK arrives. Resolves when all are acknowledged.
+ */
+export async function publishAll(
+  client: MqttClient,
+  count: number,
+  message: (i: number) => [string, string],
+  inFlight = 100,
+  acked: () => void = () => undefined,
+): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < count) {
+      const [topic, payload] = message(next++);
+      await client.publishAsync(topic, payload, { qos: 1 });
+      acked();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, lane));
+}

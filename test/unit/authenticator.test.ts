@@ -156,15 +156,23 @@ describe('HTTP/topic authenticator', () => {
     assert.equal(a.authenticate({ headers: { authorization: `Bearer ${token}` } }).ok, false);
   });
 
-  it('topic: trusts the topic device id only for registered, enabled devices', () => {
+  it('topic: trusts the topic device id only for registered, enabled, unrevoked devices, and says which', () => {
     const a = new Authenticator(reg, { mode: 'topic' });
     const ok = a.authenticate({ topic: 'devices/dev-2/telemetry' });
     assert.equal(ok.ok && ok.device?.id, 'dev-2');
     assert.equal(a.authenticate({ topic: 'devices/ghost/telemetry' }).ok, false);
     assert.equal(a.authenticate({ topic: 'other/dev-2/telemetry' }).ok, false);
     assert.equal(a.authenticate({ topic: 'devices/dev+2/telemetry' }).ok, false);
+    const code = (topic: string): string | undefined => {
+      const o = a.authenticate({ topic });
+      return o.ok ? undefined : o.code;
+    };
+    assert.equal(code('devices/ghost/telemetry'), 'UNKNOWN_DEVICE');
     reg.setEnabled('dev-2', false);
-    assert.equal(a.authenticate({ topic: 'devices/dev-2/telemetry' }).ok, false);
+    assert.equal(code('devices/dev-2/telemetry'), 'DEVICE_DISABLED');
+    reg.setEnabled('dev-2', true);
+    reg.revokeTokens('dev-2');
+    assert.equal(code('devices/dev-2/telemetry'), 'DEVICE_REVOKED');
   });
 
   it('keeps the nonce cache bounded and forgets nonces after the window', () => {

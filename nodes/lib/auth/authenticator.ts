@@ -133,7 +133,10 @@ export class Authenticator {
     if (req.deviceId !== undefined && req.deviceId !== id) return this.fail('device_mismatch', req, id);
     const t = Number(ts);
     if (!/^\d{1,16}$/.test(ts) || Math.abs(this.now() - t) > this.windowMs)
-      return this.fail('stale_timestamp', req, id, 'request timestamp outside the accepted window');
+      return this.fail('stale_timestamp', req, id, {
+        code: 'STALE',
+        reason: 'request timestamp outside the accepted window',
+      });
     if (!NONCE_PATTERN.test(nonce)) return this.fail('bad_nonce', req, id);
     const keys = this.registry.signingKeys(id);
     const given = /^[0-9a-f]{64}$/i.test(sig) ? Buffer.from(sig, 'hex') : Buffer.alloc(0);
@@ -150,7 +153,10 @@ export class Authenticator {
     }
     // Only a correctly signed request may use up a nonce, so nobody can burn a device's nonces.
     if (!this.nonces.add(`${id}:${nonce}`))
-      return this.fail('replayed', req, id, 'request was already received (replay)');
+      return this.fail('replayed', req, id, {
+        code: 'REPLAYED',
+        reason: 'request was already received (replay)',
+      });
     const device = this.registry.getDevice(id);
     if (!device) return this.fail('unknown_device', req, id);
     return { ok: true, device };
@@ -169,27 +175,38 @@ export class Authenticator {
     const id = t.startsWith(prefix) ? t.slice(prefix.length).split('/', 1)[0] : '';
     const device = isValidDeviceId(id) ? this.registry.getDevice(id) : undefined;
     if (!device)
-      return this.fail(
-        'unknown_device',
-        req,
-        isValidDeviceId(id) ? id : undefined,
-        'topic does not name a registered device',
-      );
+      return this.fail('unknown_device', req, isValidDeviceId(id) ? id : undefined, {
+        code: 'UNKNOWN_DEVICE',
+        reason: 'topic does not name a registered device',
+      });
     if (!device.enabled) return this.disabled(req, id);
+    // The external broker checked the device's broker credentials; a revoke in the registry still counts.
+    if (!this.registry.hasCredentials(id))
+      return this.fail('revoked', req, id, {
+        code: 'DEVICE_REVOKED',
+        reason: "the device's credentials were revoked",
+      });
     return { ok: true, device };
   }
 
   private disabled(req: AuthRequest, id?: string): AuthOutcome {
-    this.registry.reportSecurity(securityEvent('auth_failure', 'http', 'disabled', id, req.ip));
+    this.registry.reportSecurity(securityEvent('auth_failure', this.channel(), 'disabled', id, req.ip));
     return { ok: false, status: 403, code: 'DEVICE_DISABLED', reason: 'the device is disabled' };
   }
 
-  private fail(reason: string, req: AuthRequest, deviceId?: string, sentence?: string): AuthOutcome {
-    this.registry.reportSecurity(
-      securityEvent('auth_failure', this.opts.mode === 'topic' ? 'mqtt' : 'http', reason, deviceId, req.ip),
-    );
-    if (!sentence) return UNAUTHORIZED;
-    return { ...UNAUTHORIZED, code: reason === 'replayed' ? 'REPLAYED' : 'STALE', reason: sentence };
+  /** Security event for `reason`; the caller sees UNAUTHORIZED unless `refusal` may tell it more. */
+  private fail(
+    reason: string,
+    req: AuthRequest,
+    deviceId?: string,
+    refusal?: { code: string; reason: string },
+  ): AuthOutcome {
+    this.registry.reportSecurity(securityEvent('auth_failure', this.channel(), reason, deviceId, req.ip));
+    return refusal ? { ...UNAUTHORIZED, ...refusal } : UNAUTHORIZED;
+  }
+
+  private channel(): 'mqtt' | 'http' {
+    return this.opts.mode === 'topic' ? 'mqtt' : 'http';
   }
 }
 

@@ -1,5 +1,5 @@
 import { ackLedger, type AckLedger, type AckOutcome, type AckOwner } from '../ingest/ack-ledger';
-import { counter, gauge } from '../metrics';
+import { ackFailuresTotal, acksHeld, acksWaiting, ackTimeoutsTotal } from '../ingest/ingest-metrics';
 
 /**
  * The embedded broker's PUBACK gate: "acknowledged" means "stored", and the readings inside Node-RED are bounded.
@@ -56,22 +56,11 @@ interface Held {
   outcome: AckOutcome | undefined;
 }
 
-const heldGauge = gauge(
-  'iotb_ingest_acks_held',
-  'Readings handed to the flow by the embedded broker and not yet acknowledged (PUBACK held until stored)',
-);
-const waitingGauge = gauge(
-  'iotb_ingest_acks_waiting',
-  'Publications waiting at the bound of held readings (their connections are not read meanwhile)',
-);
-const timeoutsTotal = counter(
-  'iotb_ingest_ack_timeouts_total',
-  'Held readings acknowledged because nothing stored or rejected them within the ack timeout',
-);
-const failuresTotal = counter(
-  'iotb_ingest_ack_failures_total',
-  'Held readings the spool could not store: not acknowledged, the connection was closed so the device resends',
-);
+const SOURCE = 'embedded-broker';
+const heldGauge = acksHeld.labels(SOURCE);
+const waitingGauge = acksWaiting.labels(SOURCE);
+const timeoutsTotal = ackTimeoutsTotal.labels(SOURCE);
+const failuresTotal = ackFailuresTotal.labels(SOURCE);
 
 export class AckGate implements AckOwner {
   readonly opts: AckGateOptions;
