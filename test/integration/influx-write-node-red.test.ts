@@ -3,11 +3,10 @@
  * once they are in the spool, 400 with the reason when refused) and are read back with InfluxQL.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import { naughtyStrings } from '../support/corpus';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { eventually, influxRows, repoRoot, startInfluxd, type Server } from '../support/servers';
+import { eventually, influxRows, startInfluxd, type Server } from '../support/servers';
 
 function writeFlow(influxUrl: string): unknown[] {
   return [
@@ -98,9 +97,7 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
   it('stores naughty strings as tag values and string fields byte-exact, or refuses them with a reason', async () => {
     influx = await startInfluxd({ database: 'iot' });
     nr = await startNodeRed({ flows: writeFlow(influx.url) });
-    const naughty = JSON.parse(
-      readFileSync(join(repoRoot, '..', 'shared', 'corpus', 'naughty-strings', 'blns.json'), 'utf8'),
-    ) as string[];
+    const naughty = naughtyStrings();
     const base = 1_700_000_000_000;
     const accepted = new Map<number, string>();
     const refusedCodes = new Map<string, number>();
