@@ -1,5 +1,5 @@
 /**
- * A batch (a device's array of readings in one message, DESIGN.md) carries parallel arrays: `payload[i]`,
+ * A batch (a device's array of readings in one message; docs/architecture.md, message contract) carries parallel arrays: `payload[i]`,
  * `timestamp[i]`, `messageId[i]` (iotb-validate) and `quality[i]` (iotb-quality). A message with one reading
  * carries plain values. This reads element `index` of such a property either way.
  */

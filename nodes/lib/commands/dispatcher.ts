@@ -35,7 +35,7 @@ export interface CommandPublishOptions {
   expiresAt: number;
 }
 
-/** What the device receives on `devices/{id}/commands` (DESIGN.md). */
+/** What the device receives on `devices/{id}/commands` (docs/commands.md). */
 export interface CommandPayload {
   id: string;
   name: string;

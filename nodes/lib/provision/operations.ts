@@ -79,7 +79,7 @@ function int(v: unknown, what: string, fallback: number, max = Number.MAX_SAFE_I
 }
 
 /**
- * Registry operations as the HTTP API (DESIGN.md) exposes them. Tokens and keys appear only in the
+ * Registry operations as the HTTP API (docs/backend.md) exposes them. Tokens and keys appear only in the
  * answers of create, rotate, register, createApiKey and setProvisioning — shown once, stored hashed.
  * Throws RegistryError for refusals (mapped with `statusOf`).
  */
