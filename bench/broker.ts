@@ -86,7 +86,9 @@ async function main(): Promise<void> {
       dup: false,
     };
     let ok = 0;
-    const cb = (e?: unknown): void => void (e ? 0 : ok++);
+    const cb = (e?: unknown): void => {
+      if (!e) ok++;
+    };
     t = process.hrtime.bigint();
     for (let i = 0; i < 1_000_000; i++) authorize(aedesClient, allowed, cb);
     console.log(

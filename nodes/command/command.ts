@@ -102,10 +102,12 @@ export = function register(RED: NodeAPI): void {
         node.error(RED._('iotb-command.error.noUrl'));
         return;
       }
+      // Node-RED leaves `credentials` unset when none were saved for the node; its type says otherwise.
+      const credentials = node.credentials as CommandCredentials | undefined;
       ownLink = new MqttDeviceLink({
         url: config.url,
-        username: node.credentials?.username || undefined,
-        password: node.credentials?.password || undefined,
+        username: credentials?.username || undefined,
+        password: credentials?.password || undefined,
         clientId: `iotb-command-${node.id}-${randomBytes(3).toString('hex')}`,
         protocol: config.protocol === '4' ? 4 : config.protocol === '5' ? 5 : 'auto',
         prefix: config.prefix || 'devices',

@@ -98,9 +98,17 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     let accepted = 0;
     const refusals: any[] = [];
     const settled = new Promise<void>((resolve) => {
-      const check = (): void => void (accepted + refusals.length === 3000 && resolve());
-      helper.getNode('ok').on('input', () => (accepted++, check()));
-      helper.getNode('bad').on('input', (m: any) => (refusals.push(m.rejection), check()));
+      const check = (): void => {
+        if (accepted + refusals.length === 3000) resolve();
+      };
+      helper.getNode('ok').on('input', () => {
+        accepted++;
+        check();
+      });
+      helper.getNode('bad').on('input', (m: any) => {
+        refusals.push(m.rejection);
+        check();
+      });
     });
     const w = helper.getNode('wf');
     for (let i = 0; i < 3000; i++) w.receive({ device: { id: 'full' }, payload: { v: i } });

@@ -46,7 +46,9 @@ function anchorsOf(file: string): Set<string> {
 
 /** Why `target`, linked from `from`, does not lead anywhere; undefined when it does. */
 function brokenBecause(from: string, target: string): string | undefined {
-  const [path, anchor] = target.split('#', 2);
+  const hash = target.indexOf('#');
+  const path = hash < 0 ? target : target.slice(0, hash);
+  const anchor = hash < 0 ? undefined : target.slice(hash + 1);
   const file = path === '' ? from : posix.normalize(posix.join(posix.dirname(from), path));
   if (file.startsWith('../') || posix.isAbsolute(path)) return 'outside the repository';
   const isFile = trackedSet.has(file);

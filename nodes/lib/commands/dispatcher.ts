@@ -419,13 +419,14 @@ export class CommandDispatcher extends EventEmitter {
   }
 
   private handleAck(deviceId: string, payload: Buffer): void {
-    let ack: { id?: unknown; status?: unknown; result?: unknown; error?: unknown };
+    let ack: { id?: unknown; status?: unknown; result?: unknown; error?: unknown } | null;
     try {
       ack = JSON.parse(payload.toString()) as typeof ack;
     } catch {
       return this.ignore(deviceId, undefined, 'malformed');
     }
-    const { id, status } = ack ?? {};
+    // `null` is valid JSON: an ack of `null` is as malformed as one without an id.
+    const { id, status, result, error } = ack ?? {};
     if (
       typeof id !== 'string' ||
       (status !== 'accepted' && status !== 'succeeded' && status !== 'failed' && status !== 'rejected')
@@ -447,8 +448,10 @@ export class CommandDispatcher extends EventEmitter {
       this.changed(record, transition(record, 'DELIVERED', Date.now()));
       return;
     }
-    const error = typeof ack.error === 'string' ? ack.error.slice(0, 1000) : undefined;
-    this.finish(record, ACK_FINAL[status], { result: ack.result, error });
+    this.finish(record, ACK_FINAL[status], {
+      result,
+      error: typeof error === 'string' ? error.slice(0, 1000) : undefined,
+    });
   }
 
   private ignore(deviceId: string, id: string | undefined, reason: IgnoredAckReason): void {

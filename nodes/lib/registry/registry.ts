@@ -275,7 +275,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     };
     this.put(stored);
     this.emit('created', id);
-    return { device: recordOf(this.devices.get(id)!), token };
+    return { device: recordOf(this.entry(id)), token };
   }
 
   updateDevice(id: string, update: DeviceUpdate): DeviceRecord {
@@ -286,7 +286,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     if (update.name !== undefined) Object.assign(stored, checkName(update.name));
     if (update.meta !== undefined) Object.assign(stored, checkMeta(update.meta));
     this.put(stored);
-    return recordOf(this.devices.get(id)!);
+    return recordOf(this.entry(id));
   }
 
   /**
@@ -314,7 +314,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.emitSecurity(
       securityEvent('token_rotated', 'registry', graceMs > 0 ? 'rotated_with_grace' : 'rotated', id),
     );
-    const device = recordOf(this.devices.get(id)!);
+    const device = recordOf(this.entry(id));
     return previousExpiresAt === undefined ? { device, token } : { device, token, previousExpiresAt };
   }
 
@@ -324,7 +324,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.put({ ...e.stored, credentials: [] });
     this.emit('revoked', id);
     this.emitSecurity(securityEvent('revoked', 'registry', 'tokens_revoked', id));
-    return recordOf(this.devices.get(id)!);
+    return recordOf(this.entry(id));
   }
 
   setEnabled(id: string, enabled: boolean): DeviceRecord {
@@ -336,7 +336,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
         securityEvent(enabled ? 'enabled' : 'disabled', 'registry', enabled ? 'enabled' : 'disabled', id),
       );
     }
-    return recordOf(this.devices.get(id)!);
+    return recordOf(this.entry(id));
   }
 
   /** Deletes the device and its tokens. */
