@@ -67,23 +67,6 @@ async function post(nr: NodeRedProcess, body: unknown): Promise<{ status: number
   }
 }
 
-/** Polls InfluxDB (a foreign process: no event to await) until `done` holds or the deadline passes. */
-async function until<T>(
-  what: string,
-  probe: () => Promise<T>,
-  done: (v: T) => boolean,
-  ms = 60_000,
-): Promise<T> {
-  return eventually(
-    what,
-    async () => {
-      const v = await probe();
-      return done(v) ? v : undefined;
-    },
-    ms,
-  );
-}
-
 describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
   let influx: Server | undefined;
   let nr: NodeRedProcess | undefined;
@@ -124,10 +107,13 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
     for (const code of refusedCodes.keys())
       assert.ok(['EMPTY', 'CONTROL_CHARACTER', 'AMBIGUOUS_BACKSLASH', 'LINE_BREAK'].includes(code), code);
     assert.ok(accepted.size > 450, `only ${accepted.size} of ${naughty.length} accepted`);
-    const stored = await until(
+    const stored = await eventually(
       'all accepted naughty points stored',
-      async () => influxRows(influx!.url, 'iot', 'SELECT * FROM naughty'),
-      (r) => r.length >= accepted.size,
+      async () => {
+        const rows = await influxRows(influx!.url, 'iot', 'SELECT * FROM naughty');
+        return rows.length >= accepted.size ? rows : undefined;
+      },
+      60_000,
     );
     assert.equal(stored.length, accepted.size, 'no extra or lost lines');
     for (const row of stored) {
@@ -166,10 +152,13 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
     await stream(200);
     await influx.start();
     await stream(100);
-    const stored = await until(
+    const stored = await eventually(
       'every accepted reading stored',
-      async () => influxRows(influx!.url, 'iot', "SELECT seq FROM telemetry WHERE device = 'o1'"),
-      (r) => r.length >= accepted.size,
+      async () => {
+        const rows = await influxRows(influx!.url, 'iot', "SELECT seq FROM telemetry WHERE device = 'o1'");
+        return rows.length >= accepted.size ? rows : undefined;
+      },
+      60_000,
     );
     const perSeq = new Map<number, number>();
     for (const r of stored) perSeq.set(r.seq as number, (perSeq.get(r.seq as number) ?? 0) + 1);
