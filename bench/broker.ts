@@ -1,7 +1,7 @@
 // Embedded broker: cost of token verification and of the topic ACL check per message, end-to-end
 // message rate, and authenticated connects per second.
 // Run: node --import tsx bench/broker.ts
-// The load generator runs in the same process on the same (shared) cores: numbers are a lower bound.
+// The load generator runs in the same process on the same cores: numbers are a lower bound.
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
