@@ -100,7 +100,7 @@ describe('CommandDispatcher', () => {
     link.subscribe('d1');
     const d = dispatcher();
     const finals: CommandRecord[] = [];
-    d.on('final', (r: CommandRecord) => finals.push(r));
+    d.on('final', (r) => finals.push(r));
     const r = d.submit({ deviceId: 'd1', name: 'reboot', id: 'c1' });
     link.deliver('d1', 'c1');
     link.ack('d1', { id: 'c1', status: 'accepted' });
@@ -156,7 +156,7 @@ describe('CommandDispatcher', () => {
     link.subscribe('d2');
     const d = dispatcher();
     const ignored: { id?: string; reason: string }[] = [];
-    d.on('ignoredAck', (e: { id?: string; reason: string }) => ignored.push({ id: e.id, reason: e.reason }));
+    d.on('ignoredAck', (e) => ignored.push({ id: e.id, reason: e.reason }));
     d.submit({ deviceId: 'd1', name: 'reboot', id: 'c1' });
     const done = d.submit({ deviceId: 'd1', name: 'reboot', id: 'c2' });
     link.ack('d1', { id: 'c2', status: 'succeeded' });
@@ -276,7 +276,7 @@ describe('CommandDispatcher', () => {
     link.failWith = new Error('broker gone');
     const d = dispatcher();
     const errors: Error[] = [];
-    d.on('error', (err: Error) => errors.push(err));
+    d.on('error', (err) => errors.push(err));
     const r = d.submit({ deviceId: 'd1', name: 'reboot', id: 'c1' });
     await Promise.resolve(); // the publish promise settles
     assert.match(errors[0]?.message ?? '', /publishing command c1 to d1 failed: Error: broker gone/);

@@ -75,14 +75,31 @@ const ignoredAcksTotal = counter(
   ['reason'] as const,
 );
 
-/**
- * Dispatches commands to devices and tracks each to exactly one final state (see states.ts).
- *
- * Emits 'transition' (record, step) for every step, 'final' (record) once per command, 'ignoredAck'
- * ({ deviceId, id, reason }), 'audit' (AuditEvent) and 'error' (Error) for operational failures (a publish
- * that failed, a log write that failed) — the command still ends in a final state by its timeout.
- */
-export class CommandDispatcher extends EventEmitter {
+/** An ack that moved no command, and why. */
+export interface IgnoredAck {
+  deviceId: string;
+  id: string | undefined;
+  reason: IgnoredAckReason;
+}
+
+/** What a CommandDispatcher emits. */
+export interface DispatcherEvents {
+  /** Every step of every command, as it is logged. */
+  transition: [record: CommandRecord, step: Transition];
+  /** Once per command, when it reaches its final state. */
+  final: [record: CommandRecord];
+  ignoredAck: [ack: IgnoredAck];
+  /** Every use of the kill switch or safe mode. */
+  audit: [event: AuditEvent];
+  /**
+   * Operational failures (a publish or a log write that failed); the command still ends in a final state by
+   * its timeout.
+   */
+  error: [error: Error];
+}
+
+/** Dispatches commands to devices and tracks each to exactly one final state (see states.ts). */
+export class CommandDispatcher extends EventEmitter<DispatcherEvents> {
   private readonly commands = new Map<string, CommandRecord>();
   /** QUEUED commands per device, in submission order. */
   private readonly queues = new Map<string, CommandRecord[]>();
