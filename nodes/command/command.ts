@@ -175,7 +175,7 @@ export = function register(RED: NodeAPI): void {
         brokerUp = false;
         showStatus.call();
       });
-      ownLink.on('error', (err: Error) => {
+      ownLink.on('error', (err) => {
         if (warned) return;
         warned = true;
         node.warn(RED._('iotb-command.warn.broker', { message: err.message }));

@@ -99,14 +99,27 @@ export interface DeviceUpdate {
   meta?: Record<string, unknown>;
 }
 
+/** What a Registry emits; each after the change is committed to the store. */
+export interface RegistryEvents {
+  created: [deviceId: string];
+  /** Every token of the device is gone (revoked, or the device removed). */
+  revoked: [deviceId: string];
+  disabled: [deviceId: string];
+  enabled: [deviceId: string];
+  removed: [deviceId: string];
+  /** A new token; the previous one stays valid until `previousExpiresAt` (undefined: dropped at once). */
+  rotated: [deviceId: string, previousExpiresAt: number | undefined];
+  /** Device types were added, changed or removed. */
+  types: [];
+  security: [event: SecurityEvent];
+}
+
 /**
  * The device registry: devices with hashed credentials, device types, operator API keys and per-type
  * provisioning keys. Everything is held in memory (Maps: O(1) lookups on the connect path) and each change
- * is committed to the store before the call returns. Implements `DeviceDirectory`; emits 'created',
- * 'revoked', 'disabled', 'enabled', 'removed' (deviceId), 'rotated' (deviceId, previousExpiresAt?),
- * 'types' (), and 'security' (SecurityEvent).
+ * is committed to the store before the call returns. Implements `DeviceDirectory`; events in `RegistryEvents`.
  */
-export class Registry extends EventEmitter implements DeviceDirectory {
+export class Registry extends EventEmitter<RegistryEvents> implements DeviceDirectory {
   private readonly devices = new Map<string, DeviceEntry>();
   /** Token hash -> device id, for callers that present a token without an id. */
   private readonly tokenIndex = new Map<string, string>();
