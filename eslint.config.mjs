@@ -1,14 +1,45 @@
-// Flat config: typescript-eslint strict + type-aware rules for TypeScript, recommended rules for plain JS.
+// Flat config: typescript-eslint's strictTypeChecked (type-aware, the strict set) for TypeScript, ESLint's
+// recommended rules for plain JS. Deviations from the strict set are listed below, each with its reason.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
+
+const rulesOf = (configs) => Object.assign({}, ...configs.map((c) => c.rules ?? {}));
+const recommendedRules = rulesOf(tseslint.configs.recommendedTypeChecked);
+/** The rules strictTypeChecked adds to recommendedTypeChecked. */
+const strictOnlyRules = Object.keys(rulesOf(tseslint.configs.strictTypeChecked)).filter(
+  (rule) => !(rule in recommendedRules),
+);
+
+/**
+ * Files that were being reworked in parallel when the strict set was adopted (2026-12-05): they stay on the
+ * recommended set until that rework has landed, so that the two changes do not collide. Their strict findings
+ * then (55, 24 of them no-unnecessary-condition) are fixed with the next change to them; each path leaves this
+ * list once it is clean (`npx eslint <path>` after removing it shows what is left).
+ */
+const NOT_YET_STRICT = [
+  'nodes/lib/broker/**',
+  'nodes/lib/spool/**',
+  'nodes/lib/validate/**',
+  'nodes/lib/quality/**',
+  'nodes/lib/influx/**',
+  'nodes/lib/ingest/**',
+  'nodes/lib/health.ts',
+  'nodes/lib/metrics.ts',
+  'nodes/{auth,broker,device-in,health,influx,influx-query,influx-write,metrics,presence,provision,quality,registry,simulator,validate}/*.ts',
+  'test/node/validate.test.ts',
+  'test/node/quality.test.ts',
+  'test/unit/quality*.ts',
+  'test/unit/spool*.ts',
+  'test/integration/broker.test.ts',
+];
 
 export default tseslint.config(
   { ignores: ['.compat/', 'node_modules/', 'dist/', 'examples/', '.node-red/', 'nodes/**/*.html'] },
   js.configs.recommended,
   {
     files: ['**/*.ts'],
-    extends: [...tseslint.configs.recommendedTypeChecked],
+    extends: [...tseslint.configs.strictTypeChecked],
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
@@ -18,6 +49,12 @@ export default tseslint.config(
         { allowNumber: true, allowBoolean: true },
       ],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // `() => emitter.emit(...)` as a callback and `return done(err)` in a void function are the idioms of
+      // Node-RED and node:events code; a void value used anywhere else is still an error.
+      '@typescript-eslint/no-confusing-void-expression': [
+        'error',
+        { ignoreArrowShorthand: true, ignoreVoidReturningFunctions: true },
+      ],
     },
   },
   {
@@ -31,7 +68,14 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-floating-promises': 'off',
       '@typescript-eslint/no-explicit-any': 'off',
+      // `let server: Server` is assigned in before() and stopped with `server?.stop()` in after(): the guard
+      // is what runs when before() failed half-way, although the declared type says it cannot be needed.
+      '@typescript-eslint/no-unnecessary-condition': 'off',
     },
+  },
+  {
+    files: NOT_YET_STRICT,
+    rules: Object.fromEntries(strictOnlyRules.map((rule) => [rule, 'off'])),
   },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],

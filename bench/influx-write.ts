@@ -6,8 +6,8 @@
  *   node --import tsx bench/influx-write.ts [--points 500000] [--runs 3] [--fsync interval]
  *
  * Each run writes the points once directly and once through the writer, each into its own fresh database,
- * alternating which goes first; medians are printed. The machine is shared, so the ratio is the number to
- * look at, not the absolute rates.
+ * alternating which goes first; medians are printed. Absolute rates move with whatever else runs on the machine,
+ * so the ratio is the number to look at.
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';

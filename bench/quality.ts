@@ -18,7 +18,7 @@ function engine(): QualityEngine {
   });
 }
 
-/** Field updates per wall-clock second and per CPU second (the latter is fair on a shared, overloaded machine). */
+/** Field updates per wall-clock second and per CPU second (the latter holds when other work takes the cores). */
 function throughput(devices: number, readings: number): { wall: number; cpu: number } {
   const q = engine();
   const ids = Array.from({ length: devices }, (_, i) => `dev-${i}`);

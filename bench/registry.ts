@@ -1,6 +1,6 @@
 // Registry load time and token verification cost.
 // Run: node --import tsx bench/registry.ts [devices=100000]
-// CPU time is printed beside wall time: on a shared machine the wall time mostly measures the neighbours.
+// CPU time is printed beside wall time: when other work takes the cores, wall time mostly measures that work.
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -77,7 +77,7 @@ function libBench(): void {
   cases.forEach(([name], c) => {
     const m = median(runs[c]);
     console.log(
-      `${name.padEnd(44)} ${Math.round(m).toLocaleString('en-US').padStart(11)} /s  ${(m / floor).toFixed(2)} of floor   runs: ${runs[c].map((x) => Math.round(x / 1000) + 'k').join(' ')}`,
+      `${name.padEnd(44)} ${Math.round(m).toLocaleString('en-US').padStart(11)} /s  ${(m / floor).toFixed(2)} of floor   runs: ${runs[c].map((x) => `${Math.round(x / 1000)}k`).join(' ')}`,
     );
   });
 }

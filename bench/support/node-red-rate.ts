@@ -306,7 +306,7 @@ export async function measureNodeRates(opts: RateOptions): Promise<RateResult> {
     await started;
 
     for (let r = 0; r < warmup + rounds; r++) {
-      // Rotate the order so that drift (GC, JIT, a neighbour's load) does not favour one chain.
+      // Rotate the order so that drift (GC, JIT, other processes) does not favour one chain.
       const order = chains.map((_, i) => chains[(i + r) % chains.length]);
       for (const chain of order) {
         const rate = await runRound(RED, chain, roundMs, chain.window ?? window);

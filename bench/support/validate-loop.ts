@@ -24,7 +24,7 @@ const cases: Record<string, () => unknown> = {
   validate: () => lib.validatePayload(text, ctx),
 };
 const [name, countText] = process.argv.slice(2);
-const run = cases[name];
+const run = Object.hasOwn(cases, name) ? cases[name] : undefined;
 const count = Number(countText);
 if (!run || !Number.isInteger(count)) {
   throw new Error(`usage: validate-loop.ts <${Object.keys(cases).join('|')}> <count>`);

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { CommandDispatcher, type AuditEvent, type DispatcherOptions } from '../lib/commands/dispatcher';
+import { CommandDispatcher, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
 import type { BrokerHolder } from '../lib/broker/broker';
-import type { CommandRecord, Transition } from '../lib/commands/states';
+import type { CommandRecord } from '../lib/commands/states';
 import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
@@ -102,10 +102,12 @@ export = function register(RED: NodeAPI): void {
         node.error(RED._('iotb-command.error.noUrl'));
         return;
       }
+      // Node-RED leaves `credentials` unset when none were saved for the node; its type says otherwise.
+      const credentials = node.credentials as CommandCredentials | undefined;
       ownLink = new MqttDeviceLink({
         url: config.url,
-        username: node.credentials?.username || undefined,
-        password: node.credentials?.password || undefined,
+        username: credentials?.username || undefined,
+        password: credentials?.password || undefined,
         clientId: `iotb-command-${node.id}-${randomBytes(3).toString('hex')}`,
         protocol: config.protocol === '4' ? 4 : config.protocol === '5' ? 5 : 'auto',
         prefix: config.prefix || 'devices',
@@ -173,7 +175,7 @@ export = function register(RED: NodeAPI): void {
         brokerUp = false;
         showStatus.call();
       });
-      ownLink.on('error', (err: Error) => {
+      ownLink.on('error', (err) => {
         if (warned) return;
         warned = true;
         node.warn(RED._('iotb-command.warn.broker', { message: err.message }));
@@ -183,7 +185,7 @@ export = function register(RED: NodeAPI): void {
     /** The request message being handled: its QUEUED transition carries the caller's msg (e.g. msg.res). */
     let submitting: Msg | undefined;
 
-    d.on('transition', (r: CommandRecord, step: Transition) => {
+    d.on('transition', (r, step) => {
       const payload = { id: r.id, deviceId: r.deviceId, name: r.name, ...step };
       if (submitting && step.state === 'QUEUED' && r.history.length === 1) {
         const msg = submitting;
@@ -200,10 +202,10 @@ export = function register(RED: NodeAPI): void {
       }
       showStatus.call();
     });
-    d.on('final', (r: CommandRecord) => {
+    d.on('final', (r) => {
       node.send([{ topic: `devices/${r.deviceId}/commands/result`, payload: view(r) }, null, null]);
     });
-    d.on('audit', (a: AuditEvent) => {
+    d.on('audit', (a) => {
       node.warn(
         RED._(a.event === 'kill-switch' ? 'iotb-command.audit.killSwitch' : 'iotb-command.audit.safeMode', {
           on: a.on ? 'ON' : 'OFF',
@@ -216,10 +218,11 @@ export = function register(RED: NodeAPI): void {
       node.send([null, { topic: 'commands/audit', payload: a }, null]);
       showStatus.call();
     });
-    d.on('ignoredAck', (e: { deviceId: string; id?: string; reason: string }) => {
-      if (e.reason === 'wrong_device') node.warn(RED._('iotb-command.warn.wrongDevice', e));
+    d.on('ignoredAck', (e) => {
+      if (e.reason === 'wrong_device')
+        node.warn(RED._('iotb-command.warn.wrongDevice', { id: e.id ?? '', deviceId: e.deviceId }));
     });
-    d.on('error', (err: Error) => node.error(err));
+    d.on('error', (err) => node.error(err));
 
     const refuse = (msg: Msg, code: string, reason: string): void => {
       msg.rejection = rejection('command', code, reason);

@@ -1,5 +1,6 @@
 /**
- * A batch (a device's array of readings in one message, or a batch of many devices' readings) carries parallel
+ * A batch (docs/architecture.md, message contract: a device's array of readings in one message, or a batch of
+ * many devices' readings) carries parallel
  * arrays: `payload[i]`, `timestamp[i]`, `messageId[i]` (iotb-validate), `quality[i]` (iotb-quality), and
  * `device[i]`, `ackId[i]` when the readings come from many devices or publications. A message with one reading
  * carries plain values. This reads element `index` of such a property either way.

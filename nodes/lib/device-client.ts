@@ -31,7 +31,7 @@ export interface DeviceClientOptions {
 export interface ReceivedCommand {
   id: string;
   name: string;
-  params: Record<string, unknown>;
+  params?: Record<string, unknown>;
   expiresAt?: number;
 }
 
@@ -151,9 +151,9 @@ export class DeviceClient extends EventEmitter {
 
   private receive(topic: string, payload: Buffer, packet: IPublishPacket): void {
     if (topic !== this.topic('commands')) return;
-    let cmd: ReceivedCommand;
+    let cmd: ReceivedCommand | null;
     try {
-      cmd = JSON.parse(payload.toString()) as ReceivedCommand;
+      cmd = JSON.parse(payload.toString()) as typeof cmd;
     } catch {
       return; // not a command; nothing to answer to
     }
@@ -165,7 +165,10 @@ export class DeviceClient extends EventEmitter {
     };
     this.emit('command', cmd);
     const seen = this.answered.get(cmd.id);
-    if (seen) return void this.ack(reply, seen); // a re-send: answer again, do not run twice
+    if (seen) {
+      this.ack(reply, seen); // a re-send: answer again, do not run twice
+      return;
+    }
     if (this.behaviour === 'never-ack') return;
     if (this.opts.ackAccepted !== false) this.ack(reply, { id: cmd.id, status: 'accepted' });
     const final = this.execute(cmd);

@@ -1,7 +1,7 @@
 /**
  * The contracts between the identity side (registry, broker) and the nodes that use it (validate, quality,
  * command, presence). Small on purpose: a Redis/PostgreSQL registry or a clustered broker implements the
- * same interfaces later (DESIGN.md, scale-out).
+ * same interfaces later (docs/architecture.md).
  */
 import type { EventEmitter } from 'node:events';
 import type { DeviceRef } from './device-id';

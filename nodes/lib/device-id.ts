@@ -1,4 +1,4 @@
-/** Device ids (DESIGN.md): safe as an MQTT topic level, a file name part and an InfluxDB tag value. */
+/** Device ids (docs/architecture.md, external contract): safe as an MQTT topic level, a file name part and an InfluxDB tag value. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
 export function isValidDeviceId(id: unknown): id is string {

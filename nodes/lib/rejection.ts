@@ -4,7 +4,7 @@ import { rejectedTotal } from './metrics';
 export type RejectionStage = 'auth' | 'validate' | 'quality' | 'influx' | 'command' | 'registry' | 'broker';
 
 /**
- * Why a message left through a node's "rejected" output (DESIGN.md, message contract).
+ * Why a message left through a node's "rejected" output (docs/architecture.md, message contract).
  * `code` is stable for machines; `reason` is a sentence a person understands.
  */
 export interface Rejection {

@@ -9,11 +9,12 @@ import { Throttle } from '../lib/throttle';
 
 interface MqttInNodeDef extends NodeDef {
   registry: string;
-  url: string;
+  // A flow written by hand or an older export may leave any setting out.
+  url?: string;
   protocolVersion: number | string;
-  clientId: string;
+  clientId?: string;
   topicPrefix: string;
-  sharedGroup: string;
+  sharedGroup?: string;
   sessionExpiryS: number | string;
   receiveMaximum: number | string;
   maxHeld: number | string;
@@ -60,7 +61,7 @@ export = function register(RED: NodeAPI): void {
       this.error(RED._('iotb-mqtt-in.error.envUnset', { name: unset.slice(2, -1) }));
       return;
     }
-    const creds = this.credentials ?? {};
+    const creds: MqttInCredentials = this.credentials;
     const opts: ExternalMqttOptions = {
       url: config.url || 'mqtt://127.0.0.1:1883',
       clientId: config.clientId || `iotb-${this.id}`,
@@ -136,7 +137,7 @@ export = function register(RED: NodeAPI): void {
       status.cancel();
       ingest
         .close()
-        .catch((err: Error) => this.error(err))
+        .catch((err: unknown) => this.error(err))
         .finally(done);
     });
   }

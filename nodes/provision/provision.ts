@@ -18,7 +18,7 @@ type Msg = NodeMessageInFlow & {
 
 /**
  * iotb-provision: registry operations driven by messages; with `http in` -> `iotb-auth` -> this ->
- * `http response` it is the HTTP API of DESIGN.md. Output 1 done, output 2 refused; both carry
+ * `http response` it is the HTTP API of docs/backend.md. Output 1 done, output 2 refused; both carry
  * `msg.statusCode` and `msg.payload` ready for an `http response`.
  */
 export = function register(RED: NodeAPI): void {

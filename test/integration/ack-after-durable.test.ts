@@ -132,9 +132,9 @@ async function assertAllStoredOnce(b: Backend, prefix: string, acked: Set<string
       return missing.length === 0 ? true : undefined;
     },
     60_000,
-  ).catch((err: Error) => {
+  ).catch((err: unknown) => {
     throw new Error(
-      `${err.message}: ${missing.length} of ${acked.size} missing, e.g. ${missing.slice(0, 3).join(', ')}`,
+      `${(err as Error).message}: ${missing.length} of ${acked.size} missing, e.g. ${missing.slice(0, 3).join(', ')}`,
     );
   });
 }

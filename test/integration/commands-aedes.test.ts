@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { DeviceBroker } from '../../nodes/lib/broker/broker';
 import { CommandDispatcher } from '../../nodes/lib/commands/dispatcher';
-import { isFinal, type CommandRecord } from '../../nodes/lib/commands/states';
+import { isFinal } from '../../nodes/lib/commands/states';
 import { DeviceClient, type DeviceClientOptions } from '../../nodes/lib/device-client';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
@@ -155,7 +155,7 @@ describe('command dispatch through the embedded aedes broker', () => {
     await startBroker();
     startDispatcher();
     const finals = new Map<string, number>();
-    d.on('final', (r: CommandRecord) => finals.set(r.id, (finals.get(r.id) ?? 0) + 1));
+    d.on('final', (r) => finals.set(r.id, (finals.get(r.id) ?? 0) + 1));
     const results = await Promise.all(submitted.map((id) => finalOf(d, id, 60_000)));
     for (const r of results) {
       assert.ok(isFinal(r.state), `${r.id} final`);

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { CommandDispatcher, type DispatcherOptions } from '../../nodes/lib/commands/dispatcher';
 import { MqttDeviceLink } from '../../nodes/lib/commands/mqtt-link';
-import { isFinal, type CommandRecord } from '../../nodes/lib/commands/states';
+import { isFinal } from '../../nodes/lib/commands/states';
 import { DeviceClient, type DeviceClientOptions } from '../../nodes/lib/device-client';
 import { RejectionError } from '../../nodes/lib/rejection';
 import { finalOf, logFile, online, states, submitBurst } from '../support/commands';
@@ -77,7 +77,7 @@ describe('command dispatch over Mosquitto with reference devices', () => {
     assert.equal(link.protocol, 5);
     const dev = await device('t-ok', { protocol: 5 }, link);
     const steps: string[] = [];
-    d.on('transition', (r: CommandRecord, s) => r.id === 'c-ok' && steps.push(s.state));
+    d.on('transition', (r, s) => r.id === 'c-ok' && steps.push(s.state));
     d.submit({ id: 'c-ok', deviceId: 't-ok', name: 'led', params: { on: true, color: 'red' } });
     const r = await finalOf(d, 'c-ok');
     assert.equal(r.state, 'SUCCEEDED');
@@ -105,7 +105,7 @@ describe('command dispatch over Mosquitto with reference devices', () => {
     const { d, link } = await backend(thermostatDirectory('t-late'));
     await device('t-late', { behaviour: 'ack-late', lateMs: 800 }, link);
     const ignored: string[] = [];
-    d.on('ignoredAck', (e: { reason: string }) => ignored.push(e.reason));
+    d.on('ignoredAck', (e) => ignored.push(e.reason));
     d.submit({ id: 'c-late', deviceId: 't-late', name: 'reboot', timeoutMs: 200 });
     const r = await finalOf(d, 'c-late');
     assert.equal(r.state, 'TIMED_OUT');
@@ -261,7 +261,7 @@ describe('command dispatch over Mosquitto with reference devices', () => {
       ids.map((id, i) => device(id, i === 2 ? { behaviour: 'ack-late', lateMs: 300 } : {}, link)),
     );
     const finals = new Map<string, number>();
-    d.on('final', (r: CommandRecord) => finals.set(r.id, (finals.get(r.id) ?? 0) + 1));
+    d.on('final', (r) => finals.set(r.id, (finals.get(r.id) ?? 0) + 1));
     const submitted = submitBurst(d, 'br', 60, ids);
     await broker.restart(); // while commands are queued (rate limit), in flight and acked late
     for (let i = 60; i < 75; i++) {

@@ -12,7 +12,7 @@ import { DeviceClient } from '../../nodes/lib/device-client';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { startMosquitto, type Server } from '../support/servers';
+import { eventually, startMosquitto, type Server } from '../support/servers';
 
 const SECRET = 'restart-test-registry-secret-0123456789ab';
 /** What the flow publishes on test/results, test/steps and test/refused. */
@@ -113,7 +113,6 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
   let probe: MqttClient;
   const devices: DeviceClient[] = [];
   const seen: { topic: string; body: Body }[] = [];
-  const waiters: (() => void)[] = [];
 
   before(async () => {
     broker = await startMosquitto();
@@ -134,7 +133,6 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     await probe.subscribeAsync('test/#', { qos: 1 });
     probe.on('message', (topic, payload) => {
       seen.push({ topic, body: JSON.parse(payload.toString()) as Body });
-      for (const w of waiters.splice(0)) w();
     });
   });
   after(async () => {
@@ -144,30 +142,24 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     await broker?.stop();
   });
 
-  async function until(pred: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pred()) {
-      if (Date.now() > deadline)
-        throw new Error(
-          `timed out waiting for ${what}; seen ${JSON.stringify(seen.map((s) => [s.topic, s.body.id ?? s.body.payload?.id, s.body.state ?? s.body.rejection?.code]))}`,
-        );
-      await new Promise<void>((resolve) => {
-        waiters.push(resolve);
-        setTimeout(resolve, 200);
-      });
-    }
-  }
+  /** Names what is awaited, and at a failure what the probe had seen by then. */
+  const awaiting = (what: string) => (): string =>
+    `${what}; seen ${JSON.stringify(seen.map((s) => [s.topic, s.body.id ?? s.body.payload?.id, s.body.state ?? s.body.rejection?.code]))}`;
 
   /** The flow's `mqtt in` subscribes some time after start: probe until it answers (a refusal). */
   async function flowReady(): Promise<void> {
     const before = seen.filter((s) => s.topic === 'test/refused').length;
-    await until(() => {
-      if (seen.filter((s) => s.topic === 'test/refused').length > before) return true;
-      probe.publish('test/requests', JSON.stringify({ deviceId: 'nobody', payload: { name: 'reboot' } }), {
-        qos: 1,
-      });
-      return false;
-    }, 'the flow to answer');
+    await eventually(
+      awaiting('the flow to answer'),
+      () => {
+        if (seen.filter((s) => s.topic === 'test/refused').length > before) return true;
+        probe.publish('test/requests', JSON.stringify({ deviceId: 'nobody', payload: { name: 'reboot' } }), {
+          qos: 1,
+        });
+        return undefined;
+      },
+      30_000,
+    );
   }
 
   const send = (req: Record<string, unknown>): Promise<unknown> =>
@@ -209,13 +201,15 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
       deviceId: 'r-offline',
       payload: { name: 'set-interval', params: { intervalMs: 2 } },
     });
-    await until(() => finals('x-done').length === 1, 'x-done to succeed');
-    await until(
+    await eventually(awaiting('x-done to succeed'), () => finals('x-done').length === 1 || undefined, 30_000);
+    await eventually(
+      awaiting('commands in flight and queued'),
       () =>
-        stepsOf('x-inflight').includes('DELIVERED') &&
-        stepsOf('x-silent').includes('SENT') &&
-        stepsOf('x-queued-2').includes('QUEUED'),
-      'commands in flight and queued',
+        (stepsOf('x-inflight').includes('DELIVERED') &&
+          stepsOf('x-silent').includes('SENT') &&
+          stepsOf('x-queued-2').includes('QUEUED')) ||
+        undefined,
+      30_000,
     );
     assert.equal(inflight.executions.get('x-inflight'), 1);
 
@@ -226,7 +220,11 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     const order: string[] = [];
     offline.on('executed', (c: { id: string }) => order.push(c.id));
     const ids = ['x-done', 'x-inflight', 'x-silent', 'x-queued-1', 'x-queued-2'];
-    await until(() => ids.every((id) => finals(id).length >= 1), 'every command to finish', 60_000);
+    await eventually(
+      awaiting('every command to finish'),
+      () => ids.every((id) => finals(id).length >= 1) || undefined,
+      60_000,
+    );
     // Linger briefly for any duplicate result to show up (there must be none).
     await flowReady();
 

@@ -3,11 +3,10 @@
  * once they are in the spool, 400 with the reason when refused) and are read back with InfluxQL.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import { naughtyStrings } from '../support/corpus';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
-import { eventually, influxRows, repoRoot, startInfluxd, type Server } from '../support/servers';
+import { eventually, influxRows, startInfluxd, type Server } from '../support/servers';
 
 function writeFlow(influxUrl: string): unknown[] {
   return [
@@ -68,23 +67,6 @@ async function post(nr: NodeRedProcess, body: unknown): Promise<{ status: number
   }
 }
 
-/** Polls InfluxDB (a foreign process: no event to await) until `done` holds or the deadline passes. */
-async function until<T>(
-  what: string,
-  probe: () => Promise<T>,
-  done: (v: T) => boolean,
-  ms = 60_000,
-): Promise<T> {
-  return eventually(
-    what,
-    async () => {
-      const v = await probe();
-      return done(v) ? v : undefined;
-    },
-    ms,
-  );
-}
-
 describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
   let influx: Server | undefined;
   let nr: NodeRedProcess | undefined;
@@ -98,9 +80,7 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
   it('stores naughty strings as tag values and string fields byte-exact, or refuses them with a reason', async () => {
     influx = await startInfluxd({ database: 'iot' });
     nr = await startNodeRed({ flows: writeFlow(influx.url) });
-    const naughty = JSON.parse(
-      readFileSync(join(repoRoot, '..', 'shared', 'corpus', 'naughty-strings', 'blns.json'), 'utf8'),
-    ) as string[];
+    const naughty = naughtyStrings();
     const base = 1_700_000_000_000;
     const accepted = new Map<number, string>();
     const refusedCodes = new Map<string, number>();
@@ -127,10 +107,13 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
     for (const code of refusedCodes.keys())
       assert.ok(['EMPTY', 'CONTROL_CHARACTER', 'AMBIGUOUS_BACKSLASH', 'LINE_BREAK'].includes(code), code);
     assert.ok(accepted.size > 450, `only ${accepted.size} of ${naughty.length} accepted`);
-    const stored = await until(
+    const stored = await eventually(
       'all accepted naughty points stored',
-      async () => influxRows(influx!.url, 'iot', 'SELECT * FROM naughty'),
-      (r) => r.length >= accepted.size,
+      async () => {
+        const rows = await influxRows(influx!.url, 'iot', 'SELECT * FROM naughty');
+        return rows.length >= accepted.size ? rows : undefined;
+      },
+      60_000,
     );
     assert.equal(stored.length, accepted.size, 'no extra or lost lines');
     for (const row of stored) {
@@ -169,10 +152,13 @@ describe('iotb-influx-write in a real Node-RED with real InfluxDB', () => {
     await stream(200);
     await influx.start();
     await stream(100);
-    const stored = await until(
+    const stored = await eventually(
       'every accepted reading stored',
-      async () => influxRows(influx!.url, 'iot', "SELECT seq FROM telemetry WHERE device = 'o1'"),
-      (r) => r.length >= accepted.size,
+      async () => {
+        const rows = await influxRows(influx!.url, 'iot', "SELECT seq FROM telemetry WHERE device = 'o1'");
+        return rows.length >= accepted.size ? rows : undefined;
+      },
+      60_000,
     );
     const perSeq = new Map<number, number>();
     for (const r of stored) perSeq.set(r.seq as number, (perSeq.get(r.seq as number) ?? 0) + 1);

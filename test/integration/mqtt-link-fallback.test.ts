@@ -106,9 +106,9 @@ describe('MqttDeviceLink against an MQTT 3.1.1-only broker (aedes)', () => {
     const refusedBefore = refused.length;
     const forced = link(`forced5-${process.pid}`, 5);
     const errors: Error[] = [];
-    forced.on('error', (err: Error) => errors.push(err));
+    forced.on('error', (err) => errors.push(err));
     // Not once(): that rejects on the 'error' event, which comes first.
-    const down = new Promise((resolve) => forced.once('disconnect', resolve));
+    const down = new Promise<void>((resolve) => forced.once('disconnect', resolve));
     await assert.rejects(forced.ready(), (err: Error & { code?: number }) => {
       assert.equal(err.code, 1);
       assert.match(err.message, /MQTT 5/);

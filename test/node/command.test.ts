@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { DeviceClient } from '../../nodes/lib/device-client';
 import type { RegistryHolder } from '../../nodes/lib/registry/registry';
-import { helper, nodeModule, type TestNode } from '../support/helper';
+import { helper, nodeModule, received, type ReceivedMessages, type TestNode } from '../support/helper';
 import { startMosquitto, tempDir, type Server } from '../support/servers';
 
 const registryNode = nodeModule('registry');
@@ -12,27 +12,6 @@ const COMMANDS = JSON.stringify({
   reboot: {},
   led: { params: { type: 'object', properties: { on: { type: 'boolean' } }, required: ['on'] } },
 });
-
-/** Collects what a helper node receives, with a wait for the first message that matches. */
-function collector(node: TestNode): { msgs: any[]; next(pred: (m: any) => boolean): Promise<any> } {
-  const msgs: any[] = [];
-  const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
-  node.on('input', (m: any) => {
-    msgs.push(m);
-    for (const w of [...waiters])
-      if (w.pred(m)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-  });
-  return {
-    msgs,
-    next: (pred) => {
-      const hit = msgs.find(pred);
-      return hit ? Promise.resolve(hit) : new Promise((resolve) => waiters.push({ pred, resolve }));
-    },
-  };
-}
 
 describe('iotb-command node (real registry node, Mosquitto, reference devices)', () => {
   let broker: Server;
@@ -59,9 +38,9 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
 
   async function load(): Promise<{
     cmd: TestNode;
-    results: ReturnType<typeof collector>;
-    steps: ReturnType<typeof collector>;
-    refused: ReturnType<typeof collector>;
+    results: ReceivedMessages;
+    steps: ReceivedMessages;
+    refused: ReceivedMessages;
     registry: NonNullable<RegistryHolder['registry']>;
   }> {
     await helper.load(
@@ -95,9 +74,9 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     const registry = (helper.getNode('reg') as unknown as RegistryHolder).registry!;
     return {
       cmd: helper.getNode('cmd'),
-      results: collector(helper.getNode('results')),
-      steps: collector(helper.getNode('steps')),
-      refused: collector(helper.getNode('refused')),
+      results: received(helper.getNode('results')),
+      steps: received(helper.getNode('steps')),
+      refused: received(helper.getNode('refused')),
       registry,
     };
   }
@@ -155,7 +134,7 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     ];
     for (const [msg] of cases) cmd.receive(msg);
     const expected = cases.filter(([, c]) => c).map(([, c]) => c);
-    await refused.next(() => refused.msgs.length === expected.length);
+    await refused.count(expected.length);
     assert.deepEqual(
       refused.msgs.map((m) => String(m.rejection.code)),
       expected,
@@ -184,12 +163,12 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     const canceled = await results.next((m) => m.payload.id === 'k-1');
     assert.equal(canceled.payload.state, 'CANCELED');
     cmd.receive({ deviceId: 'lamp-k', payload: { name: 'reboot' } });
-    const r = await refused.next(() => true);
+    const r = await refused.next();
     assert.equal(r.rejection.code, 'KILL_SWITCH');
     cmd.receive({ topic: 'kill-switch', payload: false });
     cmd.receive({ topic: 'safe-mode', deviceId: 'lamp-k', payload: true });
     cmd.receive({ deviceId: 'lamp-k', payload: { name: 'reboot' } });
-    await refused.next(() => refused.msgs.length === 2);
+    await refused.count(2);
     assert.equal(refused.msgs[1].rejection.code, 'SAFE_MODE');
   });
 });

@@ -169,9 +169,17 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     let accepted = 0;
     const refusals: any[] = [];
     const settled = new Promise<void>((resolve) => {
-      const check = (): void => void (accepted + refusals.length === 3000 && resolve());
-      helper.getNode('ok').on('input', () => (accepted++, check()));
-      helper.getNode('bad').on('input', (m: any) => (refusals.push(m.rejection), check()));
+      const check = (): void => {
+        if (accepted + refusals.length === 3000) resolve();
+      };
+      helper.getNode('ok').on('input', () => {
+        accepted++;
+        check();
+      });
+      helper.getNode('bad').on('input', (m: any) => {
+        refusals.push(m.rejection);
+        check();
+      });
     });
     // Each reading holds an acknowledgement, as an ingest source does; a refused one must not be acknowledged.
     const refusedIds: number[] = [];
@@ -195,7 +203,9 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
     const ids = [owner.hold(), owner.hold()];
     const perDevice = new Promise<any[]>((resolve) => {
       const got: any[] = [];
-      helper.getNode('bad').on('input', (m: any) => void (got.push(m) === 2 && resolve(got)));
+      helper.getNode('bad').on('input', (m: any) => {
+        if (got.push(m) === 2) resolve(got);
+      });
     });
     w.receive({ device: [{ id: 'x' }, { id: 'y' }], payload: [{ v: 1 }, { v: 2 }], ackId: ids });
     assert.deepEqual(

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { jsonTestSuiteDir } from '../support/corpus';
 import { helper, nodeModule, type TestNode } from '../support/helper';
-import { repoRoot, tempDir } from '../support/servers';
+import { tempDir } from '../support/servers';
 
 const validateNode = nodeModule('validate');
 
@@ -265,7 +266,7 @@ describe('iotb-validate node', () => {
 
   it('takes every JSONTestSuite document as Buffer and string without crashing, refusing every n_ file', async () => {
     const nodes = await load({ schema: '{"type":"object"}' });
-    const dir = join(repoRoot, '..', 'shared', 'corpus', 'JSONTestSuite', 'test_parsing');
+    const dir = jsonTestSuiteDir;
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
       const bytes = readFileSync(join(dir, file));
       for (const payload of [bytes, bytes.toString('utf8')]) {

@@ -41,3 +41,38 @@ export function nodeModule(name: string): unknown {
 export function nextMessage(node: TestNode): Promise<any> {
   return new Promise((resolve) => node.on('input', resolve));
 }
+
+/** What a helper node has received, in order, with waits on it. */
+export interface ReceivedMessages {
+  readonly msgs: any[];
+  /** The first message that matches `pred`: one already received, or the next one to arrive that does. */
+  next(pred?: (m: any) => boolean): Promise<any>;
+  /** The first `n` messages, once they have arrived. */
+  count(n: number): Promise<any[]>;
+}
+
+/** Starts recording what `node` receives (before the flow sends it anything, so nothing is missed). */
+export function received(node: TestNode): ReceivedMessages {
+  const msgs: any[] = [];
+  const waiters = new Set<() => boolean>();
+  /** Resolves with `probe()` as soon as it is defined: now, or after a message arrives. */
+  const when = <T>(probe: () => T | undefined): Promise<T> =>
+    new Promise((resolve) => {
+      const check = (): boolean => {
+        const v = probe();
+        if (v === undefined) return false;
+        resolve(v);
+        return true;
+      };
+      if (!check()) waiters.add(check);
+    });
+  node.on('input', (m: any) => {
+    msgs.push(m);
+    for (const check of waiters) if (check()) waiters.delete(check);
+  });
+  return {
+    msgs,
+    next: (pred = () => true) => when((): unknown => msgs.find(pred)),
+    count: (n) => when(() => (msgs.length >= n ? msgs.slice(0, n) : undefined)),
+  };
+}

@@ -91,17 +91,21 @@ export async function waitForHttp(
   }
 }
 
-/** Polls `probe` (a foreign process answers) until it returns a value, or fails after `timeoutMs`. */
+/**
+ * Polls `probe` (a foreign process answers) until it returns a value, or fails after `timeoutMs`. `what` names
+ * what is awaited; as a function it is asked at the failure, so the message can say what was seen by then.
+ */
 export async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
+  what: string | (() => string),
+  probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 20_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, 150));
   }
 }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
   encodeLine,
@@ -10,9 +9,7 @@ import {
   type FieldValue,
   type PointInput,
 } from '../../nodes/lib/influx/line-protocol';
-import { repoRoot } from '../support/servers';
-
-const corpusDir = join(repoRoot, '..', 'shared', 'corpus');
+import { lineProtocolCorpusFile } from '../support/corpus';
 
 interface CorpusValue {
   float?: number;
@@ -36,7 +33,7 @@ interface EncodeCase {
 
 /** The corpus holds 64-bit integers that JSON.parse would round: read times and ints as strings. */
 function loadEncodeCases(): EncodeCase[] {
-  const text = readFileSync(join(corpusDir, 'line-protocol', 'corpus.json'), 'utf8').replace(
+  const text = readFileSync(lineProtocolCorpusFile, 'utf8').replace(
     /"(time|int|uint)": (-?\d+)/g,
     '"$1": "$2"',
   );

@@ -70,8 +70,8 @@ describe('device registry', () => {
 
   it('refuses a disabled device only once its token is proven, and lets it back in when enabled', () => {
     const events: string[] = [];
-    reg.on('disabled', (id: string) => events.push(`disabled ${id}`));
-    reg.on('enabled', (id: string) => events.push(`enabled ${id}`));
+    reg.on('disabled', (id) => events.push(`disabled ${id}`));
+    reg.on('enabled', (id) => events.push(`enabled ${id}`));
     const { token } = reg.createDevice({ id: 'dev-1', type: 'thermo' });
     reg.setEnabled('dev-1', false);
     assert.deepEqual(reg.verifyToken('dev-1', token), { ok: false, reason: 'disabled' });

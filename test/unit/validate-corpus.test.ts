@@ -7,10 +7,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compileReadingSchema, validatePayload, type PayloadVerdict } from '../../nodes/lib/validate';
-import { repoRoot } from '../support/servers';
+import { jsonTestSuiteDir, naughtyStrings } from '../support/corpus';
 
-const corpus = join(repoRoot, '..', 'shared', 'corpus');
-const suiteDir = join(corpus, 'JSONTestSuite', 'test_parsing');
+const suiteDir = jsonTestSuiteDir;
 const files = readdirSync(suiteDir).filter((f) => f.endsWith('.json'));
 const schema = compileReadingSchema({ type: 'object', properties: { a: { type: 'number' } } });
 const now = Date.parse('2026-06-01T00:00:00Z');
@@ -28,7 +27,7 @@ function fingerprint(v: PayloadVerdict): string {
 }
 
 describe('JSONTestSuite corpus', () => {
-  it('has the corpus beside the checkout', () => {
+  it('has the vendored corpus', () => {
     assert.ok(files.length >= 300, `expected the JSONTestSuite files in ${suiteDir}`);
   });
 
@@ -94,7 +93,7 @@ describe('JSONTestSuite corpus', () => {
 });
 
 describe('naughty strings', () => {
-  const strings = JSON.parse(readFileSync(join(corpus, 'naughty-strings', 'blns.json'), 'utf8')) as string[];
+  const strings = naughtyStrings();
   const open = compileReadingSchema({ type: 'object' });
 
   function check(payload: Record<string, unknown>, key: string, expected: string): 'passed' | 'refused' {

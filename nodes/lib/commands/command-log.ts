@@ -51,9 +51,10 @@ export class CommandLog {
     if (!existsSync(file)) return { commands, control, lines };
     for (const text of readFileSync(file, 'utf8').split('\n')) {
       if (!text) continue;
-      let line: LogLine;
+      // A line of a kind this version does not know is skipped, not misread.
+      let line: LogLine | { t?: never };
       try {
-        line = JSON.parse(text) as LogLine;
+        line = JSON.parse(text) as typeof line;
       } catch {
         continue; // a torn write from a crash: the state before it is intact
       }

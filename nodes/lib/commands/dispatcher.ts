@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { RateLimiter } from '../broker/limits';
+import { systemClock, type Clock } from '../clock';
 import type { DeviceDirectory, DeviceLink, DeviceMessage } from '../device-contracts';
 import { counter } from '../metrics';
 import { RejectionError } from '../rejection';
@@ -24,6 +25,8 @@ export interface DispatcherOptions {
   /** How long and how many finished commands are remembered, for idempotency and look-ups. */
   retainFinishedMs?: number;
   maxFinished?: number;
+  /** Time and timers; the system clock unless a test drives time itself. */
+  clock?: Clock;
 }
 
 /** The extra publish options a command carries; an MQTT 5 link maps them to properties, others ignore them. */
@@ -35,7 +38,7 @@ export interface CommandPublishOptions {
   expiresAt: number;
 }
 
-/** What the device receives on `devices/{id}/commands` (DESIGN.md). */
+/** What the device receives on `devices/{id}/commands` (docs/commands.md). */
 export interface CommandPayload {
   id: string;
   name: string;
@@ -72,21 +75,38 @@ const ignoredAcksTotal = counter(
   ['reason'] as const,
 );
 
-/**
- * Dispatches commands to devices and tracks each to exactly one final state (see states.ts).
- *
- * Emits 'transition' (record, step) for every step, 'final' (record) once per command, 'ignoredAck'
- * ({ deviceId, id, reason }), 'audit' (AuditEvent) and 'error' (Error) for operational failures (a publish
- * that failed, a log write that failed) — the command still ends in a final state by its timeout.
- */
-export class CommandDispatcher extends EventEmitter {
+/** An ack that moved no command, and why. */
+export interface IgnoredAck {
+  deviceId: string;
+  id: string | undefined;
+  reason: IgnoredAckReason;
+}
+
+/** What a CommandDispatcher emits. */
+export interface DispatcherEvents {
+  /** Every step of every command, as it is logged. */
+  transition: [record: CommandRecord, step: Transition];
+  /** Once per command, when it reaches its final state. */
+  final: [record: CommandRecord];
+  ignoredAck: [ack: IgnoredAck];
+  /** Every use of the kill switch or safe mode. */
+  audit: [event: AuditEvent];
+  /**
+   * Operational failures (a publish or a log write that failed); the command still ends in a final state by
+   * its timeout.
+   */
+  error: [error: Error];
+}
+
+/** Dispatches commands to devices and tracks each to exactly one final state (see states.ts). */
+export class CommandDispatcher extends EventEmitter<DispatcherEvents> {
   private readonly commands = new Map<string, CommandRecord>();
   /** QUEUED commands per device, in submission order. */
   private readonly queues = new Map<string, CommandRecord[]>();
   /** Finished command ids in order of finishing, for retention. */
   private readonly finished = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly pumpTimers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, unknown>();
+  private readonly pumpTimers = new Map<string, unknown>();
   /** Per device: `ratePerSecond` sustained, as many at once (at least one). */
   private readonly rate: RateLimiter;
   /** In flight when the process stopped and not yet re-sent: re-sent once when the device is online. */
@@ -98,12 +118,16 @@ export class CommandDispatcher extends EventEmitter {
   private queued = 0;
   private closed = false;
   private readonly unsubscribe: () => void;
+  private readonly clock: Clock;
 
   constructor(private readonly opts: DispatcherOptions) {
     super();
+    this.clock = opts.clock ?? systemClock;
     this.validator = new RequestValidator(opts.directory);
     // Evicting the least recently used of 100,000 devices only gives that device a fresh burst.
-    this.rate = new RateLimiter(opts.ratePerSecond, Math.max(1, opts.ratePerSecond), 100_000);
+    this.rate = new RateLimiter(opts.ratePerSecond, Math.max(1, opts.ratePerSecond), 100_000, () =>
+      this.clock.now(),
+    );
     const saved = CommandLog.read(opts.logFile);
     this.control = saved.control;
     this.log = new CommandLog(opts.logFile);
@@ -201,7 +225,7 @@ export class CommandDispatcher extends EventEmitter {
     if (this.commands.size >= (this.opts.maxCommands ?? 100_000))
       throw new RejectionError('command', 'OVERLOADED', 'too many commands are in progress; try again later');
 
-    const now = Date.now();
+    const now = this.clock.now();
     const record: CommandRecord = {
       id: cmd.id,
       deviceId: cmd.deviceId,
@@ -231,7 +255,7 @@ export class CommandDispatcher extends EventEmitter {
 
   /** The global kill switch: on refuses every new command and cancels every queued one. Persisted, audited. */
   setKillSwitch(on: boolean, reason?: string, by?: string): AuditEvent {
-    const at = Date.now();
+    const at = this.clock.now();
     this.control.killSwitch = reason === undefined ? { on, at } : { on, at, reason };
     this.log.putKillSwitch(this.control.killSwitch);
     let canceled = 0;
@@ -242,7 +266,7 @@ export class CommandDispatcher extends EventEmitter {
 
   /** Safe mode for one device: refuses its new commands and cancels its queued ones. Persisted, audited. */
   setSafeMode(deviceId: string, on: boolean, reason?: string, by?: string): AuditEvent {
-    const at = Date.now();
+    const at = this.clock.now();
     const s: SwitchState = reason === undefined ? { on, at } : { on, at, reason };
     if (on) this.control.safeMode.set(deviceId, s);
     else this.control.safeMode.delete(deviceId);
@@ -256,8 +280,8 @@ export class CommandDispatcher extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
-    for (const t of this.timers.values()) clearTimeout(t);
-    for (const t of this.pumpTimers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) this.clock.clearTimeout(t);
+    for (const t of this.pumpTimers.values()) this.clock.clearTimeout(t);
     this.timers.clear();
     this.pumpTimers.clear();
     this.log.close();
@@ -266,7 +290,7 @@ export class CommandDispatcher extends EventEmitter {
   // ---- lifecycle ----
 
   private restore(saved: Map<string, CommandRecord>): void {
-    const now = Date.now();
+    const now = this.clock.now();
     const queued: CommandRecord[] = [];
     for (const record of saved.values()) {
       this.commands.set(record.id, record);
@@ -309,14 +333,17 @@ export class CommandDispatcher extends EventEmitter {
     if (!queue) this.queues.set(record.deviceId, (queue = []));
     queue.push(record);
     this.queued++;
-    const ms = record.expiresAt - Date.now();
+    const ms = record.expiresAt - this.clock.now();
     if (ms <= 0) {
       this.finish(record, 'EXPIRED', { reason: 'ttl passed before it could be sent' });
       return;
     }
     this.timers.set(
       record.id,
-      setTimeout(() => this.finish(record, 'EXPIRED', { reason: 'ttl passed before it could be sent' }), ms),
+      this.clock.setTimeout(
+        () => this.finish(record, 'EXPIRED', { reason: 'ttl passed before it could be sent' }),
+        ms,
+      ),
     );
   }
 
@@ -340,7 +367,7 @@ export class CommandDispatcher extends EventEmitter {
       const wait = this.rate.waitMs(deviceId);
       this.pumpTimers.set(
         deviceId,
-        setTimeout(() => {
+        this.clock.setTimeout(() => {
           this.pumpTimers.delete(deviceId);
           this.pump(deviceId);
         }, wait),
@@ -351,7 +378,7 @@ export class CommandDispatcher extends EventEmitter {
   private send(record: CommandRecord): void {
     this.dequeue(record);
     this.clearTimer(record.id);
-    const now = Date.now();
+    const now = this.clock.now();
     if (now >= record.expiresAt) {
       // never sent after expiry
       this.finish(record, 'EXPIRED', { reason: 'ttl passed before it could be sent' });
@@ -369,7 +396,7 @@ export class CommandDispatcher extends EventEmitter {
   private resend(record: CommandRecord): void {
     this.resendPending.delete(record.id);
     if (isFinal(record.state)) return;
-    const now = Date.now();
+    const now = this.clock.now();
     // Never sent after expiry, nor while a switch is on: it is then resolved by its timeout.
     if (now >= record.expiresAt || this.control.killSwitch.on || this.control.safeMode.has(record.deviceId))
       return;
@@ -402,7 +429,7 @@ export class CommandDispatcher extends EventEmitter {
     this.clearTimer(record.id);
     this.timers.set(
       record.id,
-      setTimeout(() => this.finish(record, 'TIMED_OUT', { reason }), Math.max(ms, 0)),
+      this.clock.setTimeout(() => this.finish(record, 'TIMED_OUT', { reason }), Math.max(ms, 0)),
     );
   }
 
@@ -415,17 +442,18 @@ export class CommandDispatcher extends EventEmitter {
     }
     const record = typeof id === 'string' ? this.commands.get(id) : undefined;
     if (record?.state === 'SENT' && record.deviceId === deviceId)
-      this.changed(record, transition(record, 'DELIVERED', Date.now()));
+      this.changed(record, transition(record, 'DELIVERED', this.clock.now()));
   }
 
   private handleAck(deviceId: string, payload: Buffer): void {
-    let ack: { id?: unknown; status?: unknown; result?: unknown; error?: unknown };
+    let ack: { id?: unknown; status?: unknown; result?: unknown; error?: unknown } | null;
     try {
       ack = JSON.parse(payload.toString()) as typeof ack;
     } catch {
       return this.ignore(deviceId, undefined, 'malformed');
     }
-    const { id, status } = ack ?? {};
+    // `null` is valid JSON: an ack of `null` is as malformed as one without an id.
+    const { id, status, result, error } = ack ?? {};
     if (
       typeof id !== 'string' ||
       (status !== 'accepted' && status !== 'succeeded' && status !== 'failed' && status !== 'rejected')
@@ -444,11 +472,13 @@ export class CommandDispatcher extends EventEmitter {
       );
     if (status === 'accepted') {
       if (record.state === 'DELIVERED') return this.ignore(deviceId, id, 'duplicate');
-      this.changed(record, transition(record, 'DELIVERED', Date.now()));
+      this.changed(record, transition(record, 'DELIVERED', this.clock.now()));
       return;
     }
-    const error = typeof ack.error === 'string' ? ack.error.slice(0, 1000) : undefined;
-    this.finish(record, ACK_FINAL[status], { result: ack.result, error });
+    this.finish(record, ACK_FINAL[status], {
+      result,
+      error: typeof error === 'string' ? error.slice(0, 1000) : undefined,
+    });
   }
 
   private ignore(deviceId: string, id: string | undefined, reason: IgnoredAckReason): void {
@@ -477,7 +507,7 @@ export class CommandDispatcher extends EventEmitter {
     this.resendPending.delete(record.id);
     if (extra.result !== undefined) record.result = extra.result;
     if (extra.error !== undefined) record.error = extra.error;
-    const step = transition(record, state, Date.now(), extra.reason);
+    const step = transition(record, state, this.clock.now(), extra.reason);
     this.finished.set(record.id, step.at);
     this.changed(record, step);
     this.emit('final', record);
@@ -496,8 +526,8 @@ export class CommandDispatcher extends EventEmitter {
 
   private clearTimer(id: string): void {
     const t = this.timers.get(id);
-    if (t) {
-      clearTimeout(t);
+    if (t !== undefined) {
+      this.clock.clearTimeout(t);
       this.timers.delete(id);
     }
   }
@@ -519,7 +549,7 @@ export class CommandDispatcher extends EventEmitter {
   private pruneFinished(force: boolean): void {
     const maxAge = this.opts.retainFinishedMs ?? 24 * 3600_000;
     const maxCount = this.opts.maxFinished ?? 10_000;
-    const oldest = Date.now() - maxAge;
+    const oldest = this.clock.now() - maxAge;
     for (const [id, at] of this.finished) {
       if (at >= oldest && this.finished.size <= maxCount && !force) break;
       this.finished.delete(id);

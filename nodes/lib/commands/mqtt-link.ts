@@ -18,6 +18,20 @@ export interface MqttLinkOptions {
   clientOptions?: IClientOptions;
 }
 
+/** What an MqttDeviceLink emits: the `DeviceLink` events, plus its own connection to the broker. */
+export interface MqttLinkEvents {
+  online: [deviceId: string];
+  offline: [deviceId: string];
+  /** The device listens on its commands topic (it reported itself online). */
+  subscribed: [deviceId: string];
+  message: [message: DeviceMessage];
+  /** Connected to the broker (again). */
+  connect: [];
+  /** Lost the broker: every device counts as offline until its status arrives again. */
+  disconnect: [];
+  error: [error: Error];
+}
+
 /** CONNACK codes that mean "I do not speak this protocol version": 0x84 in MQTT 5, 1 in 3.1.1. */
 const UNSUPPORTED_PROTOCOL = new Set([132, 1]);
 
@@ -33,7 +47,7 @@ const UNSUPPORTED_PROTOCOL = new Set([132, 1]);
  *
  * MQTT 5: commands carry a response topic, correlation data (the command id) and a message expiry.
  */
-export class MqttDeviceLink extends EventEmitter implements DeviceLink {
+export class MqttDeviceLink extends EventEmitter<MqttLinkEvents> implements DeviceLink {
   private client: MqttClient;
   private readonly online = new Set<string>();
   private readonly prefix: string;

@@ -1,5 +1,5 @@
 /**
- * The command lifecycle (DESIGN.md, command states):
+ * The command lifecycle (docs/commands.md, Lifecycle):
  *
  *   QUEUED ──> SENT ──> DELIVERED ──> SUCCEEDED | FAILED | REJECTED | TIMED_OUT
  *     │          └──────────────────> SUCCEEDED | FAILED | REJECTED | TIMED_OUT

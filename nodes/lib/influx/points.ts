@@ -1,5 +1,5 @@
 /**
- * What the write node accepts, turned into points (DESIGN.md, InfluxDB schema):
+ * What the write node accepts, turned into points (docs/architecture.md, InfluxDB schema):
  * - a pipeline reading: `msg.device` -> tags `device` (and `type`), `msg.payload` fields -> one field each,
  *   `msg.quality[field]` -> sibling fields `<field>_flag` (string) and `<field>_raw` (the replaced value),
  *   `msg.timestamp` (ms) -> the point's time;
@@ -96,7 +96,7 @@ function readingPoint(
   const quality = isObject(qualityIn) ? qualityIn : {};
   const fields: Record<string, FieldValue> = {};
   for (const [k, v] of Object.entries(fieldsIn)) {
-    if (k === 'ts' || k === 'id') continue; // reading envelope (DESIGN.md external contract), not data
+    if (k === 'ts' || k === 'id') continue; // reading envelope (docs/architecture.md, external contract), not data
     const fv = fieldValue(k, v);
     if (fv !== undefined) fields[k] = fv;
   }

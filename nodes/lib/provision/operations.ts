@@ -61,6 +61,8 @@ function obj(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
+function str(v: unknown, what: string): string;
+function str(v: unknown, what: string, required: false): string | undefined;
 function str(v: unknown, what: string, required = true): string | undefined {
   if (v === undefined || v === null || v === '') {
     if (required) throw new RegistryError('INVALID', `${what} is required`);
@@ -79,7 +81,7 @@ function int(v: unknown, what: string, fallback: number, max = Number.MAX_SAFE_I
 }
 
 /**
- * Registry operations as the HTTP API (DESIGN.md) exposes them. Tokens and keys appear only in the
+ * Registry operations as the HTTP API (docs/backend.md) exposes them. Tokens and keys appear only in the
  * answers of create, rotate, register, createApiKey and setProvisioning — shown once, stored hashed.
  * Throws RegistryError for refusals (mapped with `statusOf`).
  */
@@ -93,13 +95,13 @@ export function runOperation(
     credentials: registry.credentialInfo(d.id),
     ...(presence ? presence.getPresence(d.id) : {}),
   });
-  const needId = (): string => str(input.id, 'the id')!;
+  const needId = (): string => str(input.id, 'the id');
   const body = obj(input.body);
   switch (input.operation) {
     case 'create': {
       const { device, token } = registry.createDevice({
         id: str(body.id, 'id', false),
-        type: str(body.type, 'type')!,
+        type: str(body.type, 'type'),
         name: str(body.name, 'name', false),
         meta: body.meta as Record<string, unknown> | undefined,
       });
@@ -147,16 +149,16 @@ export function runOperation(
       return { statusCode: 200, payload: view(registry.setEnabled(needId(), true)) };
     case 'register': {
       const { device, token } = registry.registerSelf({
-        type: str(body.type, 'type')!,
-        key: str(body.key, 'key')!,
-        id: str(body.id, 'id')!,
+        type: str(body.type, 'type'),
+        key: str(body.key, 'key'),
+        id: str(body.id, 'id'),
         name: str(body.name, 'name', false),
         meta: body.meta as Record<string, unknown> | undefined,
       });
       return { statusCode: 201, payload: { ...view(device), token } };
     }
     case 'putType': {
-      const existed = registry.getType(str(body.name, 'name')!) !== undefined;
+      const existed = registry.getType(str(body.name, 'name')) !== undefined;
       return { statusCode: existed ? 200 : 201, payload: registry.putType(body) };
     }
     case 'deleteType':
@@ -175,7 +177,7 @@ export function runOperation(
       const allow = body.allow;
       if (!Array.isArray(allow))
         throw new RegistryError('INVALID', 'allow must be a list of device ids or prefixes ending in *');
-      const { key } = registry.setProvisioning(str(body.type, 'type')!, allow as string[]);
+      const { key } = registry.setProvisioning(str(body.type, 'type'), allow as string[]);
       return { statusCode: 201, payload: { type: body.type, allow, key } };
     }
     case 'removeProvisioning':

@@ -66,8 +66,9 @@ export class FileDeviceStore implements DeviceStore {
     try {
       let snap = emptySnapshot();
       if (existsSync(this.file)) {
-        const onDisk = JSON.parse(readFileSync(this.file, 'utf8')) as SnapshotFile;
-        if (onDisk.version !== 1)
+        // The version is checked before the rest is trusted: a file of another version has another shape.
+        const onDisk = JSON.parse(readFileSync(this.file, 'utf8')) as SnapshotFile | { version: unknown };
+        if (onDisk.version !== 1 || !('devices' in onDisk))
           throw new Error(`unsupported registry file version ${String(onDisk.version)}`);
         snap = { ...snap, ...onDisk, devices: onDisk.devices.map(decodeDevice) };
         for (const d of snap.devices) this.devices.set(d.id, d);

@@ -99,14 +99,27 @@ export interface DeviceUpdate {
   meta?: Record<string, unknown>;
 }
 
+/** What a Registry emits; each after the change is committed to the store. */
+export interface RegistryEvents {
+  created: [deviceId: string];
+  /** Every token of the device is gone (revoked, or the device removed). */
+  revoked: [deviceId: string];
+  disabled: [deviceId: string];
+  enabled: [deviceId: string];
+  removed: [deviceId: string];
+  /** A new token; the previous one stays valid until `previousExpiresAt` (undefined: dropped at once). */
+  rotated: [deviceId: string, previousExpiresAt: number | undefined];
+  /** Device types were added, changed or removed. */
+  types: [];
+  security: [event: SecurityEvent];
+}
+
 /**
  * The device registry: devices with hashed credentials, device types, operator API keys and per-type
  * provisioning keys. Everything is held in memory (Maps: O(1) lookups on the connect path) and each change
- * is committed to the store before the call returns. Implements `DeviceDirectory`; emits 'created',
- * 'revoked', 'disabled', 'enabled', 'removed' (deviceId), 'rotated' (deviceId, previousExpiresAt?),
- * 'types' (), and 'security' (SecurityEvent).
+ * is committed to the store before the call returns. Implements `DeviceDirectory`; events in `RegistryEvents`.
  */
-export class Registry extends EventEmitter implements DeviceDirectory {
+export class Registry extends EventEmitter<RegistryEvents> implements DeviceDirectory {
   private readonly devices = new Map<string, DeviceEntry>();
   /** Token hash -> device id, for callers that present a token without an id. */
   private readonly tokenIndex = new Map<string, string>();
@@ -275,7 +288,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     };
     this.put(stored);
     this.emit('created', id);
-    return { device: recordOf(this.devices.get(id)!), token };
+    return { device: recordOf(this.entry(id)), token };
   }
 
   updateDevice(id: string, update: DeviceUpdate): DeviceRecord {
@@ -286,7 +299,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     if (update.name !== undefined) Object.assign(stored, checkName(update.name));
     if (update.meta !== undefined) Object.assign(stored, checkMeta(update.meta));
     this.put(stored);
-    return recordOf(this.devices.get(id)!);
+    return recordOf(this.entry(id));
   }
 
   /**
@@ -314,7 +327,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.emitSecurity(
       securityEvent('token_rotated', 'registry', graceMs > 0 ? 'rotated_with_grace' : 'rotated', id),
     );
-    const device = recordOf(this.devices.get(id)!);
+    const device = recordOf(this.entry(id));
     return previousExpiresAt === undefined ? { device, token } : { device, token, previousExpiresAt };
   }
 
@@ -324,7 +337,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
     this.put({ ...e.stored, credentials: [] });
     this.emit('revoked', id);
     this.emitSecurity(securityEvent('revoked', 'registry', 'tokens_revoked', id));
-    return recordOf(this.devices.get(id)!);
+    return recordOf(this.entry(id));
   }
 
   setEnabled(id: string, enabled: boolean): DeviceRecord {
@@ -336,7 +349,7 @@ export class Registry extends EventEmitter implements DeviceDirectory {
         securityEvent(enabled ? 'enabled' : 'disabled', 'registry', enabled ? 'enabled' : 'disabled', id),
       );
     }
-    return recordOf(this.devices.get(id)!);
+    return recordOf(this.entry(id));
   }
 
   /** Deletes the device and its tokens. */
