@@ -108,7 +108,8 @@ describe('backend with its spools on a full 2 MiB volume, influxd down', () => {
     const telemetry = report.database.writers.find((w) => w.name === 'telemetry')!;
     assert.equal(telemetry.spoolReason, 'spool volume full');
     assert.ok(report.reasons.some((r) => /^telemetry: spool volume full \(/.test(r)), report.reasons.join('; '));
-    assert.equal(telemetry.spooled, accepted.size, 'everything answered 202 waits in the spool');
+    // iotb-quality may add records of its own (a level shift's first reading written again raw at its time).
+    assert.ok(telemetry.spooled >= accepted.size, 'everything answered 202 waits in the spool');
 
     const metrics = (await b!.api('GET', '/metrics', { key: null })).body as string;
     const gauge = (name: string): number =>
