@@ -35,3 +35,13 @@ export const rejectedTotal = counter(
   'Messages refused, by pipeline stage and reason code',
   ['stage', 'code'] as const,
 );
+
+/** Active alarms (raised, not yet cleared) of every iotb-alarm node, by severity. */
+export const alarmsActive = gauge('iotb_alarms_active', 'Active alarms by severity', ['severity'] as const);
+
+/** Alarm lifecycle steps: raised, acknowledged, cleared. */
+export const alarmTransitionsTotal = counter(
+  'iotb_alarm_transitions_total',
+  'Alarm lifecycle transitions, by kind and severity',
+  ['transition', 'severity'] as const,
+);
