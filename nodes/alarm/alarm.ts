@@ -246,6 +246,37 @@ export = function register(RED: NodeAPI): void {
           msg.payload = alarm;
           return msg;
         }
+        case 'alarms/alertmanager': {
+          // Alertmanager's webhook body: { alerts: [{ status, labels: { alertname, severity, device? }, annotations }] }
+          const alerts = isObject(msg.payload) ? msg.payload.alerts : undefined;
+          if (!Array.isArray(alerts) || alerts.length > 1000)
+            return fail(400, 'BAD_WEBHOOK', 'expected an Alertmanager webhook body with at most 1000 alerts');
+          let accepted = 0;
+          for (const alert of alerts) {
+            if (!isObject(alert) || !isObject(alert.labels) || typeof alert.labels.alertname !== 'string')
+              continue;
+            const { labels } = alert;
+            const severity = SEVERITIES.find((s) => s === labels.severity) ?? 'indeterminate';
+            const device = typeof labels.device === 'string' ? labels.device : 'backend';
+            const summary = isObject(alert.annotations) ? alert.annotations.summary : undefined;
+            const values = { ...(typeof summary === 'string' ? { summary } : {}), instance: labels.instance };
+            announce(
+              engine.external(
+                device,
+                labels.alertname as string,
+                severity,
+                alert.status === 'firing',
+                Date.now(),
+                values,
+              ),
+              (m) => this.send(m),
+            );
+            accepted++;
+          }
+          msg.statusCode = 200;
+          msg.payload = { accepted };
+          return msg;
+        }
         case 'alarms/ack':
           return manual(engine.ack(id, user, Date.now()));
         case 'alarms/clear':

@@ -1,5 +1,8 @@
 import type { RuleKind, Severity } from './rules';
 
+/** Rule kinds plus `external`: an alarm raised and cleared by another system (Alertmanager). */
+export type AlarmKind = RuleKind | 'external';
+
 /**
  * The lifecycle (ThingsBoard's): ACTIVE_UNACK → ACTIVE_ACK → CLEARED_ACK, or ACTIVE_UNACK → CLEARED_UNACK →
  * CLEARED_ACK. An alarm is open until it is both cleared and acknowledged.
@@ -19,7 +22,7 @@ export interface Alarm {
   device: string;
   deviceType: string;
   rule: string;
-  kind: RuleKind;
+  kind: AlarmKind;
   severity: Severity;
   state: AlarmState;
   /** e.g. "temperature > -10 for 300 s" */

@@ -65,6 +65,21 @@ export type ManualResult =
   Transition | { code: 'NOT_FOUND' | 'ALREADY_ACKED' | 'ALREADY_CLEARED'; reason: string };
 
 const NONE: readonly Transition[] = [];
+const EXTERNAL_RULE: Rule = {
+  name: '',
+  kind: 'external',
+  severity: 'major',
+  deviceType: '',
+  raiseForMs: 0,
+  raiseForReadings: 0,
+  clearForMs: 0,
+  clearForReadings: 0,
+  field: '',
+  windowMs: 0,
+  minReadings: 0,
+  silentMs: 0,
+  summary: '',
+};
 const FLEET_PREFIX = 'fleet:';
 
 /**
@@ -79,6 +94,8 @@ export class AlarmEngine {
   private readonly devices = new Map<string, DeviceEntry>();
   private readonly rulesByType = new Map<string, number[]>();
   private readonly fleets: (FleetState | undefined)[];
+  /** Slots of external alarms, by device and alert name. */
+  private readonly externals = new Map<string, RuleState>();
   private readonly store: AlarmStore | undefined;
   private readonly maxDevices: number;
   private nextId = 1;
@@ -171,6 +188,30 @@ export class AlarmEngine {
       };
       this.evaluate(rule, fleet.state, FLEET_PREFIX + rule.deviceType, rule.deviceType, now, values, values);
     }
+    return this.out.length ? this.out : NONE;
+  }
+
+  /**
+   * An alarm decided elsewhere (an Alertmanager webhook): `firing` raises it once, its resolution clears it.
+   * It has the same lifecycle and API as the rules' alarms; `rule` is the alert's name.
+   */
+  external(device: string, rule: string, severity: Severity, firing: boolean, ts: number, values: Values) {
+    this.out.length = 0;
+    const key = `${device}\u0000${rule}`;
+    let s = this.externals.get(key);
+    if (!s) this.externals.set(key, (s = new RuleState()));
+    const r: Rule = {
+      ...EXTERNAL_RULE,
+      name: rule,
+      severity,
+      summary: typeof values.summary === 'string' ? values.summary : rule,
+    };
+    if (firing && !s.alarm) this.raise(r, s, device, '', ts, values);
+    else if (firing && s.alarm) {
+      s.alarm.lastTs = ts;
+      s.alarm.lastValues = values;
+      this.dirty = true;
+    } else if (!firing && s.alarm) this.clearBy(s, ts, values);
     return this.out.length ? this.out : NONE;
   }
 
@@ -459,6 +500,7 @@ export class AlarmEngine {
   }
 
   private slotOf(alarm: Alarm): RuleState | undefined {
+    if (alarm.kind === 'external') return this.externals.get(`${alarm.device}\u0000${alarm.rule}`);
     const i = this.rules.findIndex((r) => r.name === alarm.rule);
     if (i < 0) return undefined;
     if (this.rules[i].kind === 'fleet') return this.fleets[i]!.state;
@@ -471,6 +513,12 @@ export class AlarmEngine {
     const n = Number(alarm.id);
     if (Number.isInteger(n) && n >= this.nextId) this.nextId = n + 1;
     if (!isActive(alarm.state)) return;
+    if (alarm.kind === 'external') {
+      const s = new RuleState();
+      s.alarm = alarm;
+      this.externals.set(`${alarm.device}\u0000${alarm.rule}`, s);
+      return;
+    }
     const i = this.rules.findIndex((r) => r.name === alarm.rule);
     if (i < 0) return; // the rule is gone: the alarm stays until someone clears it
     const rule = this.rules[i];

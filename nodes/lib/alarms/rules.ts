@@ -40,7 +40,7 @@ export interface RuleInput {
 
 export interface Rule {
   name: string;
-  kind: RuleKind;
+  kind: RuleKind | 'external';
   severity: Severity;
   deviceType: string;
   raise?: CompiledCondition;
