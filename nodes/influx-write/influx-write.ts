@@ -1,3 +1,4 @@
+import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { encodeLine, FieldTypes, LineProtocolError } from '../lib/influx/line-protocol';
@@ -9,6 +10,7 @@ import {
 } from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { shortError } from '../lib/influx/status';
+import { spoolDiskFreeBytes, spoolFillRatio, spoolQueuedPoints } from '../lib/metrics';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { Throttle } from '../lib/throttle';
@@ -127,7 +129,25 @@ export = function register(RED: NodeAPI): void {
           text: RED._('iotb-influx-write.status.ok', { rate: fmt(rate), queued }),
         });
     }, 500);
-    const ticker = setInterval(() => status.call(), 2000);
+    // Spool gauges for the operational alerts (prometheus/iotb-rules.yml), refreshed with the status.
+    const writer = config.name || this.id;
+    const spoolDir = join(spoolRoot, this.id);
+    const maxBytes = num(config.spoolMaxMB, 1024) * 1024 * 1024;
+    const gauges = (): void => {
+      void opened
+        .then((spool) => {
+          if (!sender) return;
+          spoolQueuedPoints.labels(writer).set(sender.snapshot().queued);
+          spoolFillRatio.labels(writer).set(spool.stats().pendingBytes / maxBytes);
+          const fs = statfsSync(spoolDir);
+          spoolDiskFreeBytes.labels(writer).set(fs.bavail * fs.bsize);
+        })
+        .catch(() => undefined); // no spool (reported above) or its directory gone while closing
+    };
+    const ticker = setInterval(() => {
+      status.call();
+      gauges();
+    }, 2000);
 
     const statsEveryS = Number(config.statsIntervalS);
     const statsTimer =
@@ -201,6 +221,7 @@ export = function register(RED: NodeAPI): void {
 
     this.on('close', (_removed: boolean, done: () => void) => {
       clearInterval(ticker);
+      for (const g of [spoolQueuedPoints, spoolFillRatio, spoolDiskFreeBytes]) g.remove(writer);
       if (statsTimer) clearInterval(statsTimer);
       status.cancel();
       const timeoutMs = num(config.closeTimeoutS, 5) * 1000;

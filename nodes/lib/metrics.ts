@@ -45,3 +45,20 @@ export const alarmTransitionsTotal = counter(
   'Alarm lifecycle transitions, by kind and severity',
   ['transition', 'severity'] as const,
 );
+
+/** Points each InfluxDB writer holds in its spool, not yet confirmed by InfluxDB (grows while it is down). */
+export const spoolQueuedPoints = gauge(
+  'iotb_spool_queued_points',
+  'Points spooled and not yet stored in InfluxDB',
+  ['writer'] as const,
+);
+
+/** Spooled bytes over the writer's spool bound: at 1 the writer refuses (or drops) new points. */
+export const spoolFillRatio = gauge('iotb_spool_fill_ratio', 'Spool bytes used over its bound (0..1)', [
+  'writer',
+] as const);
+
+/** Free bytes on the file system of each writer's spool. */
+export const spoolDiskFreeBytes = gauge('iotb_spool_disk_free_bytes', 'Free bytes on the spool file system', [
+  'writer',
+] as const);
