@@ -63,6 +63,22 @@ describe('alarms in flows/backend.json', () => {
     );
   });
 
+  it('raises the data-quality alarm when a device sends mostly readings the schema refuses', async () => {
+    const created = await b.api('POST', '/api/devices', { body: { id: 'flaky-1', type: 'sensor' } });
+    const key = created.body.token as string;
+    for (let i = 0; i < 20; i++) {
+      const body = i % 4 === 0 ? { temperature: 20 } : { temperature: 'hot' }; // 75 % refused
+      const res = await b.api('POST', '/api/devices/flaky-1/telemetry', { key, body });
+      assert.equal(res.status, i % 4 === 0 ? 202 : 400);
+    }
+    const alarm = await eventually('the data-quality alarm', async () => {
+      const r = await b.api('GET', '/api/alarms?device=flaky-1&state=active');
+      return (r.body as Record<string, any>[]).find((a) => a.rule === 'data-quality');
+    });
+    assert.equal(alarm.severity, 'minor');
+    assert.ok(alarm.raiseValues.share > 0.2, `share ${alarm.raiseValues.share}`);
+  });
+
   it('turns Alertmanager webhook alerts into alarms with the same lifecycle, operator key required', async () => {
     const alert = (status: string) => ({
       status,
