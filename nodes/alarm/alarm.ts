@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { Alarm, Transition } from '../lib/alarms/alarm';
@@ -5,6 +6,7 @@ import { ALARM_STATES } from '../lib/alarms/alarm';
 import { AlarmEngine, type AlarmFilter, type ManualResult } from '../lib/alarms/engine';
 import { compileRules, SEVERITIES, type RuleInput } from '../lib/alarms/rules';
 import { FileAlarmStore } from '../lib/alarms/store';
+import { writeFileAtomicSync } from '../lib/atomic-file';
 import { batchElement } from '../lib/batch';
 import { alarmsActive, alarmTransitionsTotal, rejectedTotal } from '../lib/metrics';
 import { Throttle } from '../lib/throttle';
@@ -73,6 +75,11 @@ export = function register(RED: NodeAPI): void {
   function AlarmNode(this: Node, config: AlarmNodeDef): void {
     RED.nodes.createNode(this, config);
     const userDir = (RED.settings as { userDir?: string }).userDir;
+    const stateFile =
+      config.persist !== false && userDir
+        ? join(userDir, 'iotb-alarm', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
+        : undefined;
+    const seenFile = stateFile && `${stateFile.slice(0, -'.json'.length)}.seen.json`;
     let engine: AlarmEngine;
     try {
       const rules = compileRules(
@@ -80,10 +87,7 @@ export = function register(RED: NodeAPI): void {
       );
       engine = new AlarmEngine(rules, {
         maxDevices: numberOr(config.maxDevices, 100_000),
-        store:
-          config.persist !== false && userDir
-            ? new FileAlarmStore(join(userDir, 'iotb-alarm', `${this.id.replace(/[^\w.-]/g, '_')}.json`))
-            : undefined,
+        store: stateFile ? new FileAlarmStore(stateFile) : undefined,
       });
     } catch (err) {
       this.error(RED._('iotb-alarm.errors.config', { error: (err as Error).message }));
@@ -93,6 +97,24 @@ export = function register(RED: NodeAPI): void {
     }
     engines.add(engine);
     updateActiveGauge();
+    // Last-seen times of absence rules (not alarms, so not in the store): saved every minute and on close.
+    const tracksAbsence = engine.rules.some((r) => r.kind === 'absence');
+    if (tracksAbsence && seenFile && existsSync(seenFile)) {
+      try {
+        engine.restoreLastSeen(JSON.parse(readFileSync(seenFile, 'utf8')) as Record<string, unknown>);
+      } catch (err) {
+        this.warn(RED._('iotb-alarm.errors.seen', { file: seenFile, error: (err as Error).message }));
+      }
+    }
+    const saveSeen = (): void => {
+      if (!tracksAbsence || !seenFile) return;
+      try {
+        writeFileAtomicSync(seenFile, JSON.stringify(engine.lastSeen()));
+      } catch (err) {
+        this.warn(RED._('iotb-alarm.errors.store', { error: (err as Error).message }));
+      }
+    };
+    const seenSaver = setInterval(saveSeen, 60_000);
 
     let noDevice = 0;
     const status = new Throttle(() => {
@@ -289,6 +311,8 @@ export = function register(RED: NodeAPI): void {
     this.on('close', () => {
       clearInterval(tick);
       clearInterval(flusher);
+      clearInterval(seenSaver);
+      saveSeen();
       status.cancel();
       engines.delete(engine);
       try {

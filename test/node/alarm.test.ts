@@ -131,6 +131,19 @@ describe('iotb-alarm node', () => {
     assert.equal(notes[1].payload.device, 'quiet');
   });
 
+  it('reports a device silent since before a redeploy (last-seen times are kept)', async () => {
+    const rules = [{ name: 'silent', kind: 'absence', silentS: 0.5 }];
+    const { node, answers } = await load('a8', rules, { tickS: 60 });
+    node.receive({ device: { id: 'gone', type: 't' }, payload: { v: 1 } });
+    await settle(node, answers);
+    await helper.unload();
+    const loaded = await load('a8', rules, { tickS: 0.05 });
+    await eventually('the absence alarm of a device not seen since the redeploy', () =>
+      Promise.resolve(loaded.notes.length ? true : undefined),
+    );
+    assert.equal(loaded.notes[0].payload.device, 'gone');
+  });
+
   it('judges each element of a multi-device batch with its own device, time and quality', async () => {
     const { node, notes, answers } = await load('a5', [
       { name: 'hot', kind: 'threshold', raise: 't > 30' },

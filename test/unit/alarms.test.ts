@@ -214,6 +214,22 @@ describe('alarm engine: rule kinds', () => {
     );
   });
 
+  it('absence across a restart: last-seen times taken back, a device silent since before it is reported', () => {
+    const rules = { name: 'silent', kind: 'absence' as const, silentS: 60 };
+    const before = engineFor(rules);
+    feed(before, 'a', 10 * S, { t: 1 });
+    feed(before, 'b', 50 * S, { t: 1 });
+    const saved = JSON.parse(JSON.stringify(before.lastSeen())) as Record<string, unknown>;
+    assert.deepEqual(saved, { a: ['freezer', 10 * S], b: ['freezer', 50 * S] });
+    const after = engineFor(rules);
+    after.restoreLastSeen({ ...saved, junk: 'x' });
+    feed(after, 'b', 100 * S, { t: 1 });
+    assert.deepEqual(
+      [...after.tick(120 * S)].map((t) => t.alarm.device),
+      ['a'],
+    );
+  });
+
   it('rate: change per minute over a window (a draining battery)', () => {
     const e = engineFor({
       name: 'drain',

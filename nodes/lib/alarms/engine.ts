@@ -282,6 +282,36 @@ export class AlarmEngine {
     return counts;
   }
 
+  /**
+   * Last reading time per device for absence rules: `[type, time]` by device. Kept beside the alarm store so
+   * a device that never speaks again after a restart is still reported silent.
+   */
+  lastSeen(): Record<string, [string, number]> {
+    const seen: Record<string, [string, number]> = {};
+    for (const [device, entry] of this.devices) {
+      let last = -1;
+      for (let i = 0; i < entry.states.length; i++) {
+        const s = entry.states[i];
+        if (s && this.rules[i].kind === 'absence' && s.w0 > last) last = s.w0;
+      }
+      if (last >= 0) seen[device] = [entry.type, last];
+    }
+    return seen;
+  }
+
+  /** Takes back what `lastSeen()` returned before a restart; later readings win. */
+  restoreLastSeen(seen: Record<string, unknown>): void {
+    for (const [device, v] of Object.entries(seen)) {
+      if (!Array.isArray(v) || typeof v[0] !== 'string' || typeof v[1] !== 'number') continue;
+      const entry = this.entry(device, v[0]);
+      if (!entry) return; // maxDevices reached: the rest cannot be tracked either
+      for (let i = 0; i < entry.states.length; i++) {
+        const s = entry.states[i];
+        if (s && this.rules[i].kind === 'absence' && s.w0 < v[1]) s.w0 = v[1];
+      }
+    }
+  }
+
   /** Writes counts and last values of active alarms (they change without a transition). */
   flush(): void {
     this.store?.flush();
