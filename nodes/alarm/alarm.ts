@@ -257,8 +257,14 @@ export = function register(RED: NodeAPI): void {
             return fail(400, 'BAD_FILTER', `state must be open, active or one of ${ALARM_STATES.join(', ')}`);
           if (filter.severity && !SEVERITIES.includes(filter.severity))
             return fail(400, 'BAD_FILTER', `severity must be one of ${SEVERITIES.join(', ')}`);
+          const limit = f.limit === undefined || f.limit === '' ? 1000 : Number(f.limit);
+          if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+            return fail(400, 'BAD_FILTER', 'limit must be a whole number from 1 to 10000');
           msg.statusCode = 200;
-          msg.payload = engine.list(filter).sort((a: Alarm, b: Alarm) => b.startTs - a.startTs);
+          msg.payload = engine
+            .list(filter)
+            .sort((a: Alarm, b: Alarm) => b.startTs - a.startTs)
+            .slice(0, limit);
           return msg;
         }
         case 'alarms/get': {

@@ -188,6 +188,10 @@ describe('iotb-alarm node', () => {
     a = await ask({ topic: 'alarms/list', filter: { state: 'bogus' } });
     assert.equal(a.statusCode, 400);
     assert.equal(a.payload.code, 'BAD_FILTER');
+    a = await ask({ topic: 'alarms/list', filter: { limit: '0' } });
+    assert.deepEqual([a.statusCode, a.payload.reason], [400, 'limit must be a whole number from 1 to 10000']);
+    a = await ask({ topic: 'alarms/list', filter: { limit: '1' } });
+    assert.equal(a.payload.length, 1);
     a = await ask({ topic: 'alarms/list', filter: { state: 'open' } });
     assert.deepEqual(a.payload, []);
     assert.deepEqual(
