@@ -21,7 +21,8 @@ import type { Alarm } from './alarm';
  */
 export interface AlarmStore {
   load(): Alarm[];
-  put(alarm: Alarm): void;
+  /** Makes the new state of these alarms durable, in one write. */
+  put(alarms: readonly Alarm[]): void;
   flush(): void;
   close(): void;
 }
@@ -74,12 +75,17 @@ export class FileAlarmStore implements AlarmStore {
     }
   }
 
-  put(alarm: Alarm): void {
+  put(alarms: readonly Alarm[]): void {
     if (this.journalFd === undefined) throw new Error('alarm store is closed');
-    this.alarms.set(alarm.id, alarm);
-    writeSync(this.journalFd, `${JSON.stringify(alarm)}\n`);
+    let lines = '';
+    for (const a of alarms) {
+      this.alarms.set(a.id, a);
+      lines += `${JSON.stringify(a)}\n`;
+    }
+    writeSync(this.journalFd, lines);
     fdatasyncSync(this.journalFd);
-    if (++this.journalEntries >= this.compactEvery) this.compact();
+    this.journalEntries += alarms.length;
+    if (this.journalEntries >= this.compactEvery) this.compact();
   }
 
   flush(): void {
