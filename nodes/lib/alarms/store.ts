@@ -36,7 +36,7 @@ export interface FileAlarmStoreOptions {
 
 /**
  * Alarms on local disk: a JSON snapshot (`file`, replaced atomically) plus an append-only journal
- * (`file.journal`, one alarm per line, fdatasync'd per step); the last line for an id wins. A torn last line
+ * (`file.journal`, one alarm per line, fdatasync'd per put); the last line for an id wins. A torn last line
  * (kill -9 mid-append) is ignored: that step was never announced. One writer per file (lock file with the pid).
  */
 export class FileAlarmStore implements AlarmStore {
