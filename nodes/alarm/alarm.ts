@@ -4,14 +4,16 @@ import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'nod
 import type { Alarm, Transition } from '../lib/alarms/alarm';
 import { ALARM_STATES } from '../lib/alarms/alarm';
 import { AlarmEngine, type AlarmFilter, type ManualResult } from '../lib/alarms/engine';
-import { compileRules, SEVERITIES, type RuleInput } from '../lib/alarms/rules';
-import { FileAlarmStore } from '../lib/alarms/store';
+import { compileRules, SEVERITIES, type Rule, type RuleInput } from '../lib/alarms/rules';
+import { FileAlarmStore, MemoryAlarmStore, type AlarmStore } from '../lib/alarms/store';
+import type { DeviceDirectory } from '../lib/device-contracts';
 import { writeFileAtomicSync } from '../lib/atomic-file';
 import { batchElement } from '../lib/batch';
 import { alarmsActive, alarmTransitionsTotal, rejectedTotal } from '../lib/metrics';
 import { Throttle } from '../lib/throttle';
 
 interface AlarmNodeDef extends NodeDef {
+  registry?: string;
   rules?: RuleInput[] | string;
   tickS?: number | string;
   persist?: boolean;
@@ -80,15 +82,19 @@ export = function register(RED: NodeAPI): void {
         ? join(userDir, 'iotb-alarm', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
         : undefined;
     const seenFile = stateFile && `${stateFile.slice(0, -'.json'.length)}.seen.json`;
+    const directory = config.registry
+      ? (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)?.registry
+      : undefined;
+    const maxDevices = numberOr(config.maxDevices, 100_000);
+    const store: AlarmStore = stateFile ? new FileAlarmStore(stateFile) : new MemoryAlarmStore();
+    /** The node's rules, then each registry type's (the registry validated them, each limited to its type). */
+    const allRules = (): Rule[] => [
+      ...compileRules(typeof config.rules === 'string' ? JSON.parse(config.rules) : (config.rules ?? [])),
+      ...(directory?.listTypes?.() ?? []).flatMap((t) => (t.alarms ? compileRules(t.alarms) : [])),
+    ];
     let engine: AlarmEngine;
     try {
-      const rules = compileRules(
-        typeof config.rules === 'string' ? JSON.parse(config.rules) : (config.rules ?? []),
-      );
-      engine = new AlarmEngine(rules, {
-        maxDevices: numberOr(config.maxDevices, 100_000),
-        store: stateFile ? new FileAlarmStore(stateFile) : undefined,
-      });
+      engine = new AlarmEngine(allRules(), { maxDevices, store });
     } catch (err) {
       this.error(RED._('iotb-alarm.errors.config', { error: (err as Error).message }));
       this.status({ fill: 'red', shape: 'ring', text: 'iotb-alarm.status.config' });
@@ -98,8 +104,8 @@ export = function register(RED: NodeAPI): void {
     engines.add(engine);
     updateActiveGauge();
     // Last-seen times of absence rules (not alarms, so not in the store): saved every minute and on close.
-    const tracksAbsence = engine.rules.some((r) => r.kind === 'absence');
-    if (tracksAbsence && seenFile && existsSync(seenFile)) {
+    const tracksAbsence = (): boolean => engine.rules.some((r) => r.kind === 'absence');
+    if (tracksAbsence() && seenFile && existsSync(seenFile)) {
       try {
         engine.restoreLastSeen(JSON.parse(readFileSync(seenFile, 'utf8')) as Record<string, unknown>);
       } catch (err) {
@@ -107,7 +113,7 @@ export = function register(RED: NodeAPI): void {
       }
     }
     const saveSeen = (): void => {
-      if (!tracksAbsence || !seenFile) return;
+      if (!tracksAbsence() || !seenFile) return;
       try {
         writeFileAtomicSync(seenFile, JSON.stringify(engine.lastSeen()));
       } catch (err) {
@@ -150,6 +156,27 @@ export = function register(RED: NodeAPI): void {
       status.call();
       send([notes as unknown as NodeMessage, points as unknown as NodeMessage, null]);
     };
+
+    // Device types changed in the registry: the same store under the new rules; alarms of rules that
+    // remain keep their slots, in-progress durations and windows start over.
+    const onTypes = (): void => {
+      let rules: Rule[];
+      try {
+        rules = allRules();
+      } catch (err) {
+        this.error(RED._('iotb-alarm.errors.config', { error: (err as Error).message }));
+        return;
+      }
+      const seen = engine.lastSeen();
+      engines.delete(engine);
+      engine.close();
+      engine = new AlarmEngine(rules, { maxDevices, store });
+      engine.restoreLastSeen(seen);
+      engines.add(engine);
+      updateActiveGauge();
+      status.call();
+    };
+    directory?.on('types', onTypes);
 
     const tick = setInterval(
       () => {
@@ -318,6 +345,7 @@ export = function register(RED: NodeAPI): void {
       clearInterval(tick);
       clearInterval(flusher);
       clearInterval(seenSaver);
+      directory?.off('types', onTypes);
       saveSeen();
       status.cancel();
       engines.delete(engine);

@@ -550,9 +550,16 @@ export class AlarmEngine {
     return this.out.length ? this.out : NONE;
   }
 
+  /** The rule that raised `alarm`: same name, for its device's type (rules of several types may share a name). */
+  private ruleOf(alarm: Alarm): number {
+    return this.rules.findIndex(
+      (r) => r.name === alarm.rule && (r.deviceType === '' || r.deviceType === alarm.deviceType),
+    );
+  }
+
   private slotOf(alarm: Alarm): RuleState | undefined {
     if (alarm.kind === 'external') return this.externals.get(`${alarm.device}\u0000${alarm.rule}`);
-    const i = this.rules.findIndex((r) => r.name === alarm.rule);
+    const i = this.ruleOf(alarm);
     if (i < 0) return undefined;
     if (this.rules[i].kind === 'fleet') return this.fleets[i]!.state;
     return this.devices.get(alarm.device)?.states[i];
@@ -570,7 +577,7 @@ export class AlarmEngine {
       this.externals.set(`${alarm.device}\u0000${alarm.rule}`, s);
       return;
     }
-    const i = this.rules.findIndex((r) => r.name === alarm.rule);
+    const i = this.ruleOf(alarm);
     if (i < 0) return; // the rule is gone: the alarm stays until someone clears it
     const rule = this.rules[i];
     let s: RuleState | undefined;

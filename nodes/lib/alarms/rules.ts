@@ -82,6 +82,15 @@ export function compileRules(inputs: unknown): Rule[] {
   });
 }
 
+/** A device type's alarm rules (registry), each limited to that type. */
+export function typeRules(type: string, alarms: unknown): Record<string, unknown>[] {
+  if (!Array.isArray(alarms)) throw new RuleError('alarm rules must be a list');
+  return alarms.map((r, i) => {
+    if (typeof r !== 'object' || r === null) throw new RuleError(`rule ${i + 1}: not an object`);
+    return { ...(r as Record<string, unknown>), deviceType: type };
+  });
+}
+
 function compileRule(input: unknown, index: number): Rule {
   const where = `rule ${index + 1}`;
   if (typeof input !== 'object' || input === null) throw new RuleError(`${where}: not an object`);

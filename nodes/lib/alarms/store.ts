@@ -134,3 +134,22 @@ export class FileAlarmStore implements AlarmStore {
     this.journalEntries = 0;
   }
 }
+
+/**
+ * Open alarms kept in memory only (no user directory, or persistence off): they survive a change of the
+ * rules (the engine is rebuilt over the same store), not a restart.
+ */
+export class MemoryAlarmStore implements AlarmStore {
+  private readonly alarms = new Map<string, Alarm>();
+  load(): Alarm[] {
+    return [...this.alarms.values()];
+  }
+  put(alarms: readonly Alarm[]): void {
+    for (const a of alarms) {
+      if (a.state === 'CLEARED_ACK') this.alarms.delete(a.id);
+      else this.alarms.set(a.id, a);
+    }
+  }
+  flush(): void {}
+  close(): void {}
+}
