@@ -19,6 +19,8 @@ export interface DeviceType {
   /** JSON Schema (2020-12) for one telemetry reading of this type. */
   schema?: Record<string, unknown>;
   commands?: Record<string, CommandSpec>;
+  /** Alarm rules for devices of this type (iotb-alarm with this registry; nodes/lib/alarms/rules.ts). */
+  alarms?: Record<string, unknown>[];
 }
 
 /** A device as the registry stores it, without its credentials. */
@@ -34,6 +36,8 @@ export interface DeviceRecord extends DeviceRef {
 export interface DeviceDirectory extends EventEmitter {
   getDevice(id: string): DeviceRecord | undefined;
   getType(name: string): DeviceType | undefined;
+  /** Every device type; a directory that cannot list them leaves it out. */
+  listTypes?(): DeviceType[];
   /** False when every token of the device was revoked; a directory that cannot tell leaves it out. */
   hasCredentials?(id: string): boolean;
 }

@@ -59,3 +59,13 @@ export function sampledGauge<L extends string>(
     },
   });
 }
+
+/** Active alarms (raised, not yet cleared) of every iotb-alarm node, by severity. */
+export const alarmsActive = gauge('iotb_alarms_active', 'Active alarms by severity', ['severity'] as const);
+
+/** Alarm lifecycle steps: raised, acknowledged, cleared. */
+export const alarmTransitionsTotal = counter(
+  'iotb_alarm_transitions_total',
+  'Alarm lifecycle transitions, by kind and severity',
+  ['transition', 'severity'] as const,
+);

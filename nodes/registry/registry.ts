@@ -10,6 +10,7 @@ interface TypeRow {
   name: string;
   schema?: string;
   commands?: string;
+  alarms?: string;
 }
 
 interface RegistryNodeDef extends NodeDef {
@@ -55,6 +56,7 @@ export = function register(RED: NodeAPI): void {
             name: row.name,
             schema: parseJson(row.schema, 'schema'),
             commands: parseJson(row.commands, 'commands'),
+            alarms: parseJson(row.alarms, 'alarms'),
           });
         } catch (err) {
           this.error(RED._('iotb-registry.error.type', { name: row.name, message: (err as Error).message }));

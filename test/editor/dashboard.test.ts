@@ -2,7 +2,7 @@
  * `npm start` (scripts/start.mjs) on a fresh user dir prints an operator API key once; with it the HTTP API
  * answers, and the dashboard (GET /dashboard) renders in a real browser (Debian's chromium, driven by
  * playwright-core): the device list with presence, the chart of a device's readings from InfluxDB, and a command
- * sent from the page that ends SUCCEEDED. On failure a screenshot is kept.
+ * sent from the page that ends SUCCEEDED, an alarm acknowledged from the page. On failure a screenshot is kept.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -108,6 +108,28 @@ describe('npm start: first-run API key and the dashboard in a real browser', () 
       await page.locator('#commands tr', { hasText: 'SUCCEEDED' }).waitFor();
       // By now the click's refresh has reloaded the list.
       assert.equal(await shownRow?.evaluate((tr: { isConnected: boolean }) => tr.isConnected), true);
+      assert.deepEqual(pageErrors, []);
+    }));
+
+  it('shows an active alarm and acknowledges it from the page', () =>
+    screenshots.run('dashboard-alarms', async () => {
+      // A fresh device: lab-1's history would make iotb-quality treat a jump to 70 °C as a spike.
+      const api = apiClient(url, apiKey);
+      const created = await api('POST', '/api/devices', { body: { id: 'oven-1', type: 'sensor' } });
+      const key = (created.body as { token: string }).token;
+      for (const temperature of [70, 71, 72])
+        assert.equal(
+          (await api('POST', '/api/devices/oven-1/telemetry', { key, body: { temperature } })).status,
+          202,
+        );
+      const alarm = page.locator('#alarms tr', { hasText: 'sensor-hot' });
+      await alarm.getByText('ACTIVE_UNACK').waitFor({ timeout: 20_000 });
+      await page.locator('#alarms-count').getByText('(1 active)').waitFor();
+      await alarm.getByRole('button', { name: 'Acknowledge' }).click();
+      await alarm.getByText('ACTIVE_ACK').waitFor();
+      assert.equal(await alarm.getByRole('button').count(), 0);
+      const listed = await api('GET', '/api/alarms?device=oven-1');
+      assert.match((listed.body as { ackBy: string }[])[0].ackBy, /^apiKey:/);
       assert.deepEqual(pageErrors, []);
     }));
 });

@@ -114,7 +114,7 @@ describe('backend with its spools on a full 2 MiB volume, influxd down', () => {
     const metrics = (await b!.api('GET', '/metrics', { key: null })).body as string;
     const gauge = (name: string): number =>
       Number(new RegExp(`^${name}\\{writer="[^"]+",name="telemetry"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
-    assert.equal(gauge('iotb_spool_pending_records'), accepted.size);
+    assert.ok(gauge('iotb_spool_pending_records') >= accepted.size);
     assert.ok(gauge('iotb_spool_pending_bytes') > 1024 * 1024);
     assert.ok(gauge('iotb_spool_volume_free_bytes') < 256 * 1024);
     assert.equal(gauge('iotb_spool_volume_size_bytes'), 2 * 1024 * 1024);

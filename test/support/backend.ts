@@ -51,6 +51,8 @@ export interface Backend {
   influx: Server;
   mqttUrl: string;
   api: ApiCall;
+  /** The operator API key the calls of `api` carry. */
+  operatorKey: string;
   /** InfluxQL straight against influxd (the test's view of what was stored). */
   influxql(q: string): Promise<Record<string, unknown>[]>;
   stop(): Promise<void>;
@@ -105,6 +107,7 @@ export async function startBackend(
     influx,
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     api: apiClient(nr.url, operatorKey),
+    operatorKey,
     influxql: (q) => influxRows(influx.url, 'iot', q, 'ms'),
     async stop() {
       await nr.stop();

@@ -1,7 +1,7 @@
 /**
  * Real servers for tests, started on free loopback ports in temp dirs and stopped again:
- * InfluxDB 1.x (Debian `influxdb`), Mosquitto, VictoriaMetrics, and a `node-red` process running a flow
- * with this package loaded. A missing binary fails the test with how to install it; nothing is skipped.
+ * InfluxDB 1.x (Debian `influxdb`), Mosquitto, VictoriaMetrics, Prometheus, Alertmanager, and a `node-red`
+ * process running a flow with this package loaded. A missing binary fails the test with how to install it; nothing is skipped.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -389,5 +389,61 @@ export async function startVictoriaMetrics(): Promise<Server> {
         '-loggerLevel=ERROR',
       ]),
     (p) => waitForHttp(`${url}/health`, 200, p.child),
+  );
+}
+
+/**
+ * Prometheus (Debian `prometheus`) with `config` (YAML text; its `rule_files` relative to the temp dir, where
+ * `files` are written first), on a free port with its TSDB in the temp dir.
+ */
+export async function startPrometheus(config: string, files: Record<string, string> = {}): Promise<Server> {
+  const bin = requireBinary('prometheus', 'prometheus');
+  const dir = tempDir('prometheus');
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir.path, name), text);
+  writeFileSync(join(dir.path, 'prometheus.yml'), config);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  return managedServer(
+    'prometheus',
+    port,
+    url,
+    dir,
+    () =>
+      startProcess(bin, [
+        `--config.file=${join(dir.path, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir.path, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ]),
+    (p) => waitForHttp(`${url}/-/ready`, 200, p.child),
+  );
+}
+
+/**
+ * Alertmanager (Debian `prometheus-alertmanager`) with `config` (YAML text; `files` written beside it), on a
+ * free port, clustering off.
+ */
+export async function startAlertmanager(config: string, files: Record<string, string> = {}): Promise<Server> {
+  const bin = requireBinary('prometheus-alertmanager', 'prometheus-alertmanager');
+  const dir = tempDir('alertmanager');
+  for (const [name, text] of Object.entries(files))
+    writeFileSync(join(dir.path, name), text, { mode: 0o600 });
+  writeFileSync(join(dir.path, 'alertmanager.yml'), config);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  return managedServer(
+    'alertmanager',
+    port,
+    url,
+    dir,
+    () =>
+      startProcess(bin, [
+        `--config.file=${join(dir.path, 'alertmanager.yml')}`,
+        `--storage.path=${join(dir.path, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--cluster.listen-address=',
+        '--log.level=warn',
+      ]),
+    (p) => waitForHttp(`${url}/-/ready`, 200, p.child),
   );
 }

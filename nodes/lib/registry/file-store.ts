@@ -6,14 +6,12 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
-  unlinkSync,
-  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import type { DeviceType } from '../device-contracts';
 import { writeFileAtomicSync } from '../atomic-file';
-import { processAlive } from '../process-alive';
+import { lockFile, unlockFile } from '../file-lock';
 import {
   emptySnapshot,
   type DeviceStore,
@@ -24,9 +22,6 @@ import {
   type StoredDevice,
   type StoredProvisioning,
 } from './store';
-
-/** Files open in this process: a second writer on the same file would lose the first one's changes. */
-const openFiles = new Set<string>();
 
 export interface FileStoreOptions {
   /** Rewrite the snapshot after this many journal entries (and on open and close). */
@@ -43,7 +38,6 @@ export interface FileStoreOptions {
  */
 export class FileDeviceStore implements DeviceStore {
   private readonly journalFile: string;
-  private readonly lockFile: string;
   private readonly compactEvery: number;
   private journalFd: number | undefined;
   private journalEntries = 0;
@@ -57,12 +51,11 @@ export class FileDeviceStore implements DeviceStore {
     opts: FileStoreOptions = {},
   ) {
     this.journalFile = `${file}.journal`;
-    this.lockFile = `${file}.lock`;
     this.compactEvery = opts.compactEvery ?? 10_000;
   }
 
   load(): RegistrySnapshot {
-    this.lock();
+    lockFile(this.file, 'registry');
     try {
       let snap = emptySnapshot();
       if (existsSync(this.file)) {
@@ -84,7 +77,7 @@ export class FileDeviceStore implements DeviceStore {
       this.journalFd = openSync(this.journalFile, 'a', 0o600);
       return snap;
     } catch (err) {
-      this.unlock();
+      unlockFile(this.file);
       throw new Error(`cannot load device registry ${this.file}: ${(err as Error).message}`);
     }
   }
@@ -104,7 +97,7 @@ export class FileDeviceStore implements DeviceStore {
     } finally {
       closeSync(this.journalFd);
       this.journalFd = undefined;
-      this.unlock();
+      unlockFile(this.file);
     }
   }
 
@@ -177,28 +170,6 @@ export class FileDeviceStore implements DeviceStore {
     ftruncateSync(this.journalFd);
     fdatasyncSync(this.journalFd);
     this.journalEntries = 0;
-  }
-
-  private lock(): void {
-    if (openFiles.has(this.file))
-      throw new Error('already open in this process (one writer per registry file)');
-    mkdirSync(dirname(this.file), { recursive: true });
-    if (existsSync(this.lockFile)) {
-      const pid = Number(readFileSync(this.lockFile, 'utf8'));
-      if (pid !== process.pid && processAlive(pid))
-        throw new Error(`in use by process ${pid} (lock file ${this.lockFile})`);
-    }
-    writeFileSync(this.lockFile, String(process.pid), { mode: 0o600 });
-    openFiles.add(this.file);
-  }
-
-  private unlock(): void {
-    openFiles.delete(this.file);
-    try {
-      unlinkSync(this.lockFile);
-    } catch {
-      // already gone: nothing to release
-    }
   }
 }
 

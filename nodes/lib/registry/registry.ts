@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import Ajv2020 from 'ajv/dist/2020';
+import { compileRules, typeRules } from '../alarms/rules';
 import type { CommandSpec, DeviceDirectory, DeviceRecord, DeviceType } from '../device-contracts';
 import { isValidDeviceId } from '../device-id';
 import { securityEvent, type SecurityEvent } from '../security-events';
@@ -603,7 +604,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function checkDeviceType(type: unknown, ajv: Ajv2020): DeviceType {
   if (!isPlainObject(type))
     throw new RegistryError('INVALID', 'a device type must be an object { name, schema?, commands? }');
-  const { name, schema, commands } = type;
+  const { name, schema, commands, alarms } = type;
   if (typeof name !== 'string' || !TYPE_NAME_PATTERN.test(name))
     throw new RegistryError(
       'INVALID',
@@ -652,6 +653,14 @@ export function checkDeviceType(type: unknown, ajv: Ajv2020): DeviceType {
         out.timeoutMs = t;
       }
       clean.commands[cmd] = out;
+    }
+  }
+  if (alarms !== undefined && alarms !== null) {
+    try {
+      clean.alarms = typeRules(name, alarms);
+      compileRules(clean.alarms);
+    } catch (err) {
+      throw new RegistryError('INVALID', `type ${name}: alarms: ${(err as Error).message}`);
     }
   }
   return clean;

@@ -5,7 +5,7 @@
 import { sampledGauge } from '../metrics';
 import type { Spool } from './index';
 
-type GaugedSpool = Pick<Spool, 'stats' | 'volume'>;
+type GaugedSpool = Pick<Spool, 'stats' | 'volume' | 'condition'>;
 
 interface Tracked {
   name: string;
@@ -47,6 +47,11 @@ perSpool(
   'iotb_spool_volume_size_bytes',
   'Size of the volume holding the spool',
   (s) => s.volume()?.sizeBytes,
+);
+perSpool(
+  'iotb_spool_max_bytes',
+  'The bound of the spool (its writer refuses or drops beyond it)',
+  (s) => s.condition().maxBytes,
 );
 perSpool('iotb_spool_refusing', '1 while the spool refuses appends (spool or volume full)', (s) => {
   const st = s.stats();
