@@ -19,8 +19,8 @@ const workload: Workload = {
   rate: env('IOTB_BENCH_RATE', 5000),
   steadyS: env('IOTB_BENCH_STEADY_S', 20),
   stallS: env('IOTB_BENCH_STALL_S', 30),
-  // `auth` (core mqtt in + iotb-auth topic mode) or `mqtt-in` (the package's external-broker node).
-  externalIngress: process.env.IOTB_BENCH_EXTERNAL === 'mqtt-in' ? 'mqtt-in' : 'auth',
+  // `mqtt-in` (the package's external-broker node, as shipped) or `auth` (core mqtt in + iotb-auth topic mode).
+  externalIngress: process.env.IOTB_BENCH_EXTERNAL === 'auth' ? 'auth' : 'mqtt-in',
 };
 const ROUNDS = env('IOTB_BENCH_ROUNDS', 3);
 const CASES = (process.env.IOTB_BENCH_CASES ?? 'stock,external,embedded')

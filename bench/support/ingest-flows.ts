@@ -20,7 +20,7 @@ export interface FlowTarget {
   registryId: string;
   /** The MQTT client id of the flow's broker connection. */
   clientId: string;
-  /** The `external` case's broker-facing nodes (default `auth`). */
+  /** The `external` case's broker-facing nodes (default `mqtt-in`). */
   externalIngress?: ExternalIngress;
 }
 
@@ -28,10 +28,10 @@ const Z = 'be0c000000000001';
 const TOPIC = 'devices/+/telemetry';
 const tab: FlowNode = { id: Z, type: 'tab', label: 'ingest benchmark' };
 
-/** The shipped registry, validate, quality and writer nodes as flows/backend.json configures them. */
-function shipped(type: string): FlowNode {
-  const node = shippedFlow('backend.json').find((n) => n.type === type);
-  if (!node) throw new Error(`flows/backend.json has no ${type} node`);
+/** A shipped node's settings as the shipped flow (flows/backend.json unless named) configures it. */
+function shipped(type: string, file = 'backend.json'): FlowNode {
+  const node = shippedFlow(file).find((n) => n.type === type);
+  if (!node) throw new Error(`flows/${file} has no ${type} node`);
   const { x: _x, y: _y, z: _z, wires: _w, ...config } = node;
   return config;
 }
@@ -187,10 +187,9 @@ function stockFlow(t: FlowTarget): FlowNode[] {
 
 /**
  * How the shipped pipeline takes readings from an external broker:
- * - `auth`: core `mqtt in` + `iotb-auth` in trusted-topic mode (what the shipped flows use today);
- * - `mqtt-in`: the package's external-broker node `iotb-mqtt-in` (acknowledges to the broker only once a
- *   reading is durable; persistent session). Its settings follow the node's planned editor fields: check
- *   them against nodes/mqtt-in when the node is on this branch.
+ * - `mqtt-in` (default): the package's external-broker node `iotb-mqtt-in` as flows/external-broker.json
+ *   configures it (persistent session, PUBACK once a reading is durable, micro-batches);
+ * - `auth`: core `mqtt in` + `iotb-auth` in trusted-topic mode, one message per publication, for comparison.
  */
 export type ExternalIngress = 'auth' | 'mqtt-in';
 
@@ -199,17 +198,12 @@ function externalIngress(t: FlowTarget, how: ExternalIngress): FlowNode[] {
   if (how === 'mqtt-in')
     return [
       {
+        ...shipped('iotb-mqtt-in', 'external-broker.json'),
         id: 'be0c000000000031',
-        type: 'iotb-mqtt-in',
         z: Z,
         registry: t.registryId,
-        broker: `mqtt://${t.mqttHost}:${t.mqttPort}`,
-        topic: TOPIC,
-        qos: 1,
+        url: `mqtt://${t.mqttHost}:${t.mqttPort}`,
         clientId: t.clientId,
-        clean: false,
-        batchSize: 500,
-        batchWaitMs: 20,
         wires: [['be0c000000000010'], []],
       },
     ];
@@ -231,7 +225,7 @@ function externalIngress(t: FlowTarget, how: ExternalIngress): FlowNode[] {
 }
 
 function externalFlow(t: FlowTarget): FlowNode[] {
-  return [tab, registryNode(t), ...externalIngress(t, t.externalIngress ?? 'auth'), ...shippedPipeline(t)];
+  return [tab, registryNode(t), ...externalIngress(t, t.externalIngress ?? 'mqtt-in'), ...shippedPipeline(t)];
 }
 
 function embeddedFlow(t: FlowTarget): FlowNode[] {

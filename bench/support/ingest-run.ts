@@ -237,7 +237,9 @@ export async function startIngestBench(devices: number): Promise<IngestBench> {
     extraConfig: [
       'max_queued_messages 0',
       'max_inflight_messages 1000',
-      // The default log types, and SUBSCRIBE lines so a run can await an ingest node's subscription.
+      // The default log types, and SUBSCRIBE lines so a run can await an ingest node's subscription; on
+      // stderr, which Mosquitto does not buffer (its stdout into a pipe holds lines back indefinitely).
+      'log_dest stderr',
       ...['error', 'warning', 'notice', 'information', 'subscribe'].map((t) => `log_type ${t}`),
     ],
   }).catch(async (err: unknown) => {

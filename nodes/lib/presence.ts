@@ -67,6 +67,24 @@ export class PresenceTracker {
     return { deviceId, online: true, at, reason: 'seen' };
   }
 
+  /**
+   * Every device a message speaks for, seen at `at`: `msg.device` is one device (`{ id }`), or one per
+   * publication in a micro-batch (an array, often naming a device many times). Returns the devices that
+   * came online; anything without a string id is not a device and is skipped.
+   */
+  seenIn(device: unknown, at: number): PresenceChange[] {
+    const changes: PresenceChange[] = [];
+    const one = (ref: unknown): void => {
+      const id = (ref as { id?: unknown } | null | undefined)?.id;
+      if (typeof id !== 'string') return;
+      const change = this.seen(id, at);
+      if (change) changes.push(change);
+    };
+    if (Array.isArray(device)) for (const ref of device) one(ref);
+    else one(device);
+    return changes;
+  }
+
   connected(deviceId: string, at: number): PresenceChange | undefined {
     const change = this.seen(deviceId, at);
     const state = this.devices.get(deviceId);

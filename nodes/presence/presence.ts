@@ -79,25 +79,21 @@ export = function register(RED: NodeAPI): void {
     const saver = setInterval(save, 60_000);
     status.call();
 
-    this.on(
-      'input',
-      (msg: NodeMessageInFlow & { device?: { id?: unknown }; deviceId?: unknown }, send, done) => {
-        if (msg.topic === 'presence/get') {
-          const id = typeof msg.deviceId === 'string' ? msg.deviceId : undefined;
-          msg.payload =
-            id === undefined
-              ? tracker.snapshot()
-              : (tracker.get(id) ?? { online: false, lastSeen: 0, connected: false });
-          send([msg, null]);
-          done();
-          return;
-        }
-        const id = msg.device?.id;
-        if (typeof id === 'string') emit(tracker.seen(id, Date.now()));
+    this.on('input', (msg: NodeMessageInFlow & { device?: unknown; deviceId?: unknown }, send, done) => {
+      if (msg.topic === 'presence/get') {
+        const id = typeof msg.deviceId === 'string' ? msg.deviceId : undefined;
+        msg.payload =
+          id === undefined
+            ? tracker.snapshot()
+            : (tracker.get(id) ?? { online: false, lastSeen: 0, connected: false });
         send([msg, null]);
         done();
-      },
-    );
+        return;
+      }
+      for (const change of tracker.seenIn(msg.device, Date.now())) emit(change);
+      send([msg, null]);
+      done();
+    });
 
     this.on('close', () => {
       clearInterval(sweeper);

@@ -14,7 +14,7 @@ const workload: Workload = {
   rate: 100,
   steadyS: 1,
   stallS: 20,
-  externalIngress: 'auth',
+  externalIngress: 'mqtt-in',
 };
 
 describe('ingest benchmark harness: stock, external and embedded compositions', () => {

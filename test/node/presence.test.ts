@@ -68,4 +68,32 @@ describe('iotb-presence node', () => {
     assert.equal(state.online, false);
     assert.ok(state.lastSeen > Date.now() - 60_000);
   });
+
+  it('marks every device of a micro-batch seen and passes the batch on whole', async () => {
+    await helper.load(presenceNode, flow('p4'));
+    const p = helper.getNode('p4');
+    const msgs = helper.getNode('msgs');
+    const changes: string[] = [];
+    const onlineBoth = new Promise<void>((resolve) => {
+      helper.getNode('changes').on('input', (m: { payload: { deviceId: string; online: boolean } }) => {
+        if (m.payload.online) changes.push(m.payload.deviceId);
+        if (changes.length === 2) resolve();
+      });
+    });
+    const passed = nextMessage(msgs);
+    const device = [
+      { id: 'b1', type: 't' },
+      { id: 'b2', type: 't' },
+      { id: 'b1', type: 't' },
+    ];
+    p.receive({ topic: 'batch', device, payload: ['{}', '{}', '{}'], ackId: [null, null, null] });
+    assert.equal((await passed).device.length, 3);
+    await onlineBoth;
+    assert.deepEqual(changes.sort(), ['b1', 'b2']);
+    const answer = nextMessage(msgs);
+    p.receive({ topic: 'presence/get' });
+    const all = (await answer).payload;
+    assert.equal(all.b1.online, true);
+    assert.equal(all.b2.online, true);
+  });
 });

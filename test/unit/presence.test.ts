@@ -66,4 +66,23 @@ describe('PresenceTracker', () => {
     t.disconnected('b', 104);
     assert.equal(t.online, 0);
   });
+
+  it('marks every device of a micro-batch seen, each coming online once', () => {
+    const t = new PresenceTracker(100);
+    t.seen('a', 0);
+    const batch = [{ id: 'a' }, { id: 'b' }, { id: 'c' }, { id: 'b' }, { id: 42 }, null];
+    assert.deepEqual(
+      t.seenIn(batch, 50).map((c) => c.deviceId),
+      ['b', 'c'],
+      'a was online already; b twice in the batch comes online once; no id, no device',
+    );
+    assert.equal(t.get('a')?.lastSeen, 50);
+    assert.equal(t.online, 3);
+    assert.deepEqual(
+      t.seenIn({ id: 'd' }, 60)[0]?.reason,
+      'seen',
+      'one device as msg.device of one publication',
+    );
+    assert.deepEqual(t.seenIn(undefined, 70), []);
+  });
 });

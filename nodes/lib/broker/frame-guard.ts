@@ -102,6 +102,20 @@ export class FrameGuard extends Duplex {
     else this.inner.once('drain', () => cb());
   }
 
+  /**
+   * mqtt-packet writes a packet as several small chunks under cork (a PUBACK is three); without this each
+   * chunk would be a socket write (a syscall) of its own. Corked chunks — every packet to this connection in
+   * one tick, e.g. the PUBACKs of a stored batch — go to the socket as one write.
+   */
+  override _writev(
+    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
+    cb: (err?: Error | null) => void,
+  ): void {
+    const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
+    if (this.inner.write(data)) cb();
+    else this.inner.once('drain', () => cb());
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
     this.inner.end(cb);
   }
