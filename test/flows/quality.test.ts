@@ -21,7 +21,7 @@ describe('flows/quality.json in a real node-red process', () => {
 
   it('shows the injected faults as flags: spike replaced, missing imputed, stuck sensor, dropout filled', async () => {
     await nr.waitForOutput(/check: 'spike',[\s\S]*?method: 'median'/);
-    await nr.waitForOutput(/check: 'missing',[\s\S]*?method: 'locf'/);
+    await nr.waitForOutput(/check: 'missing',[\s\S]*?method: 'median'/);
     await nr.waitForOutput(/check: 'flatline'/);
     const filled = await nr.waitForOutput(/imputed: true/);
     assert.ok(filled);

@@ -114,10 +114,10 @@ describe('spike (Hampel identifier)', () => {
     assert.ok(out.every((o) => o.q === undefined));
   });
 
-  it('uses 1.4826·MAD: with window 1..7 the limit is 3·2.9652 = 8.8956 around the median 4 carried along the trend', () => {
-    // The trend learned from the window is 1/s; the median is 3 s older than 7 and the new value 1 s newer: 8.
-    // The noise floor (|Δ| = 1 → σ̂ 0.886, 4.5·σ̂ = 3.99) is below the window's limit.
-    const below = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 16.8]).out[7];
+  it('judges the window carried along its trend: 1..7 rising 1/s all carry to 8, the learned noise is the limit', () => {
+    // The trend learned from the window is 1/s; carried to the new value's time every value is 8, so the window's
+    // scale is 0 and the floor decides: |Δ| = 1 → σ̂ 0.886, (3 + 2.5)·σ̂ = 4.87.
+    const below = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 12.8]).out[7];
     assert.equal(below.q, undefined);
     const above = feed(spikeOnly, [1, 2, 3, 4, 5, 6, 7, 17]).out[7];
     assert.deepEqual(
@@ -126,18 +126,18 @@ describe('spike (Hampel identifier)', () => {
     );
     assert.match(
       above.q!.reason,
-      /x 17 is 9 from 8, the median of the last 7 values carried along the trend \(limit 8\.9\)/,
+      /x 17 is 9 from 8, the median of the last 7 values carried along the trend \(limit 4\.87\)/,
     );
   });
 
   it('MAD = 0: the window scale falls back to the mean absolute deviation, the learned noise is the floor', () => {
     // Window limit 3·1.2533·4/7 = 2.1485; no trend (the differences sum to 0). The first differences 1 1 2 2 1 1
-    // have a mean of 1.3333, σ̂ = 1.3333·√π/2 = 1.1816 and the floor (3 + 1.5)·σ̂ = 5.317 decides.
+    // have a mean of 1.3333, σ̂ = 1.3333·√π/2 = 1.1816 and the floor (3 + 2.5)·σ̂ = 6.499 decides.
     const w = [10, 11, 10, 12, 10, 11, 10];
-    assert.equal(feed(spikeOnly, [...w, 15.3]).out[7].q, undefined);
-    const above = feed(spikeOnly, [...w, 15.4]).out[7].q;
+    assert.equal(feed(spikeOnly, [...w, 16.4]).out[7].q, undefined);
+    const above = feed(spikeOnly, [...w, 16.6]).out[7].q;
     assert.equal(above?.check, 'spike');
-    assert.match(above.reason, /\(limit 5\.32\)/);
+    assert.match(above.reason, /\(limit 6\.5\)/);
   });
 
   it('all values equal: any other value is a spike unless within spikeMinDeviation; equal values never are', () => {
@@ -159,14 +159,14 @@ describe('rate of change', () => {
     const values = [10, 10.1, 10.2, 10.1, 13, 10.3, 10.4];
     const { out } = feed({ rules: [{ field: 'x', maxRate: 1, ...noChecks }] }, values);
     // 10.3 is compared with 10.1 (2 s before), not with the doubted 13. The limit adds what the learned noise
-    // can do (|Δ| 0.1 → σ̂ 0.0886, √2·4.5σ̂ = 0.56) to 1/s · 1 s.
+    // can do (|Δ| 0.1 → σ̂ 0.0886, √2·5.5σ̂ = 0.69) to 1/s · 1 s.
     assert.deepEqual(
       out.map((o) => o.q?.check),
       [undefined, undefined, undefined, undefined, 'rate', undefined, undefined],
     );
     assert.match(
       out[4].q!.reason,
-      /changed by 2\.9 in 1 s since the last accepted value \(limit 1\.56: 1\/s/,
+      /changed by 2\.9 in 1 s since the last accepted value \(limit 1\.69: 1\/s/,
     );
   });
 });
@@ -209,7 +209,7 @@ describe('out-of-order readings', () => {
 
 describe('missing values', () => {
   it('LOCF within the maximum gap, then missing (never beyond it)', () => {
-    const q = new QualityEngine({ rules: [{ field: 'x', maxGapS: 60, ...noChecks }] });
+    const q = new QualityEngine({ rules: [{ field: 'x', maxGapS: 60, impute: 'locf', ...noChecks }] });
     q.process('d', 't', T0, { x: 20 });
     const p1: Record<string, unknown> = {};
     const o1 = q.process('d', 't', T0 + 60 * S, p1);

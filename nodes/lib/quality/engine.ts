@@ -85,10 +85,13 @@ const NOISE_MEMORY = 64;
 /** A first difference counts at most this many times the current estimate: one jump cannot inflate it. */
 const NOISE_CLIP = 4;
 /**
- * The noise floor is (k + FLOOR_EXTRA) learned σ: the median a value is compared with is itself noisy (≈ 0.47 σ
- * for 7 values) and the estimate varies by about ±10 %; with 1.5 pure noise crosses it about once in 10,000.
+ * The noise floor is (k + FLOOR_EXTRA) learned σ̂, where σ̂ comes from the mean error of the level a value is
+ * compared with (below): that error holds the reading's noise, the median's and what the signal itself did
+ * since the window's readings, so a slowly wandering signal raises the floor only as much as it is unforeseeable.
+ * The error of white noise around a 7-value median is ≈ 0.8 of a first difference; 2.5 puts clean readings
+ * over the floor about once in 5,000 (measured with bench/quality-accuracy.ts).
  */
-const FLOOR_EXTRA = 1.5;
+const FLOOR_EXTRA = 2.5;
 /** The trend follows about the last 32 accepted changes. */
 const TREND_MEMORY = 32;
 
@@ -188,6 +191,8 @@ export class QualityEngine {
   /** Per device type: resolved rule per field index (null = field not checked, undefined = not resolved yet). */
   private readonly rulesByType = new Map<string, (ResolvedRule | null | undefined)[]>();
   private readonly sortBuffer: Float64Array;
+  /** The window's values carried along the trend to the time of the value being checked. */
+  private readonly carried: Float64Array;
   /** Field names beyond maxFields, passed through unchecked (the first 100). */
   readonly untracked = new Set<string>();
   /** Device types already reported with untracked fields (at most 100), and the report not yet taken. */
@@ -242,6 +247,7 @@ export class QualityEngine {
     this.maxFill = opts.maxFill ?? 10;
     this.schemaFor = opts.schemaFor;
     this.sortBuffer = new Float64Array(this.window + 1); // + 1: a level-shift run may be one longer
+    this.carried = new Float64Array(this.window);
     for (const name of opts.fieldNames ?? []) this.indexOf(name);
   }
 
@@ -499,10 +505,16 @@ export class QualityEngine {
     }
 
     if (r.spike && count === W) {
-      const med = medianOf(f, ring, W, this.sortBuffer);
-      const thr = Math.max(r.spikeK * robustScale(f, ring, W, med, this.sortBuffer), floor);
-      // The median is about (W - 1) / 2 readings older than the newest value: carried along the trend to now.
-      const level = med + f[b + F_TREND] * (((W - 1) / 2) * interval + dt);
+      // Each window value carried along the trend to now (the newest is dt old, each older one an interval
+      // more): the median and its scale then measure noise, not what a rising or falling signal did.
+      const carried = this.carried;
+      const slope = f[b + F_TREND];
+      for (let j = 0; j < W; j++) {
+        const i = head - 1 - j;
+        carried[j] = f[ring + (i < 0 ? i + W : i)] + slope * (j * interval + dt);
+      }
+      const level = medianOf(carried, 0, W, this.sortBuffer);
+      const thr = Math.max(r.spikeK * robustScale(carried, 0, W, level, this.sortBuffer), floor);
       det.median = level;
       if (Math.abs(v - level) > thr) {
         mask |= SPIKE;
@@ -536,15 +548,16 @@ export class QualityEngine {
       }
     } else {
       if (count > 0 && run === 0 && dt <= 2 * interval && !det.flatEnded) {
-        // Learn the trend and the noise from first differences of values that agree with the level: running
+        // Learn the trend (first differences) and the noise (below) from values that agree with the level: running
         // means (exact over the first NOISE_MEMORY, then over about that many), each |Δ| clipped at NOISE_CLIP
         // times the estimate. Exact repeats say nothing about noise.
         const word = n[ib + I_SHIFT];
         const samples = word >>> NOISE_SAMPLES_SHIFT;
         const diff = v - last;
         f[b + F_TREND] += (diff / dt - f[b + F_TREND]) / Math.min(samples + 1, TREND_MEMORY);
-        const delta = Math.abs(diff);
-        if (delta > r.flatTolerance && delta > 0) {
+        // Noise: the error of the level carried along the trend, once the window is full (before: |Δ|).
+        const delta = Number.isNaN(det.median) ? Math.abs(diff) : Math.abs(v - det.median);
+        if (Math.abs(diff) > r.flatTolerance && delta > 0) {
           const s = f32[ib + I_NOISE];
           f32[ib + I_NOISE] = s === 0 ? delta : s + (Math.min(delta, NOISE_CLIP * s) - s) / (samples + 1);
           if (samples + 1 < NOISE_MEMORY) n[ib + I_SHIFT] = word + (1 << NOISE_SAMPLES_SHIFT);

@@ -95,7 +95,7 @@ const DEFAULT_RULE: Omit<ResolvedRule, 'field' | 'expected'> = {
   flatAction: 'flag',
   shiftCount: 3,
   replaceWith: 'median',
-  impute: 'locf',
+  impute: 'median',
   maxGapMs: 300_000,
 };
 

@@ -23,7 +23,7 @@ export const FIELD_DOUBLES = 8;
 export const I_RING = 0; // next ring slot to write | values in the ring (<= W) << 8
 export const I_FLAT_RUN = 1; // identical readings in a row so far (1 = just this one)
 export const I_SHIFT = 2; // outliers in a row so far | SHIFT_FIRST_REPLACED | noise samples << NOISE_SAMPLES_SHIFT
-export const I_NOISE = 3; // float32 (through fieldF32): running mean |first difference|, 0 = none yet
+export const I_NOISE = 3; // float32 (through fieldF32): running mean |error of the trend-carried median| (|first difference| until the window is full), 0 = none yet
 export const FIELD_INTS = 4;
 export const SHIFT_RUN_MASK = 0xff;
 /** I_SHIFT bit: the first outlier of the current run was replaced (restored if the run becomes a new level). */
