@@ -103,7 +103,7 @@ describe('validateMicroBatch', () => {
   it('applies the duplicate window per device across the publications of a batch', () => {
     const l = ledger();
     const v = validateMicroBatch(
-      ['{"id":"r1","temperature":1}', '{"id":"r1","temperature":1}', '{"id":"r1","temperature":1}'],
+      ['{"id":"r1","temperature":1}', '{"id":"r1","temperature":1}', '{"id":"r1","temperature":2}'],
       [
         { id: 'a', type: 'thermo' },
         { id: 'b', type: 'thermo' },
@@ -119,7 +119,7 @@ describe('validateMicroBatch', () => {
       v.valid.device.map((d) => d?.id),
       ['a', 'b'],
     );
-    assert.equal(v.refused[0].rejection.code, 'DUPLICATE');
+    assert.equal(v.refused[0].rejection.code, 'DUPLICATE_ID');
     assert.equal((v.refused[0].rejection.details as any).index, 2);
   });
 });

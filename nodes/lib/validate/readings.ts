@@ -1,6 +1,7 @@
 import { rejection, type Rejection } from '../rejection';
 import type { ReadingClock } from './clock';
-import { keepOf, type DuplicateWindow } from './duplicates';
+import { duplicatesTotal } from '../metrics';
+import { keepOf, type DuplicateWindow, type Repetition } from './duplicates';
 import { describeType, inspectReading, pointerSegment } from './inspect';
 import {
   DEFAULT_LIMITS,
@@ -161,15 +162,15 @@ function judgeReading(
   if (!ctx.schema) {
     return ctx.noSchema ?? { code: 'NO_SCHEMA', reason: 'no schema to validate against' };
   }
-  // A reading with `ts` is looked up before the schema runs: coercion and defaults may change `fields`,
-  // and the window compares readings as they came.
+  // A reading with `ts` or `id` is looked up before the schema runs: coercion and defaults may change
+  // `fields`, and the window compares readings as they came.
   const duplicates = ctx.duplicates;
   const device = ctx.deviceId ?? '';
   let kept: string | undefined;
-  let earlier: 'identical' | 'different' | undefined;
-  if (duplicates && hasTs) {
-    earlier = duplicates.hasReading(device, timestamp, record);
-    if (earlier === undefined) kept = keepOf(record, single ? source : undefined);
+  let repetition: Repetition = 'new';
+  if (duplicates && (hasTs || id !== undefined)) {
+    repetition = duplicates.lookup(device, hasTs ? timestamp : undefined, id, record);
+    if (repetition === 'new') kept = keepOf(record, single ? source : undefined);
   }
   const violation = ctx.schema.check(fields);
   if (violation) return violation;
@@ -182,29 +183,29 @@ function judgeReading(
     };
   }
 
-  if (earlier === 'identical') {
-    return {
-      code: 'DUPLICATE',
-      reason: `an identical reading with ts ${timestamp} was already accepted from this device`,
-      details: { ts: timestamp },
-    };
-  }
-  if (earlier === 'different') {
+  if (repetition === 'ts-taken') {
     return {
       code: 'DUPLICATE_TS',
       reason: `another reading with ts ${timestamp} was already accepted from this device; InfluxDB would merge the two into one point`,
       details: { ts: timestamp },
     };
   }
-  if (duplicates && id !== undefined && duplicates.seen(device, id)) {
+  if (repetition === 'id-taken') {
     return {
-      code: 'DUPLICATE',
-      reason: `reading id ${JSON.stringify(id)} was already accepted from this device`,
+      code: 'DUPLICATE_ID',
+      reason: `reading id ${JSON.stringify(id)} was already accepted from this device for another reading`,
       details: { id },
     };
   }
-  if (kept !== undefined) duplicates?.rememberReading(device, timestamp, kept);
-  if (!hasTs && ctx.clock) timestamp = ctx.clock.next(device, ctx.now);
+  if (repetition === 'resent' && duplicates) {
+    // Written again at the first copy's time, it is the same point: stored once, and only its own storage
+    // acknowledges it (the first copy may never have become durable).
+    timestamp = duplicates.firstTime;
+    if (ctx.count !== false) duplicatesTotal.labels('validate').inc();
+  } else {
+    if (!hasTs && ctx.clock) timestamp = ctx.clock.next(device, ctx.now);
+    if (kept !== undefined) duplicates?.remember(device, timestamp, id, kept);
+  }
 
   const messageId =
     id ??
