@@ -27,7 +27,7 @@ describe('iotb-validate → iotb-influx-write: a reading re-sent after the spool
   });
   afterEach(() => helper.unload());
 
-  it('is stored at the first copy’s time and acknowledged only once stored, with ts or with an id alone', async () => {
+  it('is stored at the first copy’s time and acknowledged only once stored, with ts or with an id alone; dropped once stored', async () => {
     await influx.pause(); // nothing drains the spool: it fills up and refuses
     await helper.load(nodes, [
       { id: 'cfg', type: 'iotb-influx', flavour: '1', url: influx.url, database: 'iot', timeoutS: 2 },
@@ -123,5 +123,10 @@ describe('iotb-validate → iotb-influx-write: a reading re-sent after the spool
       [1.5, 2.5],
     );
     assert.equal(rows[0].time, ts);
+    // Now that it is stored, one more copy is dropped with a reason (its refusal is what acknowledges it).
+    publish(readings[0]);
+    const dropped = await refused.next();
+    assert.equal(dropped.rejection.code, 'DUPLICATE');
+    assert.match(dropped.rejection.reason, /already stored/);
   });
 });

@@ -12,6 +12,7 @@ import {
   DEFAULT_WINDOW,
   type ValidateContext,
 } from '../../nodes/lib/validate';
+import { AckLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { metricsRegistry } from '../../nodes/lib/metrics';
 import { decimal } from '../../nodes/lib/validate/readings';
 import { toTimeNs } from '../../nodes/lib/influx/line-protocol';
@@ -308,6 +309,59 @@ describe('validatePayload', () => {
     assert.deepEqual([resent.timestamp, resent.messageId], [first.timestamp, 'x1']);
     assert.equal(first.timestamp, now);
     assert.equal(run('{"temperature":4}', { ...ctx, now: now + 5000 }).accepted[0].timestamp, now + 5000);
+  });
+
+  it('drops a re-send only when its first copy is known stored; passes it on while failed, timed out or pending', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const owner = { settled: () => undefined };
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(100, 100), acks: ledger };
+    /** One publication with a held acknowledgement, as a source sends it. */
+    const send = (payload: string) => {
+      const ackId = ledger.hold(owner, 1000);
+      return { ackId, verdict: run(payload, { ...ctx, ackId }) };
+    };
+    const withTs = `{"ts":${now - 10},"temperature":1}`;
+    const withId = '{"id":"k1","temperature":2}';
+    const firstTs = send(withTs);
+    const firstId = send(withId);
+    const idTime = firstId.verdict.accepted[0].timestamp;
+    // Pending: nothing is known yet, so the re-send is written too (the same point).
+    assert.equal(send(withTs).verdict.accepted[0].timestamp, now - 10);
+    // Failed (spool full): the re-send must be stored, at the first copy's time.
+    ledger.settle(firstTs.ackId, 'failed');
+    ledger.settle(firstId.ackId, 'failed');
+    assert.equal(send(withTs).verdict.accepted[0].timestamp, now - 10);
+    assert.deepEqual(
+      [send(withId).verdict.accepted[0].timestamp, send(withId).verdict.accepted[0].messageId],
+      [idTime, 'k1'],
+    );
+    // Timed out: not known to be stored either.
+    const late = send(`{"ts":${now - 20},"temperature":3}`);
+    ledger.expire(1000);
+    assert.equal(send(`{"ts":${now - 20},"temperature":3}`).verdict.accepted.length, 1);
+    // Stored: the reading is durable, so its re-send is dropped, with a reason, and acknowledged as such.
+    const kept = send(`{"ts":${now - 30},"temperature":4}`);
+    const keptId = send('{"id":"k2","temperature":5}');
+    ledger.settle([kept.ackId, keptId.ackId], 'stored');
+    const again = send(`{"ts":${now - 30},"temperature":4}`).verdict.rejected[0].rejection;
+    assert.deepEqual(again, {
+      stage: 'validate',
+      code: 'DUPLICATE',
+      reason: `an identical reading with ts ${now - 30} from this device is already stored`,
+      details: { ts: now - 30 },
+    });
+    assert.equal(
+      send('{"id":"k2","temperature":5}').verdict.rejected[0].rejection.reason,
+      'reading id "k2" from this device is already stored',
+    );
+    // A re-send that was passed on and then stored stands for the reading from then on.
+    const third = send(withTs);
+    ledger.settle(third.ackId, 'stored');
+    assert.equal(send(withTs).verdict.rejected[0].rejection.code, 'DUPLICATE');
+    // Other values at a stored reading's ts or id are still a clash.
+    assert.equal(codeOf(`{"ts":${now - 30},"temperature":6}`, ctx), 'DUPLICATE_TS');
+    assert.equal(codeOf('{"id":"k2","temperature":6}', ctx), 'DUPLICATE_ID');
+    assert.equal(late.verdict.accepted.length, 1);
   });
 
   it('counts re-sends in iotb_duplicates_total{stage="validate"}', async () => {

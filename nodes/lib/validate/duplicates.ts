@@ -9,11 +9,12 @@ interface DeviceWindow {
   /**
    * A ring of the device's last `perDevice` accepted readings that carried a `ts` or an `id`: per slot the
    * time the reading was given (its `ts`, or the clock's time for one without), what was kept of its values
-   * (its JSON text or digest) and its id (or undefined).
+   * (its JSON text or digest), its id (or undefined) and the ack id it was accepted with (0 for none).
    */
   times: number[];
   kept: string[];
   ids: (string | undefined)[];
+  acks: number[];
   /** Ring position to overwrite next once the ring is full. */
   next: number;
   /** Id → slot, for a lookup without a scan. */
@@ -30,10 +31,12 @@ export type Repetition = 'new' | 'resent' | 'ts-taken' | 'id-taken';
 /**
  * Recent readings per device, to tell a re-send from a new reading and from a clash. A reading is recognised
  * by the device's message id, or by its `ts`, plus identical values. A re-send (QoS 1 redelivery, a device's
- * retry) is not refused: the validator passes it on at the time the first copy got, so it is written again as
- * the very same point — the first copy may never have become durable (spool or disk full, ack timeout), and
- * only the re-send's own storage may acknowledge it. A reading at a remembered time but with other values, or
- * with a remembered id but other content, is a clash (InfluxDB would merge the two into one point): refused.
+ * retry) may only be dropped when its first copy is known to be durable — it may never have become so (spool
+ * or disk full, ack timeout), and then only the re-send's own storage may acknowledge it. So the window keeps
+ * the ack id each reading came with; the validator asks the ack ledger about it and otherwise passes the
+ * re-send on at the time the first copy got: written again, it is the very same point. A reading at a
+ * remembered time but with other values, or with a remembered id but other content, is a clash (InfluxDB
+ * would merge the two into one point): refused.
  *
  * Readings arrive mostly in time order, so a `ts` later than any remembered time settles it at once; otherwise
  * the device's ring of times is scanned, and values are compared only for a remembered reading with an equal
@@ -49,6 +52,10 @@ export class DuplicateWindow {
   private readonly devices = new Map<string, DeviceWindow>();
   private tick = 0;
   private resentTime = NaN;
+  private resentAck = 0;
+  /** Where the reading `lookup` last called `resent` is kept, for `passedOn`. */
+  private resentIn: DeviceWindow | undefined;
+  private resentSlot = 0;
 
   constructor(
     readonly perDevice: number,
@@ -85,8 +92,7 @@ export class DuplicateWindow {
         const time = w.times[slot];
         if (ts !== undefined && ts !== time) return 'id-taken';
         if (!sameKept(w.kept[slot], reading, mine)) return 'id-taken';
-        this.resentTime = time;
-        return 'resent';
+        return this.resent(w, slot);
       }
     }
     if (ts === undefined || ts > w.newest) return 'new';
@@ -95,10 +101,7 @@ export class DuplicateWindow {
       if (w.times[i] !== ts) continue;
       const kept = w.kept[i];
       if (kept.startsWith(DIGEST)) mine ??= DIGEST + digest(valuesText(reading));
-      if (sameKept(kept, reading, mine)) {
-        this.resentTime = ts;
-        return 'resent';
-      }
+      if (sameKept(kept, reading, mine)) return this.resent(w, i);
       found = 'ts-taken';
     }
     return found;
@@ -109,8 +112,16 @@ export class DuplicateWindow {
     return this.resentTime;
   }
 
-  /** Remembers an accepted reading: the time it was given, what `keepOf` kept of it, its id if any. */
-  remember(device: string, time: number, id: string | undefined, kept: string): void {
+  /** The ack id the first copy of that reading was accepted with (0 for none). */
+  get firstAck(): number {
+    return this.resentAck;
+  }
+
+  /**
+   * Remembers an accepted reading: the time it was given, what `keepOf` kept of it, its id if any, and the
+   * ack id it came with (0 for none), by which a re-send can learn whether this copy became durable.
+   */
+  remember(device: string, time: number, id: string | undefined, kept: string, ack = 0): void {
     const w = this.window(device);
     const key = id === undefined ? undefined : idKey(id);
     let slot: number;
@@ -119,6 +130,7 @@ export class DuplicateWindow {
       w.times.push(time);
       w.kept.push(kept);
       w.ids.push(key);
+      w.acks.push(ack);
     } else {
       slot = w.next;
       const old = w.ids[slot];
@@ -126,6 +138,7 @@ export class DuplicateWindow {
       w.times[slot] = time;
       w.kept[slot] = kept;
       w.ids[slot] = key;
+      w.acks[slot] = ack;
       w.next = (slot + 1) % this.perDevice;
     }
     if (key !== undefined) w.slotOfId.set(key, slot);
@@ -145,6 +158,7 @@ export class DuplicateWindow {
         times: [],
         kept: [],
         ids: [],
+        acks: [],
         next: 0,
         slotOfId: new Map(),
         newest: -Infinity,
@@ -154,6 +168,23 @@ export class DuplicateWindow {
     }
     w.lastSeen = ++this.tick;
     return w;
+  }
+
+  /**
+   * The re-send `lookup` last recognised goes on with ack id `ack`: a later copy asks about this one, the
+   * newest that can become durable.
+   */
+  passedOn(ack: number): void {
+    if (this.resentIn && ack !== 0) this.resentIn.acks[this.resentSlot] = ack;
+    this.resentIn = undefined;
+  }
+
+  private resent(w: DeviceWindow, slot: number): Repetition {
+    this.resentTime = w.times[slot];
+    this.resentAck = w.acks[slot];
+    this.resentIn = w;
+    this.resentSlot = slot;
+    return 'resent';
   }
 
   /** Amortised: one sort per maxDevices/10 new devices, not a reorder on every reading. */

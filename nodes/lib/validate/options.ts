@@ -52,6 +52,7 @@ export type RefusalCode =
   | 'SCHEMA'
   | 'TIMESTAMP'
   | 'ID'
+  | 'DUPLICATE'
   | 'DUPLICATE_ID'
   | 'DUPLICATE_TS'
   | 'TAG_NAME'

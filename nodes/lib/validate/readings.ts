@@ -30,6 +30,13 @@ export interface ValidateContext {
   /** The authenticated sender (`msg.device.id`), for message ids and duplicate detection. */
   deviceId?: string;
   duplicates?: DuplicateWindow;
+  /** The ack id the payload came with (`msg.ackId`, or the publication's in a micro-batch); null for none. */
+  ackId?: number | null;
+  /**
+   * Whether an ack id ended `stored` (the ack ledger): a re-send is dropped only when its first copy's did,
+   * otherwise passed on to be written again. Without it every re-send is passed on.
+   */
+  acks?: { wasStored(id: number): boolean };
   /**
    * Gives readings without `ts` a time strictly increasing per device (`readingClock`); without it they get
    * `now` as it is.
@@ -198,13 +205,25 @@ function judgeReading(
     };
   }
   if (repetition === 'resent' && duplicates) {
-    // Written again at the first copy's time, it is the same point: stored once, and only its own storage
-    // acknowledges it (the first copy may never have become durable).
+    const firstAck = duplicates.firstAck;
+    if (firstAck !== 0 && ctx.acks?.wasStored(firstAck) === true) {
+      return {
+        code: 'DUPLICATE',
+        reason:
+          id === undefined
+            ? `an identical reading with ts ${timestamp} from this device is already stored`
+            : `reading id ${JSON.stringify(id)} from this device is already stored`,
+        details: id === undefined ? { ts: timestamp } : { id },
+      };
+    }
+    // Not known to be durable: written again at the first copy's time it is the same point, stored once,
+    // and only its own storage acknowledges it.
     timestamp = duplicates.firstTime;
+    duplicates.passedOn(ctx.ackId ?? 0);
     if (ctx.count !== false) duplicatesTotal.labels('validate').inc();
   } else {
     if (!hasTs && ctx.clock) timestamp = ctx.clock.next(device, ctx.now);
-    if (kept !== undefined) duplicates?.remember(device, timestamp, id, kept);
+    if (kept !== undefined) duplicates?.remember(device, timestamp, id, kept, ctx.ackId ?? 0);
   }
 
   const messageId =
