@@ -19,6 +19,9 @@
  * - `timeout`: nobody settled it within the owner's timeout (a user's node dropped it between ingest and
  *   storage): the owner decides, and counts it; it never stalls a device forever.
  *
+ * Besides the owner, iotb-validate asks `wasStored(id)` when a reading comes again: a re-send is dropped only
+ * when its first copy's id ended `stored`; otherwise it is written again (see nodes/lib/validate/duplicates.ts).
+ *
  * The ledger is one per process (`ackLedger`), kept on globalThis like the metrics registry so that every copy
  * of this module (tests load the TypeScript source beside the built nodes) settles into the same ledger.
  */
