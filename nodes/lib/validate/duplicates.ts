@@ -133,8 +133,9 @@ export class DuplicateWindow {
       w.acks.push(ack);
     } else {
       slot = w.next;
+      // Only a reading whose id is not in the map is remembered, so an id is in one slot at most.
       const old = w.ids[slot];
-      if (old !== undefined && w.slotOfId.get(old) === slot) w.slotOfId.delete(old);
+      if (old !== undefined) w.slotOfId.delete(old);
       w.times[slot] = time;
       w.kept[slot] = kept;
       w.ids[slot] = key;
