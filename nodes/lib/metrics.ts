@@ -37,6 +37,16 @@ export const rejectedTotal = counter(
 );
 
 /**
+ * Readings recognised as a re-send of one already accepted (a QoS 1 redelivery, a device's retry), by stage.
+ * They are passed on and written again as the same point, never dropped: the first copy may not be durable.
+ */
+export const duplicatesTotal = counter(
+  'iotb_duplicates_total',
+  'Re-sent readings passed on to be written again as the same point, by pipeline stage',
+  ['stage'] as const,
+);
+
+/**
  * A gauge sampled at every scrape: `sample` sets the current values (after a reset, so label sets of components
  * that are gone disappear). For values other code owns, e.g. each writer's spool depth.
  */

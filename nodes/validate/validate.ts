@@ -240,6 +240,8 @@ export = function register(RED: NodeAPI): void {
       now: 0,
       deviceId: undefined,
       duplicates,
+      ackId: null,
+      acks: ackLedger,
       clock: readingClock,
       tagKeys: rules.tagKeys,
     };
@@ -260,6 +262,8 @@ export = function register(RED: NodeAPI): void {
       const device = (msg as { device?: DeviceRef }).device;
       useSchema(ctx, schemaFor(msg, device));
       ctx.deviceId = typeof device?.id === 'string' ? device.id : undefined;
+      const ackId = (msg as { ackId?: unknown }).ackId;
+      ctx.ackId = typeof ackId === 'number' ? ackId : null;
       const verdict = validatePayload(msg.payload, ctx);
       accepted += verdict.accepted.length;
       rejected += verdict.rejected.length;
@@ -274,7 +278,6 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       // Every reading and every refusal settles one reference of the publication's acknowledgement.
-      const ackId = (msg as { ackId?: unknown }).ackId;
       addParts(ackLedger, ackId, verdict.accepted.length + verdict.rejected.length);
       send(outputs(RED, msg, verdict, config.split === true, ackId));
     };

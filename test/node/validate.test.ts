@@ -121,27 +121,29 @@ describe('iotb-validate node', () => {
     });
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
 
-    // DUPLICATE: the same message id from the same device twice.
+    // DUPLICATE_ID: one message id from the same device for two different readings.
     const device = { id: 'd1', type: 'thermo' };
     const first = collect(nodes.ok, nodes.bad, 1);
     nodes.v.receive({ device, payload: '{"id":"m-1","temperature":20}' });
     assert.equal((await first).ok.length, 1);
-    const dup = await rejectionOf(nodes, { device, payload: '{"id":"m-1","temperature":20}' });
-    assert.equal(dup.code, 'DUPLICATE');
-    assert.equal(dup.reason, 'reading id "m-1" was already accepted from this device');
+    const dup = await rejectionOf(nodes, { device, payload: '{"id":"m-1","temperature":21}' });
+    assert.equal(dup.code, 'DUPLICATE_ID');
+    assert.equal(dup.reason, 'reading id "m-1" was already accepted from this device for another reading');
   });
 
   it('takes a fractional duplicate window size as its whole part instead of failing to start', async () => {
     const nodes = await load({ dedupPerDevice: '2.7', dedupDevices: '0.5' });
     const device = { id: 'd1', type: 'thermo' };
+    let temperature = 20;
     const send = async (id: string): Promise<string> => {
       const out = collect(nodes.ok, nodes.bad, 1);
-      nodes.v.receive({ device, payload: `{"id":"${id}","temperature":20}` });
+      nodes.v.receive({ device, payload: `{"id":"${id}","temperature":${temperature}}` });
       const { ok, bad } = await out;
       return ok.length === 1 ? 'accepted' : (bad[0].rejection.code as string);
     };
     for (const id of ['m-1', 'm-2', 'm-3']) assert.equal(await send(id), 'accepted');
-    assert.equal(await send('m-3'), 'DUPLICATE');
+    temperature = 21;
+    assert.equal(await send('m-3'), 'DUPLICATE_ID');
     assert.equal(await send('m-1'), 'accepted', 'a window of 2 ids has forgotten m-1');
   });
 

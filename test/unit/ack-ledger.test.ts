@@ -57,6 +57,32 @@ describe('ack ledger', () => {
     ]);
   });
 
+  it('answers wasStored only for ids that ended stored, among the last 2^20', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const owner = recorder();
+    const [stored, failed, timedOut, parts] = Array.from({ length: 4 }, () => ledger.hold(owner, 1000));
+    ledger.settle(stored, 'stored');
+    ledger.settle(failed, 'failed');
+    ledger.addRefs(parts, 1);
+    ledger.settle(parts, 'stored');
+    assert.equal(ledger.wasStored(parts), false, 'one part of two is not the reading');
+    ledger.settle(parts, 'stored');
+    ledger.expire(1000);
+    const pending = ledger.hold(owner, 1000);
+    assert.deepEqual(
+      [stored, failed, timedOut, parts, pending, 0, 99].map((id) => ledger.wasStored(id)),
+      [true, false, false, true, false, false, false],
+    );
+    const other = recorder();
+    const gone = ledger.hold(other, 1000);
+    ledger.forget(other);
+    ledger.settle(gone, 'stored');
+    assert.equal(ledger.wasStored(gone), false, 'a forgotten id is unknown');
+    // Ids are remembered by their low bits: once 2^20 newer ids were held, an old one is unknown again.
+    for (let i = 0; i < 1 << 20; i++) ledger.settle(ledger.hold(owner, 1000), 'failed');
+    assert.equal(ledger.wasStored(stored), false);
+  });
+
   it('forgets a closing owner without telling it, and keeps other owners', () => {
     const ledger = new AckLedger(() => 0, 0);
     const a = recorder();

@@ -103,7 +103,7 @@ describe('validateMicroBatch', () => {
   it('applies the duplicate window per device across the publications of a batch', () => {
     const l = ledger();
     const v = validateMicroBatch(
-      ['{"id":"r1","temperature":1}', '{"id":"r1","temperature":1}', '{"id":"r1","temperature":1}'],
+      ['{"id":"r1","temperature":1}', '{"id":"r1","temperature":1}', '{"id":"r1","temperature":2}'],
       [
         { id: 'a', type: 'thermo' },
         { id: 'b', type: 'thermo' },
@@ -119,7 +119,31 @@ describe('validateMicroBatch', () => {
       v.valid.device.map((d) => d?.id),
       ['a', 'b'],
     );
-    assert.equal(v.refused[0].rejection.code, 'DUPLICATE');
+    assert.equal(v.refused[0].rejection.code, 'DUPLICATE_ID');
     assert.equal((v.refused[0].rejection.details as any).index, 2);
+  });
+
+  it('asks the ledger about the ack id of each publication: a re-send is dropped only when its first copy was stored', () => {
+    const l = ledger();
+    const c = { ...ctx(), acks: l.ledger };
+    const a = { id: 'a', type: 'thermo' };
+    const b = { id: 'b', type: 'thermo' };
+    const reading = `{"ts":${now - 10},"temperature":1}`;
+    const first = [l.hold(), l.hold()];
+    const v1 = validateMicroBatch([reading, reading], [a, b], first, c, lookup, l.ledger);
+    assert.equal(v1.valid.payload.length, 2);
+    // a's copy reached the spool, b's was refused (spool full): both devices send it again.
+    l.ledger.settle(first[0], 'stored');
+    l.ledger.settle(first[1], 'failed');
+    const again = [l.hold(), l.hold()];
+    const v2 = validateMicroBatch([reading, reading], [a, b], again, c, lookup, l.ledger);
+    assert.deepEqual(
+      v2.refused.map((r) => [r.device?.id, r.ackId, r.rejection.code]),
+      [['a', again[0], 'DUPLICATE']],
+    );
+    assert.deepEqual(
+      [v2.valid.device.map((d) => d?.id), v2.valid.ackId, v2.valid.timestamp],
+      [['b'], [again[1]], [now - 10]],
+    );
   });
 });

@@ -12,6 +12,7 @@ import {
   DEFAULT_WINDOW,
   type ValidateContext,
 } from '../../nodes/lib/validate';
+import { AckLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { metricsRegistry } from '../../nodes/lib/metrics';
 import { decimal } from '../../nodes/lib/validate/readings';
 import { toTimeNs } from '../../nodes/lib/influx/line-protocol';
@@ -35,6 +36,28 @@ function codeOf(payload: unknown, extra: Partial<ValidateContext> = {}): string 
   const v = run(payload, extra);
   assert.equal(v.rejected.length, 1, JSON.stringify(v));
   return v.rejected[0].rejection.code;
+}
+
+/** The time and message id a reading was accepted with. */
+function accepted(payload: string, extra: Partial<ValidateContext>): [number, string] {
+  const v = run(payload, extra);
+  assert.equal(v.accepted.length, 1, JSON.stringify(v));
+  return [v.accepted[0].timestamp, v.accepted[0].messageId];
+}
+
+/** What the duplicate window says of a reading just before it is judged (and accepted). */
+function outcome(payload: string, extra: { deviceId: string; duplicates: DuplicateWindow }): string {
+  const reading = JSON.parse(payload) as Record<string, unknown>;
+  const ts = typeof reading.ts === 'string' ? Date.parse(reading.ts) : (reading.ts as number | undefined);
+  const id = reading.id as string | undefined;
+  const said = extra.duplicates.lookup(extra.deviceId, ts, id, reading);
+  assert.equal(run(payload, extra).accepted.length, 1, `${payload} accepted`);
+  return said;
+}
+
+async function duplicatesCounted(): Promise<number> {
+  const metric = await metricsRegistry.getSingleMetric('iotb_duplicates_total')?.get();
+  return metric?.values.find((v) => v.labels.stage === 'validate')?.value ?? 0;
 }
 
 describe('validatePayload', () => {
@@ -225,36 +248,130 @@ describe('validatePayload', () => {
     assert.equal(codeOf(JSON.stringify({ temperature: 1, id: 'x'.repeat(129) })), 'ID');
   });
 
-  it('refuses duplicates within the window: by id, or by ts and identical values; another reading at a taken ts too', () => {
+  it('passes a re-send on at the time of its first copy (by id, or by ts and identical values); refuses a clash', () => {
     const duplicates = new DuplicateWindow(100, 100);
     const ctx = { deviceId: 'd1', duplicates };
     const a = `{"ts":${now - 10},"temperature":1}`;
-    assert.equal(run(a, ctx).accepted.length, 1);
-    assert.equal(codeOf(a, ctx), 'DUPLICATE');
+    assert.equal(run(a, ctx).accepted[0].timestamp, now - 10);
+    assert.deepEqual(accepted(a, ctx), [now - 10, 'd1:' + String(now - 10)]);
     // Other values at the same ts would be merged into the first point by InfluxDB: refused, not merged.
     const other = run(`{"ts":${now - 10},"humidity":1,"temperature":2}`, ctx);
     assert.equal(other.rejected[0].rejection.code, 'DUPLICATE_TS');
     assert.match(other.rejected[0].rejection.reason, /merge/);
     assert.equal(codeOf(`{"ts":${now - 10},"id":"new","temperature":3}`, ctx), 'DUPLICATE_TS');
     assert.equal(run(a, { ...ctx, deviceId: 'd2' }).accepted.length, 1);
-    assert.equal(run('{"id":"m1","temperature":1}', ctx).accepted.length, 1);
-    const again = run('{"id":"m1","temperature":5}', ctx);
-    assert.equal(again.rejected[0].rejection.reason, 'reading id "m1" was already accepted from this device');
+    // An id re-sent with the same values is the same reading; with other values or another ts it is a clash.
+    assert.equal(run(`{"id":"m1","ts":${now - 20},"temperature":1}`, ctx).accepted.length, 1);
+    assert.deepEqual(accepted(`{"temperature":1,"ts":${now - 20},"id":"m1"}`, ctx), [now - 20, 'm1']);
+    const again = run(`{"id":"m1","ts":${now - 20},"temperature":5}`, ctx);
+    assert.equal(
+      again.rejected[0].rejection.reason,
+      'reading id "m1" was already accepted from this device for another reading',
+    );
+    assert.equal(again.rejected[0].rejection.code, 'DUPLICATE_ID');
+    assert.equal(codeOf(`{"id":"m1","ts":${now - 21},"temperature":1}`, ctx), 'DUPLICATE_ID');
+    // Without its ts but with the same values it is still that point: written again at the first copy's time.
+    assert.deepEqual(accepted(`{"id":"m1","temperature":1}`, ctx), [now - 20, 'm1']);
     // Without ts or id there is nothing to recognise a redelivery by.
     assert.equal(run('{"temperature":1}', ctx).accepted.length, 1);
     assert.equal(run('{"temperature":1}', ctx).accepted.length, 1);
-    // Duplicates inside one batch too.
+    // Re-sends inside one batch too: both pass, at one time, as one point.
     const batch = run(
       JSON.stringify([
-        { id: 'b', temperature: 1 },
-        { id: 'b', temperature: 1 },
+        { id: 'b', ts: now - 30, temperature: 1 },
+        { id: 'b', ts: now - 30, temperature: 1 },
+        { id: 'b', ts: now - 30, temperature: 2 },
       ]),
       ctx,
     );
     assert.deepEqual(
-      batch.rejected.map((r) => [r.index, r.rejection.code]),
-      [[1, 'DUPLICATE']],
+      batch.accepted.map((r) => [r.index, r.timestamp, r.messageId]),
+      [
+        [0, now - 30, 'b'],
+        [1, now - 30, 'b'],
+      ],
     );
+    assert.deepEqual(
+      batch.rejected.map((r) => [r.index, r.rejection.code]),
+      [[2, 'DUPLICATE_ID']],
+    );
+  });
+
+  it('writes a re-send of a reading without ts at the time its first copy got from the clock', () => {
+    const clock = new ReadingClock();
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(100, 100), clock };
+    const first = run('{"id":"x1","temperature":1}', ctx).accepted[0];
+    // Two more readings in the same millisecond: the clock moves on by microseconds.
+    assert.equal(run('{"id":"x2","temperature":2}', ctx).accepted[0].timestamp, now + 0.001);
+    assert.equal(run('{"temperature":3}', ctx).accepted[0].timestamp, now + 0.002);
+    // Later, the first copy could not be made durable and the device sends it again.
+    const resent = run('{"id":"x1","temperature":1}', { ...ctx, now: now + 5000 }).accepted[0];
+    assert.deepEqual([resent.timestamp, resent.messageId], [first.timestamp, 'x1']);
+    assert.equal(first.timestamp, now);
+    assert.equal(run('{"temperature":4}', { ...ctx, now: now + 5000 }).accepted[0].timestamp, now + 5000);
+  });
+
+  it('drops a re-send only when its first copy is known stored; passes it on while failed, timed out or pending', () => {
+    const ledger = new AckLedger(() => 0, 0);
+    const owner = { settled: () => undefined };
+    const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(100, 100), acks: ledger };
+    /** One publication with a held acknowledgement, as a source sends it. */
+    const send = (payload: string) => {
+      const ackId = ledger.hold(owner, 1000);
+      return { ackId, verdict: run(payload, { ...ctx, ackId }) };
+    };
+    const withTs = `{"ts":${now - 10},"temperature":1}`;
+    const withId = '{"id":"k1","temperature":2}';
+    const firstTs = send(withTs);
+    const firstId = send(withId);
+    const idTime = firstId.verdict.accepted[0].timestamp;
+    // Pending: nothing is known yet, so the re-send is written too (the same point).
+    assert.equal(send(withTs).verdict.accepted[0].timestamp, now - 10);
+    // Failed (spool full): the re-send must be stored, at the first copy's time.
+    ledger.settle(firstTs.ackId, 'failed');
+    ledger.settle(firstId.ackId, 'failed');
+    assert.equal(send(withTs).verdict.accepted[0].timestamp, now - 10);
+    assert.deepEqual(
+      [send(withId).verdict.accepted[0].timestamp, send(withId).verdict.accepted[0].messageId],
+      [idTime, 'k1'],
+    );
+    // Timed out: not known to be stored either.
+    const late = send(`{"ts":${now - 20},"temperature":3}`);
+    ledger.expire(1000);
+    assert.equal(send(`{"ts":${now - 20},"temperature":3}`).verdict.accepted.length, 1);
+    // Stored: the reading is durable, so its re-send is dropped, with a reason, and acknowledged as such.
+    const kept = send(`{"ts":${now - 30},"temperature":4}`);
+    const keptId = send('{"id":"k2","temperature":5}');
+    ledger.settle([kept.ackId, keptId.ackId], 'stored');
+    const again = send(`{"ts":${now - 30},"temperature":4}`).verdict.rejected[0].rejection;
+    assert.deepEqual(again, {
+      stage: 'validate',
+      code: 'DUPLICATE',
+      reason: `an identical reading with ts ${now - 30} from this device is already stored`,
+      details: { ts: now - 30 },
+    });
+    assert.equal(
+      send('{"id":"k2","temperature":5}').verdict.rejected[0].rejection.reason,
+      'reading id "k2" from this device is already stored',
+    );
+    // A re-send that was passed on and then stored stands for the reading from then on.
+    const third = send(withTs);
+    ledger.settle(third.ackId, 'stored');
+    assert.equal(send(withTs).verdict.rejected[0].rejection.code, 'DUPLICATE');
+    // Other values at a stored reading's ts or id are still a clash.
+    assert.equal(codeOf(`{"ts":${now - 30},"temperature":6}`, ctx), 'DUPLICATE_TS');
+    assert.equal(codeOf('{"id":"k2","temperature":6}', ctx), 'DUPLICATE_ID');
+    assert.equal(late.verdict.accepted.length, 1);
+  });
+
+  it('counts re-sends in iotb_duplicates_total{stage="validate"}', async () => {
+    const before = await duplicatesCounted();
+    const ctx = { deviceId: 'count-1', duplicates: new DuplicateWindow(10, 10), count: true };
+    const r = `{"ts":${now - 10},"temperature":1}`;
+    run(r, ctx);
+    run(r, ctx);
+    run(r, ctx);
+    assert.equal((await duplicatesCounted()) - before, 2);
   });
 
   it('compares values only for readings that share a ts, whatever happens to the accepted payload', () => {
@@ -264,29 +381,30 @@ describe('validatePayload', () => {
     assert.equal(first.accepted.length, 1);
     // Downstream edits of the accepted payload must not change what counts as a repetition.
     first.accepted[0].fields.temperature = 99;
-    assert.equal(codeOf(`{"ts":${ts},"mode":"eco","temperature":1}`, ctx), 'DUPLICATE');
+    assert.equal(outcome(`{"ts":${ts},"mode":"eco","temperature":1}`, ctx), 'resent');
     assert.equal(codeOf(`{"ts":${ts},"temperature":99,"mode":"eco"}`, ctx), 'DUPLICATE_TS');
     // An ISO ts names the same instant as its milliseconds.
     assert.equal(
-      codeOf(`{"ts":"${new Date(ts).toISOString()}","temperature":1,"mode":"eco"}`, ctx),
-      'DUPLICATE',
+      outcome(`{"ts":"${new Date(ts).toISOString()}","temperature":1,"mode":"eco"}`, ctx),
+      'resent',
     );
     // Nested and long values are compared as text.
     const nested = `{"ts":${ts + 1},"temperature":5,"pos":{"lat":1,"lon":2},"note":"${'n'.repeat(200)}"}`;
-    assert.equal(run(nested, ctx).accepted.length, 1);
-    assert.equal(codeOf(nested, ctx), 'DUPLICATE');
+    assert.equal(outcome(nested, ctx), 'new');
+    assert.equal(outcome(nested, ctx), 'resent');
     assert.equal(codeOf(nested.replace('"lon":2', '"lon":3'), ctx), 'DUPLICATE_TS');
   });
 
   it('forgets readings one at a time, oldest first', () => {
     const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(2, 10) };
     const reading = (t: number) => `{"ts":${now - 10 + t},"temperature":${t}}`;
+    const other = (t: number) => `{"ts":${now - 10 + t},"temperature":${t + 100}}`;
     assert.equal(run(reading(1), ctx).accepted.length, 1);
     assert.equal(run(reading(2), ctx).accepted.length, 1);
     assert.equal(run(reading(3), ctx).accepted.length, 1, 'evicts reading 1');
-    assert.equal(codeOf(reading(3), ctx), 'DUPLICATE');
-    assert.equal(codeOf(reading(2), ctx), 'DUPLICATE');
-    assert.equal(run(reading(1), ctx).accepted.length, 1, 'reading 1 was forgotten');
+    assert.equal(codeOf(other(3), ctx), 'DUPLICATE_TS');
+    assert.equal(codeOf(other(2), ctx), 'DUPLICATE_TS');
+    assert.equal(run(other(1), ctx).accepted.length, 1, 'reading 1 was forgotten');
   });
 
   it('recognises a repetition that arrives after newer readings, and one whose values were coerced', () => {
@@ -294,7 +412,7 @@ describe('validatePayload', () => {
     const reading = (ts: number, t: number | string) => `{"ts":${ts},"temperature":${JSON.stringify(t)}}`;
     for (let i = 10; i > 0; i--) assert.equal(run(reading(now - i * 1000, i), ctx).accepted.length, 1);
     // Older than the newest reading: the ring is searched, not just the newest ts.
-    assert.equal(codeOf(reading(now - 5000, 5), ctx), 'DUPLICATE');
+    assert.equal(outcome(reading(now - 5000, 5), ctx), 'resent');
     assert.equal(codeOf(reading(now - 5000, 6), ctx), 'DUPLICATE_TS', 'same ts, other value');
     // With coercion the accepted payload holds 21.5 while the device sent "21.5": its retry is still one.
     const coercing = compileReadingSchema(
@@ -309,7 +427,8 @@ describe('validatePayload', () => {
     const c = { ...ctx, schema: coercing, deviceId: 'd2' };
     const first = run(reading(now - 100, '21.5'), c);
     assert.deepEqual(first.accepted[0].fields, { temperature: 21.5 });
-    assert.equal(codeOf(reading(now - 100, '21.5'), c), 'DUPLICATE');
+    assert.equal(outcome(reading(now - 100, '21.5'), c), 'resent');
+    assert.equal(codeOf(reading(now - 100, 21.5), c), 'DUPLICATE_TS', 'the device sent other text');
   });
 
   it('hands back a refused batch reading as the device sent it, even when coercion touched it first', () => {
@@ -327,23 +446,29 @@ describe('validatePayload', () => {
     const ctx = { deviceId: 'd1', duplicates: new DuplicateWindow(2, 10) };
     assert.equal(run('{"id":"a","temperature":1}', ctx).accepted.length, 1);
     assert.equal(run(`{"ts":${now - 10},"temperature":1}`, ctx).accepted.length, 1);
-    assert.equal(codeOf('{"id":"a","temperature":1}', ctx), 'DUPLICATE');
+    assert.equal(codeOf('{"id":"a","temperature":2}', ctx), 'DUPLICATE_ID');
     assert.equal(run(`{"ts":${now - 5},"temperature":1}`, ctx).accepted.length, 1, 'evicts id a');
-    assert.equal(run('{"id":"a","temperature":1}', ctx).accepted.length, 1, 'id a was forgotten');
+    assert.equal(run('{"id":"a","temperature":2}', ctx).accepted.length, 1, 'id a was forgotten');
   });
 
   it('keeps the duplicate window bounded per device and in devices', () => {
     const w = new DuplicateWindow(3, 2);
-    for (const k of ['a', 'b', 'c', 'd']) assert.equal(w.seen('d1', k), false);
-    assert.equal(w.seen('d1', 'd'), true);
-    assert.equal(w.seen('d1', 'a'), false, 'oldest key forgotten');
-    w.seen('d2', 'x');
-    w.seen('d1', 'e');
-    w.seen('d3', 'y');
+    const r = { v: 1 };
+    const seen = (device: string, id: string): boolean => {
+      if (w.lookup(device, undefined, id, r) === 'resent') return true;
+      w.remember(device, now, id, '{"v":1}');
+      return false;
+    };
+    for (const k of ['a', 'b', 'c', 'd']) assert.equal(seen('d1', k), false);
+    assert.equal(seen('d1', 'd'), true);
+    assert.equal(seen('d1', 'a'), false, 'oldest key forgotten');
+    seen('d2', 'x');
+    seen('d1', 'e');
+    seen('d3', 'y');
     assert.equal(w.size, 2);
-    assert.equal(w.seen('d2', 'x'), false, 'least recently seen device forgotten');
-    assert.equal(w.seen('d1', 'long'.repeat(100)), false);
-    assert.equal(w.seen('d1', 'long'.repeat(100)), true);
+    assert.equal(seen('d2', 'x'), false, 'least recently seen device forgotten');
+    assert.equal(seen('d1', 'long'.repeat(100)), false);
+    assert.equal(seen('d1', 'long'.repeat(100)), true);
   });
 
   it('refuses every reading with NO_SCHEMA when there is no schema', () => {

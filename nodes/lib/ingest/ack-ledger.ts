@@ -19,6 +19,9 @@
  * - `timeout`: nobody settled it within the owner's timeout (a user's node dropped it between ingest and
  *   storage): the owner decides, and counts it; it never stalls a device forever.
  *
+ * Besides the owner, iotb-validate asks `wasStored(id)` when a reading comes again: a re-send is dropped only
+ * when its first copy's id ended `stored`; otherwise it is written again (see nodes/lib/validate/duplicates.ts).
+ *
  * The ledger is one per process (`ackLedger`), kept on globalThis like the metrics registry so that every copy
  * of this module (tests load the TypeScript source beside the built nodes) settles into the same ledger.
  */
@@ -32,6 +35,9 @@ export interface AckOwner {
 /** What `msg.ackId` holds: one id, an array parallel to a batch's payload, or nothing. */
 export type AckIds = number | null | undefined | readonly (number | null | undefined)[];
 
+/** How many of the latest ids `wasStored` can answer for (a bit each: 128 KiB). */
+const REMEMBERED_IDS = 1 << 20;
+
 interface Entry {
   owner: AckOwner;
   refs: number;
@@ -42,6 +48,8 @@ export class AckLedger {
   private readonly entries = new Map<number, Entry>();
   private nextId = 1;
   private timer: NodeJS.Timeout | undefined;
+  /** One bit per id of the last REMEMBERED_IDS: set when the id ended `stored`. */
+  private readonly storedBits = new Uint32Array(REMEMBERED_IDS / 32);
 
   constructor(
     private readonly now: () => number = Date.now,
@@ -57,6 +65,7 @@ export class AckLedger {
   /** Holds one acknowledgement; `owner.settled` is called once, at the latest after `timeoutMs`. */
   hold(owner: AckOwner, timeoutMs: number): number {
     const id = this.nextId++;
+    this.storedBits[(id & (REMEMBERED_IDS - 1)) >>> 5] &= ~(1 << (id & 31));
     this.entries.set(id, { owner, refs: 1, deadline: this.now() + timeoutMs });
     if (!this.timer && this.sweepMs > 0) {
       this.timer = setInterval(() => this.expire(), this.sweepMs);
@@ -76,6 +85,15 @@ export class AckLedger {
     if (ids === null || ids === undefined) return;
     if (typeof ids === 'number') return this.settleOne(ids, outcome);
     for (const id of ids) if (typeof id === 'number') this.settleOne(id, outcome);
+  }
+
+  /**
+   * True only when `id` is known to have ended `stored` (everything it acknowledged is durable); false when
+   * it is still held, ended otherwise, was forgotten, or is older than the last REMEMBERED_IDS ids.
+   */
+  wasStored(id: number): boolean {
+    if (!(id < this.nextId && id >= this.nextId - REMEMBERED_IDS && id >= 1)) return false;
+    return (this.storedBits[(id & (REMEMBERED_IDS - 1)) >>> 5] & (1 << (id & 31))) !== 0;
   }
 
   /** Drops ids without telling their owner: the owner is closing and will not acknowledge them. */
@@ -99,6 +117,7 @@ export class AckLedger {
     if (!e) return;
     if (outcome === 'stored' && --e.refs > 0) return;
     this.entries.delete(id);
+    if (outcome === 'stored') this.storedBits[(id & (REMEMBERED_IDS - 1)) >>> 5] |= 1 << (id & 31);
     e.owner.settled(id, outcome);
     this.stopIfIdle();
   }

@@ -61,6 +61,7 @@ export function validateMicroBatch(
     const ackId = ackIdAt(ackIds, p);
     useSchema(ctx, schemaFor(device));
     ctx.deviceId = device?.id;
+    ctx.ackId = ackId;
     const verdict = validatePayload(payloads[p], ctx);
     for (const a of verdict.accepted) {
       valid.payload.push(a.fields);

@@ -53,6 +53,7 @@ export type RefusalCode =
   | 'TIMESTAMP'
   | 'ID'
   | 'DUPLICATE'
+  | 'DUPLICATE_ID'
   | 'DUPLICATE_TS'
   | 'TAG_NAME'
   | 'NO_SCHEMA'

@@ -1,6 +1,7 @@
 import { rejection, type Rejection } from '../rejection';
 import type { ReadingClock } from './clock';
-import { keepOf, type DuplicateWindow } from './duplicates';
+import { duplicatesTotal } from '../metrics';
+import { keepOf, type DuplicateWindow, type Repetition } from './duplicates';
 import { describeType, inspectReading, pointerSegment } from './inspect';
 import {
   DEFAULT_LIMITS,
@@ -29,6 +30,13 @@ export interface ValidateContext {
   /** The authenticated sender (`msg.device.id`), for message ids and duplicate detection. */
   deviceId?: string;
   duplicates?: DuplicateWindow;
+  /** The ack id the payload came with (`msg.ackId`, or the publication's in a micro-batch); null for none. */
+  ackId?: number | null;
+  /**
+   * Whether an ack id ended `stored` (the ack ledger): a re-send is dropped only when its first copy's did,
+   * otherwise passed on to be written again. Without it every re-send is passed on.
+   */
+  acks?: { wasStored(id: number): boolean };
   /**
    * Gives readings without `ts` a time strictly increasing per device (`readingClock`); without it they get
    * `now` as it is.
@@ -161,15 +169,15 @@ function judgeReading(
   if (!ctx.schema) {
     return ctx.noSchema ?? { code: 'NO_SCHEMA', reason: 'no schema to validate against' };
   }
-  // A reading with `ts` is looked up before the schema runs: coercion and defaults may change `fields`,
-  // and the window compares readings as they came.
+  // A reading with `ts` or `id` is looked up before the schema runs: coercion and defaults may change
+  // `fields`, and the window compares readings as they came.
   const duplicates = ctx.duplicates;
   const device = ctx.deviceId ?? '';
   let kept: string | undefined;
-  let earlier: 'identical' | 'different' | undefined;
-  if (duplicates && hasTs) {
-    earlier = duplicates.hasReading(device, timestamp, record);
-    if (earlier === undefined) kept = keepOf(record, single ? source : undefined);
+  let repetition: Repetition = 'new';
+  if (duplicates && (hasTs || id !== undefined)) {
+    repetition = duplicates.lookup(device, hasTs ? timestamp : undefined, id, record);
+    if (repetition === 'new') kept = keepOf(record, single ? source : undefined);
   }
   const violation = ctx.schema.check(fields);
   if (violation) return violation;
@@ -182,29 +190,41 @@ function judgeReading(
     };
   }
 
-  if (earlier === 'identical') {
-    return {
-      code: 'DUPLICATE',
-      reason: `an identical reading with ts ${timestamp} was already accepted from this device`,
-      details: { ts: timestamp },
-    };
-  }
-  if (earlier === 'different') {
+  if (repetition === 'ts-taken') {
     return {
       code: 'DUPLICATE_TS',
       reason: `another reading with ts ${timestamp} was already accepted from this device; InfluxDB would merge the two into one point`,
       details: { ts: timestamp },
     };
   }
-  if (duplicates && id !== undefined && duplicates.seen(device, id)) {
+  if (repetition === 'id-taken') {
     return {
-      code: 'DUPLICATE',
-      reason: `reading id ${JSON.stringify(id)} was already accepted from this device`,
+      code: 'DUPLICATE_ID',
+      reason: `reading id ${JSON.stringify(id)} was already accepted from this device for another reading`,
       details: { id },
     };
   }
-  if (kept !== undefined) duplicates?.rememberReading(device, timestamp, kept);
-  if (!hasTs && ctx.clock) timestamp = ctx.clock.next(device, ctx.now);
+  if (repetition === 'resent' && duplicates) {
+    const firstAck = duplicates.firstAck;
+    if (firstAck !== 0 && ctx.acks?.wasStored(firstAck) === true) {
+      return {
+        code: 'DUPLICATE',
+        reason:
+          id === undefined
+            ? `an identical reading with ts ${timestamp} from this device is already stored`
+            : `reading id ${JSON.stringify(id)} from this device is already stored`,
+        details: id === undefined ? { ts: timestamp } : { id },
+      };
+    }
+    // Not known to be durable: written again at the first copy's time it is the same point, stored once,
+    // and only its own storage acknowledges it.
+    timestamp = duplicates.firstTime;
+    duplicates.passedOn(ctx.ackId ?? 0);
+    if (ctx.count !== false) duplicatesTotal.labels('validate').inc();
+  } else {
+    if (!hasTs && ctx.clock) timestamp = ctx.clock.next(device, ctx.now);
+    if (kept !== undefined) duplicates?.remember(device, timestamp, id, kept, ctx.ackId ?? 0);
+  }
 
   const messageId =
     id ??
