@@ -98,16 +98,19 @@ describe('the editor in a real browser', () => {
     screenshots.run('edit-dialog', async () => {
       const workspace = page.locator('#red-ui-workspace-chart');
       const box = (await workspace.boundingBox())!;
-      let y = 80;
+      let dropped = 0;
       for (const { type, category } of types) {
         if (category === 'config') continue;
         const before = await countNodes(page, type);
         const paletteNode = page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
         await paletteNode.hover();
         await page.mouse.down();
-        await page.mouse.move(box.x + 300, box.y + y, { steps: 10 });
+        // Ten drops per column, so that every drop lands inside the workspace whatever the number of nodes.
+        const x = 300 + Math.floor(dropped / 10) * 250;
+        const y = 80 + (dropped % 10) * 60;
+        dropped++;
+        await page.mouse.move(box.x + x, box.y + y, { steps: 10 });
         await page.mouse.up();
-        y += 60;
         assert.equal(await countNodes(page, type), before + 1, `${type} was not added`);
 
         const id = await page.evaluate(
