@@ -3,7 +3,7 @@
 // Smoke: IOTB_BENCH_DEVICES=100 IOTB_BENCH_BURST=10000 IOTB_BENCH_STEADY_S=5 IOTB_BENCH_ROUNDS=1 \
 //        node --import tsx bench/ingest.ts
 // Full:  node --import tsx bench/ingest.ts
-import { cpus, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import type { IngestCase } from './support/ingest-flows';
 import { runCase, startIngestBench, type RoundResult, type Workload } from './support/ingest-run';
 import { fmt, median } from './support/stats';
@@ -33,9 +33,7 @@ const ratio = (a: number, b: number): number => a / b;
 function report(results: RoundResult[]): void {
   const line = (cells: (string | number)[]): string => `| ${cells.join(' | ')} |`;
   console.log(
-    `\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}, ${new Date().toISOString()}`,
+    `\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Node ${process.version}, ${new Date().toISOString()}`,
   );
   console.log(
     `${workload.devices} devices, ${fmt(workload.burst)}-message QoS 1 burst, steady ${fmt(workload.rate)}/s for ${workload.steadyS} s, ${ROUNDS} round(s)\n`,
