@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ackLedger, type AckOutcome } from '../../nodes/lib/ingest/ack-ledger';
+import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
+import { recordingOwner } from '../support/acks';
 import { helper, nextMessage, nodeModule } from '../support/helper';
 import { eventually, influxRows, startInfluxd, tempDir, type Server } from '../support/servers';
 
@@ -70,9 +71,9 @@ describe('a micro-batch through validate, quality and the writer', () => {
       { id: 'ok', type: 'helper' },
       { id: 'rej', type: 'helper' },
     ]);
-    const outcomes = new Map<number, AckOutcome>();
-    const owner = { settled: (id: number, outcome: AckOutcome) => void outcomes.set(id, outcome) };
-    const ids = Array.from({ length: 6 }, () => ackLedger.hold(owner, 60_000));
+    const owner = recordingOwner();
+    const { outcomes } = owner;
+    const ids = Array.from({ length: 6 }, () => owner.hold());
     const rejected: any[] = [];
     const threeRejected = new Promise<void>((resolve) =>
       helper.getNode('rej').on('input', (m: any) => {

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { WriterHealthHolder } from '../../nodes/lib/health';
-import { ackLedger, type AckOutcome } from '../../nodes/lib/ingest/ack-ledger';
+import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { metricsRegistry } from '../../nodes/lib/metrics';
 import { Spool } from '../../nodes/lib/spool';
+import { recordingOwner } from '../support/acks';
 import { helper, nextMessage, nodeModule } from '../support/helper';
 import { eventually, freePort, influxRows, startInfluxd, tempDir, type Server } from '../support/servers';
 
@@ -67,13 +68,6 @@ describe('iotb-influx, iotb-influx-write and iotb-influx-query nodes', () => {
       assert.ok(msg.rejection.reason.length > 10);
     }
   });
-
-  /** Acknowledgements held as a source holds them; `outcomes` records what the ledger told the owner. */
-  function recordingOwner(): { outcomes: Map<number, AckOutcome>; hold(): number; close(): void } {
-    const outcomes = new Map<number, AckOutcome>();
-    const owner = { settled: (id: number, outcome: AckOutcome) => void outcomes.set(id, outcome) };
-    return { outcomes, hold: () => ackLedger.hold(owner, 60_000), close: () => ackLedger.forget(owner) };
-  }
 
   it('stores every point of a batch of many devices, settles ack ids once spooled, refuses a bad element alone', async () => {
     await helper.load([influxNode, writeNode], flow(influx.url, { measurement: 'batch_test' }));

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { ackLedger, type AckOutcome } from '../../nodes/lib/ingest/ack-ledger';
+import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
+import { recordingOwner } from '../support/acks';
 import { helper, nodeModule, type TestNode } from '../support/helper';
 import { tempDir } from '../support/servers';
 
@@ -119,13 +120,6 @@ describe('iotb-validate with the device registry', () => {
     assert.equal((await send(n, { device: { id: 'x', type: 'toaster' }, payload: '{"a":1}' })).out, 0);
   });
 
-  /** Acknowledgements held as a source holds them; `outcomes` records what the ledger told the owner. */
-  function recordingOwner(): { outcomes: [number, AckOutcome][]; hold(): number; close(): void } {
-    const outcomes: [number, AckOutcome][] = [];
-    const owner = { settled: (id: number, outcome: AckOutcome) => outcomes.push([id, outcome]) };
-    return { outcomes, hold: () => ackLedger.hold(owner, 60_000), close: () => ackLedger.forget(owner) };
-  }
-
   /** Collects what leaves both outputs until `count` messages have arrived. */
   function collect(n: { ok: TestNode; bad: TestNode }, count: number): Promise<{ ok: any[]; bad: any[] }> {
     const got = { ok: [] as any[], bad: [] as any[] };
@@ -193,13 +187,13 @@ describe('iotb-validate with the device registry', () => {
     // A writer settles each element of the batch and each refusal: an acknowledgement goes out only when
     // every part of its publication is settled.
     ackLedger.settle(batch.ackId, 'stored');
-    assert.deepEqual(owner.outcomes, [
+    assert.deepEqual(owner.seen, [
       [ids[0], 'stored'],
       [ids[1], 'stored'],
     ]);
     for (const m of bad) ackLedger.settle(m.ackId, 'stored');
     assert.deepEqual(
-      owner.outcomes.map(([id]) => id),
+      owner.seen.map(([id]) => id),
       ids.slice(0, 2).concat(ids[2], ids[3], ids[4]),
     );
     owner.close();
@@ -229,9 +223,9 @@ describe('iotb-validate with the device registry', () => {
       ],
     );
     for (const m of ok.slice(0, 2)) ackLedger.settle(m.ackId, 'stored');
-    assert.deepEqual(owner.outcomes, [[ids[0], 'stored']], 'the second reading of m1 is not settled yet');
+    assert.deepEqual(owner.seen, [[ids[0], 'stored']], 'the second reading of m1 is not settled yet');
     ackLedger.settle(ok[2].ackId, 'stored');
-    assert.deepEqual(owner.outcomes[1], [ids[1], 'stored']);
+    assert.deepEqual(owner.seen[1], [ids[1], 'stored']);
     owner.close();
   });
 
@@ -249,9 +243,9 @@ describe('iotb-validate with the device registry', () => {
     assert.deepEqual(ok[0].ackId, [id, id]);
     assert.equal(bad[0].ackId, id);
     ackLedger.settle(ok[0].ackId, 'stored');
-    assert.deepEqual(owner.outcomes, [], 'the refused reading is not durable yet');
+    assert.deepEqual(owner.seen, [], 'the refused reading is not durable yet');
     ackLedger.settle(bad[0].ackId, 'stored');
-    assert.deepEqual(owner.outcomes, [[id, 'stored']]);
+    assert.deepEqual(owner.seen, [[id, 'stored']]);
     owner.close();
   });
 
