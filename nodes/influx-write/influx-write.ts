@@ -10,9 +10,8 @@ import {
   type RefusedPoint,
 } from '../lib/influx/points';
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
-import { ackLedger, type AckIds } from '../lib/ingest/ack-ledger';
+import { ackLedger, addParts, type AckIds } from '../lib/ingest/ack-ledger';
 import { shortError } from '../lib/influx/status';
-import { addParts } from '../lib/ingest/ack-parts';
 import { rejection, type Rejection } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';

@@ -4,8 +4,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'nod
 import { elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
-import { ackLedger } from '../lib/ingest/ack-ledger';
-import { addParts } from '../lib/ingest/ack-parts';
+import { ackLedger, addParts } from '../lib/ingest/ack-ledger';
 import { isMicroBatch } from '../lib/ingest/micro-batch';
 import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';

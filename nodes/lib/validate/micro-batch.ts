@@ -5,7 +5,7 @@
  * each refused reading as its own refusal.
  */
 import type { DeviceRef } from '../device-id';
-import { addParts, type AckRefs } from '../ingest/ack-parts';
+import { addParts, type AckRefs } from '../ingest/ack-ledger';
 import type { Rejection } from '../rejection';
 import type { Refusal } from './options';
 import { validatePayload, type ValidateContext } from './readings';
