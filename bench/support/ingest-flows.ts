@@ -238,6 +238,8 @@ function embeddedFlow(t: FlowTarget): FlowNode[] {
       registry: t.registryId,
       host: t.mqttHost,
       port: String(t.mqttPort),
+      certFile: '',
+      keyFile: '',
       // 1,000 devices connect from one address within seconds: no per-address connect limit or lockout.
       connectRatePerIp: 0,
       lockoutThreshold: 0,

@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { DeviceBroker, type BrokerHolder, type BrokerLimits, type ListenOptions } from '../lib/broker/broker';
+import {
+  DeviceBroker,
+  plaintextBeyondLoopback,
+  type BrokerHolder,
+  type BrokerLimits,
+  type ListenOptions,
+} from '../lib/broker/broker';
 import type { RegistryHolder } from '../lib/registry/registry';
 import type { SecurityEvent } from '../lib/security-events';
 
@@ -13,6 +19,7 @@ interface BrokerNodeDef extends NodeDef {
   keyFile: string;
   caFile: string;
   wsEnabled: boolean;
+  allowPlaintext: boolean;
   wsPort: number | string;
   wsPath: string;
   maxPacketKb: number | string;
@@ -47,13 +54,17 @@ export = function register(RED: NodeAPI): void {
     const limits: Partial<BrokerLimits> = {
       maxPacketBytes: num(config.maxPacketKb, 256) * 1024,
       maxConnections: num(config.maxConnections, 10_000),
-      connectRatePerIp: num(config.connectRatePerIp, 20),
-      connectBurstPerIp: num(config.connectRatePerIp, 20) * 2,
+      connectRatePerIp: num(config.connectRatePerIp, 200),
+      connectBurstPerIp: num(config.connectRatePerIp, 200) * 2,
       lockoutThreshold: num(config.lockoutThreshold, 5),
       keepaliveLimitS: num(config.keepaliveLimitS, 1200),
     };
     const port = num(config.port, 1883);
-    const listen: ListenOptions = { host: config.host || '0.0.0.0', port };
+    const listen: ListenOptions = {
+      host: config.host || '127.0.0.1',
+      port,
+      allowPlaintext: config.allowPlaintext,
+    };
     try {
       if (config.certFile || config.keyFile) {
         listen.tls = { cert: readFileSync(config.certFile), key: readFileSync(config.keyFile) };
@@ -65,6 +76,10 @@ export = function register(RED: NodeAPI): void {
     }
     if (config.wsEnabled)
       listen.ws = { host: listen.host, port: num(config.wsPort, 8083), path: config.wsPath || '/mqtt' };
+
+    const exposed = plaintextBeyondLoopback(listen);
+    if (exposed.length > 0 && config.allowPlaintext)
+      this.warn(RED._('iotb-broker.warn.plaintext', { where: exposed.join(', ') }));
 
     const acks = {
       maxHeld: Math.max(1, num(config.maxUnacked, 10_000)),

@@ -84,6 +84,8 @@ export async function startBackend(
       env: {
         IOTB_MQTT_HOST: '127.0.0.1',
         IOTB_MQTT_PORT: String(mqttPort),
+        IOTB_MQTT_TLS_CERT: '',
+        IOTB_MQTT_TLS_KEY: '',
         IOTB_INFLUX_URL: influx.url,
         IOTB_INFLUX_DB: 'iot',
         ...env,

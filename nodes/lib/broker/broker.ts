@@ -42,8 +42,10 @@ export interface BrokerLimits {
 export const DEFAULT_LIMITS: BrokerLimits = {
   maxPacketBytes: 256 * 1024,
   maxConnections: 10_000,
-  connectRatePerIp: 20,
-  connectBurstPerIp: 40,
+  // 1,000 devices behind one address (a NAT, a gateway) back within ≈ 3 s of a restart (400 at once, then
+  // 200/s); a wrong token is still stopped by the per-device lockout, not by this limit.
+  connectRatePerIp: 200,
+  connectBurstPerIp: 400,
   lockoutThreshold: 5,
   lockoutBaseMs: 1000,
   lockoutMaxMs: 5 * 60_000,
@@ -61,6 +63,22 @@ export interface ListenOptions {
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
   /** MQTT over WebSocket on its own port (TLS not applied; put a reverse proxy in front for wss). */
   ws?: { host: string; port: number; path: string };
+  /** Listen without TLS on an address other machines reach (refused unless set: tokens would travel in clear). */
+  allowPlaintext?: boolean;
+}
+
+/** True for an address only this machine reaches (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** The listeners of `opts` that would carry device tokens unencrypted beyond this machine, as URLs. */
+export function plaintextBeyondLoopback(opts: ListenOptions): string[] {
+  const exposed: string[] = [];
+  if (!opts.tls && !isLoopbackHost(opts.host)) exposed.push(`mqtt://${opts.host}:${opts.port}`);
+  if (opts.ws && !isLoopbackHost(opts.ws.host)) exposed.push(`ws://${opts.ws.host}:${opts.ws.port}`);
+  return exposed;
 }
 
 /** What the iotb-broker config node offers: `RED.nodes.getNode(config.broker).broker` (a DeviceLink). */
@@ -204,9 +222,19 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     return broker;
   }
 
-  /** Starts aedes and the listeners; rejects (with everything closed again) e.g. when a port is taken. */
+  /**
+   * Starts aedes and the listeners; rejects (with everything closed again) e.g. when a port is taken, or when a
+   * listener would be reachable from the network without TLS and `allowPlaintext` is not set.
+   */
   async start(listen: ListenOptions): Promise<void> {
     try {
+      const exposed = plaintextBeyondLoopback(listen);
+      if (exposed.length > 0 && !listen.allowPlaintext)
+        throw new Error(
+          `refusing to listen without TLS beyond this machine (${exposed.join(', ')}): device tokens would ` +
+            'cross the network in clear text. Give a TLS certificate and key, listen on 127.0.0.1, or allow ' +
+            'plain MQTT explicitly',
+        );
       await this.init();
       if (this.closing) throw new Error('the broker was closed while starting');
       await this.listen(listen);
