@@ -283,7 +283,7 @@ describe('npm start (scripts/start.mjs)', () => {
     const url = `http://127.0.0.1:${port}`;
     const shippedBefore = sha(shipped);
     proc = await startScript(dir.path, port);
-    assert.match(proc.output(), /Copied flows\/backend\.json and flows\/dashboard\.json/);
+    assert.match(proc.output(), /Copied flows\/backend\.json, flows\/dashboard\.json to/);
     const userFlows = join(dir.path, 'flows.json');
     const dashboard = join(repoRoot, 'flows', 'dashboard.json');
     assert.deepEqual(JSON.parse(readFileSync(userFlows, 'utf8')), [

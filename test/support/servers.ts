@@ -3,25 +3,18 @@
  * InfluxDB 1.x (Debian `influxdb`), Mosquitto, VictoriaMetrics, Prometheus, Alertmanager, and a `node-red`
  * process running a flow with this package loaded. A missing binary fails the test with how to install it; nothing is skipped.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createDatabase, findBinary, freeLoopbackPort, influxdConfig } from '../../nodes/lib/local-influxd';
 
 export const repoRoot = resolve(__dirname, '..', '..');
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
-}
+/** A free port of 127.0.0.1 (the same helper `npm start` uses for its influxd). */
+export const freePort = freeLoopbackPort;
 
 export function tempDir(prefix: string): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), `iotb-${prefix}-`));
@@ -30,17 +23,12 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
 
 /** Throws a message that says how to install `bin` when it is not on this machine. */
 export function requireBinary(bin: string, debianPackage: string): string {
-  for (const dir of ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin']) {
-    const p = join(dir, bin);
-    if (existsSync(p)) return p;
-  }
-  try {
-    return execFileSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).trim();
-  } catch {
+  const path = findBinary(bin);
+  if (path === undefined)
     throw new Error(
       `${bin} is not installed: run \`apt-get install -y ${debianPackage}\` (.ci/run does this)`,
     );
-  }
+  return path;
 }
 
 /** Resolves once something accepts TCP connections on host:port, or rejects when `child` exits first. */
@@ -284,24 +272,7 @@ export async function startInfluxd(opts: { authEnabled?: boolean; database?: str
   const conf = join(dir.path, 'influxdb.conf');
   writeFileSync(
     conf,
-    `reporting-disabled = true
-bind-address = "127.0.0.1:${rpcPort}"
-[meta]
-  dir = "${dir.path}/meta"
-[data]
-  dir = "${dir.path}/data"
-  wal-dir = "${dir.path}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:${port}"
-  auth-enabled = ${opts.authEnabled ? 'true' : 'false'}
-  log-enabled = false
-  max-body-size = 0
-[continuous_queries]
-  enabled = false
-`,
+    influxdConfig(dir.path, { http: port, rpc: rpcPort }, { authEnabled: opts.authEnabled }),
   );
   const url = `http://127.0.0.1:${port}`;
   const server = await managedServer(
@@ -313,13 +284,11 @@ bind-address = "127.0.0.1:${rpcPort}"
     (p) => waitForHttp(`${url}/ping`, 204, p.child),
   );
   if (opts.database) {
-    const q = new URLSearchParams({ q: `CREATE DATABASE "${opts.database}"` });
-    const res = await fetch(`${url}/query`, { method: 'POST', body: q });
-    if (res.status !== 200) {
+    try {
+      await createDatabase(url, opts.database);
+    } catch (err) {
       await server.stop();
-      throw new Error(
-        `influxd: CREATE DATABASE ${opts.database} answered ${res.status}: ${await res.text()}`,
-      );
+      throw err;
     }
   }
   return server;

@@ -9,10 +9,13 @@ export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/** The last line of the summary scripts/start.mjs prints once the editor answers. */
+export const SUMMARY_END = /^=+ ready =+$/m;
+
 /**
  * scripts/start.mjs with its user dir in `userDir` and the editor on `port`. The embedded broker listens on a
  * free port of 127.0.0.1 unless `env` says otherwise, so tests never contend for 1883. Resolves once the flows
- * run and the port answers; stops the process if it does not get there.
+ * run and the start summary is printed; stops the process if it does not get there.
  */
 export async function startScript(
   userDir: string,
@@ -26,6 +29,7 @@ export async function startScript(
   try {
     await waitForOutput(proc, /Started flows/, 60_000);
     await waitForPort(port, proc.child);
+    await waitForOutput(proc, SUMMARY_END, 30_000);
   } catch (err) {
     await proc.stop();
     throw err;
