@@ -1,4 +1,4 @@
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import mqtt, {
   type IClientOptions,
   type IClientPublishOptions,
@@ -40,6 +40,18 @@ interface Ack {
   status: 'accepted' | 'succeeded' | 'failed' | 'rejected';
   result?: unknown;
   error?: string;
+}
+
+/**
+ * CONNACK codes that refuse the device itself: MQTT 3.1.1 2 (identifier rejected), 4 (bad user name or
+ * password), 5 (not authorized); MQTT 5 0x85, 0x86, 0x87, 0x8c. Code 3 (server unavailable, also a lockout)
+ * and dropped connections are worth a retry.
+ */
+const CREDENTIAL_REFUSALS = new Set([2, 4, 5, 0x85, 0x86, 0x87, 0x8c]);
+
+function isCredentialRefusal(err: Error): boolean {
+  const code = (err as Error & { code?: unknown }).code;
+  return typeof code === 'number' && CREDENTIAL_REFUSALS.has(code);
 }
 
 /** How many answered command ids the device remembers to dedupe re-sends. */
@@ -100,9 +112,25 @@ export class DeviceClient extends EventEmitter {
     return this.opts.deviceId;
   }
 
-  /** Resolves once connected, subscribed and announced. */
-  async ready(): Promise<void> {
-    await once(this, 'connect');
+  /**
+   * Resolves once connected, subscribed and announced, after however many attempts (a connection the broker's
+   * rate limit drops is retried); rejects only when the broker refuses the credentials, which no retry changes.
+   */
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onConnect = (): void => {
+        this.client.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error): void => {
+        if (!isCredentialRefusal(err)) return;
+        this.off('connect', onConnect);
+        this.client.off('error', onError);
+        reject(err);
+      };
+      this.once('connect', onConnect);
+      this.client.on('error', onError);
+    });
   }
 
   /** Sends one telemetry reading now. */
