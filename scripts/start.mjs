@@ -22,6 +22,44 @@ const {
 } = require('../dist/nodes/lib/local-influxd.js');
 const { quickStartExample } = require('../dist/nodes/lib/quick-start.js');
 
+// Defaults for the shipped flows' ${...} settings: Node-RED leaves an unset variable's placeholder in place, so
+// each one needs a value. The broker listens on loopback unless told otherwise (and then needs TLS).
+const env = {
+  IOTB_MQTT_HOST: '127.0.0.1',
+  IOTB_MQTT_PORT: '1883',
+  IOTB_MQTT_TLS_CERT: '',
+  IOTB_MQTT_TLS_KEY: '',
+  IOTB_INFLUX_DB: 'iot',
+  IOTB_PRESENCE_TIMEOUT_S: '120',
+  ...process.env,
+  IOTB_USER_DIR: userDir,
+};
+
+let influxd;
+if (!env.IOTB_INFLUX_URL) {
+  const bin = findBinary('influxd');
+  if (!bin) {
+    console.error(
+      [
+        'influxd (InfluxDB 1.x) is not installed. Install it with',
+        `  ${INFLUXD_INSTALL_COMMAND}`,
+        '(Debian package influxdb), or set IOTB_INFLUX_URL to an InfluxDB 1.x you run yourself.',
+      ].join('\n'),
+    );
+    process.exit(1);
+  }
+  try {
+    influxd = await startLocalInfluxd({ bin, dir: join(userDir, 'influxdb'), database: env.IOTB_INFLUX_DB });
+  } catch (err) {
+    console.error(`Local InfluxDB did not start: ${err.message}`);
+    process.exit(1);
+  }
+  // Whatever ends this process from here on, the influxd it started goes with it.
+  process.on('exit', () => influxd.signalStop());
+  env.IOTB_INFLUX_URL = influxd.url;
+  console.log(`InfluxDB 1.x (local influxd, pid ${influxd.pid}) on ${influxd.url}, data in ${influxd.dir}`);
+}
+
 const demo = process.env.IOTB_DEMO === '1';
 const flowFile = join(userDir, 'flows.json');
 const SIMULATOR_TAB = '5100000000000001';
@@ -62,52 +100,18 @@ function createFirstApiKey() {
   }
 }
 
-// Defaults for the shipped flows' ${...} settings: Node-RED leaves an unset variable's placeholder in place, so
-// each one needs a value. The broker listens on loopback unless told otherwise (and then needs TLS).
-const env = {
-  IOTB_MQTT_HOST: '127.0.0.1',
-  IOTB_MQTT_PORT: '1883',
-  IOTB_MQTT_TLS_CERT: '',
-  IOTB_MQTT_TLS_KEY: '',
-  IOTB_INFLUX_DB: 'iot',
-  IOTB_PRESENCE_TIMEOUT_S: '120',
-  ...process.env,
-  IOTB_USER_DIR: userDir,
-};
-
-let influxd;
-if (!env.IOTB_INFLUX_URL) {
-  const bin = findBinary('influxd');
-  if (!bin) {
-    console.error(
-      [
-        'influxd (InfluxDB 1.x) is not installed. Install it with',
-        `  ${INFLUXD_INSTALL_COMMAND}`,
-        '(Debian package influxdb), or set IOTB_INFLUX_URL to an InfluxDB 1.x you run yourself.',
-      ].join('\n'),
-    );
-    process.exit(1);
-  }
-  try {
-    influxd = await startLocalInfluxd({ bin, dir: join(userDir, 'influxdb'), database: env.IOTB_INFLUX_DB });
-  } catch (err) {
-    console.error(`Local InfluxDB did not start: ${err.message}`);
-    process.exit(1);
-  }
-  env.IOTB_INFLUX_URL = influxd.url;
-  console.log(`InfluxDB 1.x (local influxd, pid ${influxd.pid}) on ${influxd.url}, data in ${influxd.dir}`);
-}
-// Whatever ends this process, the influxd it started goes with it.
-process.on('exit', () => influxd?.signalStop());
-
 const redMain = require.resolve('node-red/red.js');
 const child = spawn(process.execPath, [redMain, '--settings', join(root, 'settings.js')], {
   stdio: 'inherit',
   env,
 });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
+let summaryPrinted = false;
 child.on('exit', (code, signal) => {
   const status = code ?? (signal ? 1 : 0);
+  // A key created for this user dir is shown once: if the summary never came, here.
+  if (operatorKey && !summaryPrinted)
+    console.log(`Operator API key of ${userDir} (shown once): ${operatorKey}`);
   if (!influxd) process.exit(status);
   influxd.stop().finally(() => process.exit(status));
 });
@@ -168,4 +172,5 @@ async function printSummaryWhenUp() {
     '',
   );
   console.log(lines.join('\n'));
+  summaryPrinted = true;
 }

@@ -14,13 +14,13 @@ import { processAlive } from './process-alive';
 /** The command that installs influxd (and the other runtime packages) on Debian. */
 export const INFLUXD_INSTALL_COMMAND = 'sudo scripts/install-debian-deps.sh --runtime';
 
-/** Where `bin` is: the sbin/bin directories first (not always on a user's PATH), then PATH; undefined if nowhere. */
+/** Where `bin` is on PATH or in the sbin directories (not always on a user's PATH); undefined if nowhere. */
 export function findBinary(
   bin: string,
-  dirs = ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin'],
   path = process.env.PATH ?? '',
+  dirs = ['/usr/local/sbin', '/usr/sbin'],
 ): string | undefined {
-  for (const dir of [...dirs, ...path.split(delimiter).filter(Boolean)]) {
+  for (const dir of [...path.split(delimiter).filter(Boolean), ...dirs]) {
     const p = join(dir, bin);
     if (existsSync(p)) return p;
   }
