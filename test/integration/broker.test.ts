@@ -93,6 +93,8 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
           maxPacketBytes: 64 * 1024,
           connectRatePerIp: 200,
           connectBurstPerIp: 200,
+          // The flood below is to be dropped at accept (bounded state), not queued for its turn.
+          connectQueueMs: 0,
           maxTrackedKeys: 500,
         },
       },
@@ -453,7 +455,7 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
   it('rate-limits new connections per address at accept', async () => {
     const p = await freePort();
     const strict = await DeviceBroker.start(
-      { registry, limits: { connectRatePerIp: 1, connectBurstPerIp: 2 } },
+      { registry, limits: { connectRatePerIp: 1, connectBurstPerIp: 2, connectQueueMs: 0 } },
       { host: '127.0.0.1', port: p },
     );
     try {

@@ -23,6 +23,11 @@ export interface BrokerLimits {
   /** New connections per second per remote address (0: unlimited) and the burst allowed. */
   connectRatePerIp: number;
   connectBurstPerIp: number;
+  /**
+   * A connection over its address's rate waits up to this long (ms) for its turn instead of being dropped at
+   * once (0: dropped): in a reconnect storm devices are served in order instead of retrying blindly.
+   */
+  connectQueueMs: number;
   /** Failed CONNECTs for one device id from one address before it is locked out. */
   lockoutThreshold: number;
   /** First lockout (ms), doubled per further failure up to `lockoutMaxMs`. */
@@ -46,6 +51,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   // 200/s); a wrong token is still stopped by the per-device lockout, not by this limit.
   connectRatePerIp: 200,
   connectBurstPerIp: 400,
+  connectQueueMs: 2000,
   lockoutThreshold: 5,
   lockoutBaseMs: 1000,
   lockoutMaxMs: 5 * 60_000,
@@ -173,6 +179,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   private readonly servers: (NetServer | HttpServer)[] = [];
   private wss: WebSocketServer | undefined;
   private readonly rawSockets = new Set<Socket>();
+  /** Connections waiting for their turn under the per-address rate, with their timers. */
+  private readonly queued = new Map<Duplex, NodeJS.Timeout>();
   private readonly connections = new Set<Duplex>();
   private readonly sessions = new WeakMap<Client, Session>();
   private readonly ipOf = new WeakMap<Client, string>();
@@ -494,11 +502,26 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       refusedTotal.labels('max_connections').inc();
       return void stream.destroy();
     }
-    if (!this.rate.take(ip)) {
+    const waitMs = this.rate.reserve(ip, this.limits.connectQueueMs);
+    if (waitMs < 0) {
       refusedTotal.labels('connect_rate').inc();
       this.rateLimited(ip);
       return void stream.destroy();
     }
+    if (waitMs > 0) {
+      // Its token is taken: it waits for its turn (a connection closed meanwhile just goes).
+      const timer = setTimeout(() => {
+        this.queued.delete(stream);
+        if (!stream.destroyed) this.handle(stream, ip);
+      }, waitMs);
+      this.queued.set(stream, timer);
+      return;
+    }
+    this.handle(stream, ip);
+  }
+
+  private handle(stream: Duplex, ip: string): void {
+    if (this.closing) return void stream.destroy();
     if ('setNoDelay' in stream) (stream as Socket).setNoDelay(true);
     const conn = new FrameGuard(stream, this.limits.maxPacketBytes);
     this.connections.add(conn);
@@ -711,6 +734,11 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
         new Promise((resolve) => setTimeout(resolve, 2000).unref()),
       ]);
     }
+    for (const [stream, timer] of this.queued) {
+      clearTimeout(timer);
+      stream.destroy();
+    }
+    this.queued.clear();
     for (const c of this.connections) c.destroy();
     for (const s of this.rawSockets) s.destroy();
     await Promise.all(closed);

@@ -31,6 +31,21 @@ export class RateLimiter {
     return ok;
   }
 
+  /**
+   * Takes one token for `key`, borrowing from the refill of the next `maxWaitMs` when there is none now (the
+   * balance goes below zero, so later callers wait behind this one). Returns the milliseconds the caller waits
+   * before using its token (0: now), or -1 when even that wait would not do (nothing taken).
+   */
+  reserve(key: string, maxWaitMs: number): number {
+    if (this.ratePerS <= 0) return 0;
+    const now = this.now();
+    const tokens = this.tokens(key, now);
+    const waitMs = tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * 1000) / this.ratePerS);
+    if (waitMs > maxWaitMs) return -1;
+    touch(this.buckets, key, { tokens: tokens - 1, at: now }, this.maxKeys);
+    return waitMs;
+  }
+
   /** Milliseconds until `key` has a token again; 0 when it has one now. */
   waitMs(key: string): number {
     if (this.ratePerS <= 0) return 0;
