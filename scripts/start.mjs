@@ -122,25 +122,24 @@ async function printSummaryWhenUp() {
   const host = !env.IOTB_HOST || env.IOTB_HOST === '0.0.0.0' ? '127.0.0.1' : env.IOTB_HOST;
   const port = env.IOTB_PORT || env.PORT || '1880';
   const editor = `http://${host}:${port}`;
+  const answers = () =>
+    fetch(editor).then(
+      () => true,
+      () => false,
+    );
   // Node-RED opens its port once the runtime has started; nothing else tells this process.
-  while (child.exitCode === null && child.signalCode === null) {
-    if (
-      await fetch(editor).then(
-        () => true,
-        () => false,
-      )
-    )
-      break;
+  while (child.exitCode === null && child.signalCode === null && !(await answers()))
     await new Promise((r) => setTimeout(r, 250));
-  }
   if (child.exitCode !== null || child.signalCode !== null) return;
   const tls = Boolean(env.IOTB_MQTT_TLS_CERT);
   const mqttHost = env.IOTB_MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : env.IOTB_MQTT_HOST;
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const example = quickStartExample(readme, {
-    IOTB_PORT: port,
-    IOTB_MQTT_PORT: env.IOTB_MQTT_PORT,
-  });
+  let example;
+  try {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    example = quickStartExample(readme, { IOTB_PORT: port, IOTB_MQTT_PORT: env.IOTB_MQTT_PORT }).split('\n');
+  } catch (err) {
+    example = [`(the README's quick start: ${err.message})`]; // the rest of the summary still matters
+  }
   const lines = [
     '',
     '================ node-red-contrib-iot-backend is running ================',
@@ -167,7 +166,7 @@ async function printSummaryWhenUp() {
     ' Try it: provision a device, publish a reading with mosquitto_pub, read it back' +
       (tls ? ' (add --cafile <CA or certificate> to mosquitto_pub)' : ''),
     `   KEY=${operatorKey ?? '<your operator key>'}`,
-    ...example.split('\n').map((l) => `   ${l}`),
+    ...example.map((l) => `   ${l}`),
     '================================ ready ================================',
     '',
   );
