@@ -4,6 +4,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { CommandDispatcher, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
 import type { BrokerHolder } from '../lib/broker/broker';
+import type { ConfigProblemHolder } from '../lib/config-check';
 import type { CommandRecord } from '../lib/commands/states';
 import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection } from '../lib/rejection';
@@ -114,7 +115,19 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      link = (RED.nodes.getNode(config.broker ?? '') as unknown as BrokerHolder | null)?.broker;
+      const brokerNode = RED.nodes.getNode(config.broker ?? '') as unknown as
+        (BrokerHolder & ConfigProblemHolder) | null;
+      link = brokerNode?.broker;
+      if (!link && brokerNode?.configProblem) {
+        // The broker node logged it; here it is the status.
+        const problem = brokerNode.configProblem;
+        node.status({
+          fill: 'red',
+          shape: 'ring',
+          text: RED._('iotb-command.status.configInvalid', { problem }),
+        });
+        return;
+      }
     }
     if (!link || typeof link.publishToDevice !== 'function') {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });

@@ -46,9 +46,21 @@ export = function register(RED: NodeAPI): void {
   function InfluxWriteNode(this: Node, config: InfluxWriteDef): void {
     RED.nodes.createNode(this, config);
     const influx = RED.nodes.getNode(config.influx) as InfluxConfigNode | null;
-    if (!influx) {
-      this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.noConfig') });
-      this.on('input', (_msg, _send, done) => done(new Error(RED._('iotb-influx-write.status.noConfig'))));
+    const connection = influx?.connection;
+    if (!connection) {
+      // The config node logged its problem once; here it is the status, and every message is refused with
+      // it (not acknowledged: nothing was stored).
+      const reason = influx
+        ? RED._('iotb-influx-write.status.configInvalid', { problem: influx.configProblem ?? '' })
+        : RED._('iotb-influx-write.status.noConfig');
+      this.status({ fill: 'red', shape: 'ring', text: reason });
+      this.on('input', (msg, send, done) => {
+        const m = msg as NodeMessageInFlow & Record<string, unknown>;
+        ackLedger.settle(m.ackId as AckIds, 'failed');
+        m.rejection = rejection('influx', influx ? 'CONFIG_INVALID' : 'NO_CONFIG', reason);
+        send([null, m, null]);
+        done();
+      });
       return;
     }
     const defaults: PointDefaults = {
@@ -74,7 +86,7 @@ export = function register(RED: NodeAPI): void {
       fsync: config.fsync || 'interval',
       whenFull: config.whenFull || 'refuse',
     }).then((spool) => {
-      sender = new InfluxSender(spool, (body, signal) => influx.connection.write(body, signal), {
+      sender = new InfluxSender(spool, (body, signal) => connection.write(body, signal), {
         batchRecords: num(config.batchRecords, 5000),
         flushIntervalMs: num(config.flushIntervalMs, 1000),
         deadLetterFile: join(spoolRoot, `${this.id}.rejected.jsonl`),
