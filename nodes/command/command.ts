@@ -7,7 +7,7 @@ import type { BrokerHolder } from '../lib/broker/broker';
 import type { ConfigProblemHolder } from '../lib/config-check';
 import type { CommandRecord } from '../lib/commands/states';
 import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
-import { RejectionError, rejection } from '../lib/rejection';
+import { RejectionError, rejection, refuseMessage } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 
 interface CommandNodeDef extends NodeDef {
@@ -238,7 +238,7 @@ export = function register(RED: NodeAPI): void {
     d.on('error', (err) => node.error(err));
 
     const refuse = (msg: Msg, code: string, reason: string): void => {
-      msg.rejection = rejection('command', code, reason);
+      refuseMessage(msg, rejection('command', code, reason));
       node.send([null, null, msg]);
     };
 
@@ -301,7 +301,7 @@ export = function register(RED: NodeAPI): void {
         done();
       } catch (err) {
         if (err instanceof RejectionError) {
-          msg.rejection = err.rejection;
+          refuseMessage(msg, err.rejection);
           send([null, null, msg]);
           done();
         } else done(err as Error);

@@ -12,7 +12,7 @@ import {
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { ackLedger, addParts, type AckIds } from '../lib/ingest/ack-ledger';
 import { shortError } from '../lib/influx/status';
-import { rejection, type Rejection } from '../lib/rejection';
+import { rejection, type Rejection, refuseMessage } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';
 import { Throttle } from '../lib/throttle';
@@ -57,7 +57,7 @@ export = function register(RED: NodeAPI): void {
       this.on('input', (msg, send, done) => {
         const m = msg as NodeMessageInFlow & Record<string, unknown>;
         ackLedger.settle(m.ackId as AckIds, 'failed');
-        m.rejection = rejection('influx', influx ? 'CONFIG_INVALID' : 'NO_CONFIG', reason);
+        refuseMessage(m, rejection('influx', influx ? 'CONFIG_INVALID' : 'NO_CONFIG', reason));
         send([null, m, null]);
         done();
       });
@@ -191,7 +191,7 @@ export = function register(RED: NodeAPI): void {
       const { lines, kept, refused } = encoded;
       if (lines.length === 0 && refused.length === 1 && refused[0].index === undefined) {
         // One reading or point, refused: the message itself leaves with the reason (and its ack id).
-        m.rejection = rejection('influx', refused[0].code, refused[0].reason);
+        refuseMessage(m, rejection('influx', refused[0].code, refused[0].reason));
         send([null, m, null]);
         return done();
       }
@@ -229,7 +229,7 @@ export = function register(RED: NodeAPI): void {
               const indices = kept ?? lines.map((_, i) => i);
               send([null, indices.map((i) => refusedElement(m, { index: i, code, reason }, clone)), null]);
             } else {
-              m.rejection = rejection('influx', code, reason);
+              refuseMessage(m, rejection('influx', code, reason));
               send([null, m, null]);
             }
           }
@@ -264,6 +264,6 @@ function refusedElement(
   const index = r.index as number;
   const out = elementMessage(m, index, clone);
   out.ackId ??= null;
-  out.rejection = rejection('influx', r.code, r.reason, { index });
+  refuseMessage(out, rejection('influx', r.code, r.reason, { index }));
   return out;
 }
