@@ -13,11 +13,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { FailureScreenshots, launchBrowser } from '../support/browser';
+import { nodeBox, nodeLabel, type FlowNode } from '../support/flow-layout';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
 import { repoRoot, tempDir } from '../support/servers';
 
 const FLOW_TEXT = readFileSync(join(repoRoot, 'flows', 'backend.json'), 'utf8');
-const FLOW = JSON.parse(FLOW_TEXT) as { id: string; type: string; name?: string; z?: string }[];
+const FLOW = JSON.parse(FLOW_TEXT) as (FlowNode & { name?: string; z?: string })[];
 const TAB = FLOW.find((n) => n.type === 'tab')!.id;
 const SCREENSHOTS = join(tmpdir(), 'iotb-editor-screenshots');
 
@@ -152,5 +153,29 @@ describe('flows/backend.json imported and deployed in the editor without its env
         });
       await shoot('backend-overview', 0, 0);
       console.log(`screenshots of the backend tab: ${SCREENSHOTS}`);
+    }));
+
+  it('sizes nodes as the layout test assumes (test/support/flow-layout.ts), never smaller', () =>
+    screenshots.run('sizes', async () => {
+      // Zoomed out, every node of the tab is in view and drawn, so the editor has computed its box.
+      const drawn = await page.evaluate(
+        (tab) =>
+          (
+            (globalThis as any).RED.nodes.filterNodes({ z: tab }) as { id: string; w: number; h: number }[]
+          ).map((n) => ({ id: n.id, w: n.w, h: n.h })),
+        TAB,
+      );
+      const byId = new Map(FLOW.map((n) => [n.id, n]));
+      const off: string[] = [];
+      for (const d of drawn) {
+        const b = nodeBox(byId.get(d.id)!);
+        const w = b.x1 - b.x0;
+        const h = b.y1 - b.y0;
+        // At most one 20 px grid step wider than the editor draws it, and never narrower or lower.
+        if (w < d.w || w > d.w + 20 || h < d.h)
+          off.push(`${d.id} "${nodeLabel(byId.get(d.id)!)}": ${w}x${h}, editor ${d.w}x${d.h}`);
+      }
+      assert.ok(drawn.length > 100, `${drawn.length} nodes drawn`);
+      assert.deepEqual(off, []);
     }));
 });

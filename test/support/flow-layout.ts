@@ -4,12 +4,13 @@
  *
  * Node-RED's editor (packages/node_modules/@node-red/editor-client/src/js/ui/view.js, 4.1) sizes a node as
  *   w = max(100, 20 * ceil((labelWidth + 50 + (inputs > 0 ? 7 : 0)) / 20)),  h = max(30, 6 + 24 * lines, 15 * outputs)
- * with labelWidth measured in the browser for the class `red-ui-flow-node-label` (14px Helvetica Neue / Arial);
+ * with labelWidth measured in the browser for the class `red-ui-flow-node-label` (14px Helvetica Neue, Arial,
+ * or the system's sans-serif);
  * a node whose label is hidden (link nodes by default) is 30 × 30; x/y in the flow file are the node's centre.
  * inject and debug draw a 20 px button beside the box. A group's box is its nodes' boxes plus a 26 px margin
- * (view.js, redrawGroups). labelWidth here comes from Arial's advance widths at 14 px (Liberation Sans, what
- * Chromium draws on Linux, has the same metrics), rounded up; the editor test compares it with the widths
- * the real editor computes.
+ * (view.js, redrawGroups). labelWidth here comes from DejaVu Sans' advance widths at 14 px (the widest of
+ * the fonts the editor falls back to), rounded up; test/editor/backend-flow.test.ts compares the result with
+ * the boxes the real editor draws in Chromium.
  */
 
 export type FlowNode = { id: string; type: string; [k: string]: unknown };
@@ -26,48 +27,103 @@ export function isCanvasNode(n: FlowNode): boolean {
   return typeof n.z === 'string' && n.type !== 'tab' && n.type !== 'group' && typeof n.x === 'number';
 }
 
-// Arial advance widths at 14 px (units of 1/1000 em × 14).
-const NARROW = new Set(['i', 'j', 'l', 'I', '.', ',', ':', ';', '!', '|', "'"]);
-const WIDTHS: Record<string, number> = {
-  ' ': 3.9,
-  f: 3.9,
-  t: 3.9,
-  r: 4.7,
-  '/': 3.9,
-  '-': 4.7,
-  '(': 4.7,
-  ')': 4.7,
-  '[': 3.9,
-  ']': 3.9,
-  '{': 4.7,
-  '}': 4.7,
-  '"': 5,
-  '*': 5.5,
-  m: 11.7,
-  w: 10.1,
-  M: 11.7,
-  W: 13.2,
-  '@': 14.2,
-  '>': 8.2,
-  '<': 8.2,
-  '+': 8.2,
-  '=': 8.2,
-  '&': 9.3,
-  '→': 14,
-  '·': 3.9,
-  '…': 14,
+// Advance widths of DejaVu Sans (what Chromium draws on a Linux machine without Helvetica or Arial), in
+// thousandths of an em. It is wider than Arial and Helvetica, so a layout that fits with it fits with those.
+const EM: Record<string, number> = {
+  ' ': 318,
+  a: 613,
+  b: 635,
+  c: 550,
+  d: 635,
+  e: 615,
+  f: 352,
+  g: 635,
+  h: 634,
+  i: 278,
+  j: 278,
+  k: 579,
+  l: 278,
+  m: 974,
+  n: 634,
+  o: 612,
+  p: 635,
+  q: 635,
+  r: 411,
+  s: 521,
+  t: 392,
+  u: 634,
+  v: 592,
+  w: 818,
+  x: 592,
+  y: 592,
+  z: 525,
+  A: 684,
+  B: 686,
+  C: 698,
+  D: 770,
+  E: 632,
+  F: 575,
+  G: 775,
+  H: 752,
+  I: 295,
+  J: 295,
+  K: 656,
+  L: 557,
+  M: 863,
+  N: 748,
+  O: 787,
+  P: 603,
+  Q: 787,
+  R: 695,
+  S: 635,
+  T: 611,
+  U: 732,
+  V: 684,
+  W: 989,
+  X: 685,
+  Y: 611,
+  Z: 685,
+  '.': 318,
+  ',': 318,
+  ':': 337,
+  ';': 337,
+  '/': 337,
+  '\\': 337,
+  '-': 361,
+  '(': 390,
+  ')': 390,
+  '[': 390,
+  ']': 390,
+  '{': 636,
+  '}': 636,
+  _: 500,
+  '>': 838,
+  '<': 838,
+  '=': 838,
+  '+': 838,
+  '?': 531,
+  '!': 400,
+  "'": 275,
+  '"': 460,
+  '*': 500,
+  '&': 780,
+  '@': 1000,
+  '#': 838,
+  '|': 337,
+  '%': 950,
+  $: 636,
+  '~': 838,
+  '·': 318,
+  '…': 1000,
+  '→': 838,
+  '°': 500,
 };
 
-/** The width of a label in px as the editor draws it (an approximation from Arial's metrics). */
+/** The width of a label in px as the editor draws it at 14 px (from DejaVu Sans' metrics, rounded up). */
 export function labelWidth(label: string): number {
-  let w = 0;
-  for (const c of label) {
-    if (NARROW.has(c)) w += 3.1;
-    else if (WIDTHS[c] !== undefined) w += WIDTHS[c];
-    else if (c >= 'A' && c <= 'Z') w += 9.7;
-    else w += 7.8;
-  }
-  return Math.ceil(w);
+  let em = 0;
+  for (const c of label) em += EM[c] ?? (c >= '0' && c <= '9' ? 636 : 1000);
+  return Math.ceil((em * 14) / 1000);
 }
 
 const NO_INPUT = new Set([
