@@ -5,7 +5,7 @@
  * of a tab overlap, and no change, switch or function node is left with the editor's generic label.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { repoRoot } from '../support/servers';
@@ -20,6 +20,7 @@ import {
   type FlowNode,
 } from '../support/flow-layout';
 
+const DOC_REF = /docs\/[\w.-]+\.md/g;
 const files = readdirSync(join(repoRoot, 'flows')).filter((f) => f.endsWith('.json'));
 
 const describeNode = (n: FlowNode): string => `${n.type} ${n.id} "${nodeLabel(n)}" at ${String(n.x)},${String(n.y)}`;
@@ -72,6 +73,15 @@ for (const file of files) {
           (g.nodes as string[]).some((id) => byId.get(id)?.type === 'comment'),
           `group "${g.name}" has no comment node`,
         );
+      }
+    });
+
+    it("points each group's comment to the docs that explain the group", () => {
+      for (const g of groups) {
+        const comments = (g.nodes as string[]).map((id) => byId.get(id)!).filter((n) => n.type === 'comment');
+        const docs = comments.flatMap((c) => [...(typeof c.info === 'string' ? c.info : '').matchAll(DOC_REF)]);
+        assert.ok(docs.length > 0, `the comment of group "${String(g.name)}" names no docs/*.md`);
+        for (const [ref] of docs) assert.ok(existsSync(join(repoRoot, ref)), `group "${String(g.name)}": ${ref} does not exist`);
       }
     });
 
