@@ -9,6 +9,13 @@ import {
 } from '../lib/broker/broker';
 import type { RegistryHolder } from '../lib/registry/registry';
 import type { SecurityEvent } from '../lib/security-events';
+import {
+  checkSetting,
+  firstProblem,
+  optionalHost,
+  optionalPort,
+  type ConfigProblemHolder,
+} from '../lib/config-check';
 
 interface BrokerNodeDef extends NodeDef {
   registry: string;
@@ -31,7 +38,7 @@ interface BrokerNodeDef extends NodeDef {
   ackTimeoutS: number | string;
 }
 
-type BrokerConfigNode = Node & BrokerHolder;
+type BrokerConfigNode = Node & BrokerHolder & ConfigProblemHolder;
 
 /** A number from the dialog, or the default when empty or not a number >= 0. */
 function num(v: number | string | undefined, fallback: number): number {
@@ -49,6 +56,22 @@ export = function register(RED: NodeAPI): void {
     const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
     if (!registry) {
       this.error(RED._('iotb-broker.error.noRegistry'));
+      return;
+    }
+    // Host and port usually come from ${IOTB_MQTT_HOST}/${IOTB_MQTT_PORT}: a variable that is not set would
+    // otherwise surface as "getaddrinfo ENOTFOUND ${IOTB_MQTT_HOST}". Said once here; the nodes that use
+    // the broker show it in their status.
+    const problem = firstProblem(
+      checkSetting('Host', config.host, optionalHost),
+      checkSetting('Port', config.port, optionalPort),
+      // An unset ${IOTB_MQTT_TLS_CERT} would otherwise be read as a file name; set empty, it means no TLS.
+      checkSetting('Certificate file', config.certFile, () => undefined),
+      checkSetting('Key file', config.keyFile, () => undefined),
+      config.wsEnabled ? checkSetting('WS port', config.wsPort, optionalPort) : undefined,
+    );
+    if (problem) {
+      this.configProblem = problem;
+      this.error(RED._('iotb-broker.error.invalid', { problem }));
       return;
     }
     const limits: Partial<BrokerLimits> = {

@@ -4,9 +4,10 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { CommandDispatcher, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
 import type { BrokerHolder } from '../lib/broker/broker';
+import type { ConfigProblemHolder } from '../lib/config-check';
 import type { CommandRecord } from '../lib/commands/states';
 import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
-import { RejectionError, rejection } from '../lib/rejection';
+import { RejectionError, rejection, refuseMessage } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 
 interface CommandNodeDef extends NodeDef {
@@ -114,7 +115,19 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      link = (RED.nodes.getNode(config.broker ?? '') as unknown as BrokerHolder | null)?.broker;
+      const brokerNode = RED.nodes.getNode(config.broker ?? '') as unknown as
+        (BrokerHolder & ConfigProblemHolder) | null;
+      link = brokerNode?.broker;
+      if (!link && brokerNode?.configProblem) {
+        // The broker node logged it; here it is the status.
+        const problem = brokerNode.configProblem;
+        node.status({
+          fill: 'red',
+          shape: 'ring',
+          text: RED._('iotb-command.status.configInvalid', { problem }),
+        });
+        return;
+      }
     }
     if (!link || typeof link.publishToDevice !== 'function') {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
@@ -225,7 +238,7 @@ export = function register(RED: NodeAPI): void {
     d.on('error', (err) => node.error(err));
 
     const refuse = (msg: Msg, code: string, reason: string): void => {
-      msg.rejection = rejection('command', code, reason);
+      refuseMessage(msg, rejection('command', code, reason));
       node.send([null, null, msg]);
     };
 
@@ -288,7 +301,7 @@ export = function register(RED: NodeAPI): void {
         done();
       } catch (err) {
         if (err instanceof RejectionError) {
-          msg.rejection = err.rejection;
+          refuseMessage(msg, err.rejection);
           send([null, null, msg]);
           done();
         } else done(err as Error);

@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { BrokerHolder, BrokerState, ConnectionEvent } from '../lib/broker/broker';
+import type { ConfigProblemHolder } from '../lib/config-check';
 import type { DeviceMessage } from '../lib/device-contracts';
 import { MicroBatcher, type MicroBatch } from '../lib/ingest/micro-batch';
 import type { SecurityEvent } from '../lib/security-events';
@@ -39,7 +40,18 @@ const KIND_OPTION: Record<string, 'telemetry' | 'status' | 'ack'> = {
 export = function register(RED: NodeAPI): void {
   function DeviceInNode(this: Node, config: DeviceInNodeDef): void {
     RED.nodes.createNode(this, config);
-    const broker = (RED.nodes.getNode(config.broker) as (Node & BrokerHolder) | null)?.broker;
+    const brokerNode = RED.nodes.getNode(config.broker) as (Node & BrokerHolder & ConfigProblemHolder) | null;
+    const broker = brokerNode?.broker;
+    if (!broker && brokerNode?.configProblem) {
+      // The broker node logged it; here it is the status.
+      const problem = brokerNode.configProblem;
+      this.status({
+        fill: 'red',
+        shape: 'ring',
+        text: RED._('iotb-device-in.status.configInvalid', { problem }),
+      });
+      return;
+    }
     if (!broker) {
       this.status({ fill: 'red', shape: 'ring', text: 'iotb-device-in.status.noBroker' });
       this.error(RED._('iotb-device-in.error.noBroker'));

@@ -17,6 +17,11 @@ export = function register(RED: NodeAPI): void {
   function InfluxQueryNode(this: Node, config: InfluxQueryDef): void {
     RED.nodes.createNode(this, config);
     const influx = RED.nodes.getNode(config.influx) as InfluxConfigNode | null;
+    const connection = influx?.connection;
+    const noConnection = influx
+      ? RED._('iotb-influx-query.status.configInvalid', { problem: influx.configProblem ?? '' })
+      : RED._('iotb-influx-query.error.noConfig');
+    if (!connection) this.status({ fill: 'red', shape: 'ring', text: noConnection });
     let fixedParams: Record<string, unknown> = {};
     try {
       fixedParams = config.params ? (JSON.parse(config.params) as Record<string, unknown>) : {};
@@ -25,7 +30,7 @@ export = function register(RED: NodeAPI): void {
     }
     this.on('input', (msg: NodeMessageInFlow, send, done) => {
       const m = msg as NodeMessageInFlow & { query?: unknown; params?: unknown; chart?: unknown };
-      if (!influx) return done(new Error(RED._('iotb-influx-query.error.noConfig')));
+      if (!connection) return done(new Error(noConnection));
       const query = config.query || (typeof m.query === 'string' ? m.query : '');
       if (!query) return done(new Error(RED._('iotb-influx-query.error.noQuery')));
       const params = {
@@ -33,7 +38,7 @@ export = function register(RED: NodeAPI): void {
         ...(typeof m.params === 'object' && m.params !== null ? (m.params as Record<string, unknown>) : {}),
       };
       this.status({ fill: 'blue', shape: 'dot', text: RED._('iotb-influx-query.status.querying') });
-      runQuery(influx.connection, { language: config.language || 'influxql', query, params }).then(
+      runQuery(connection, { language: config.language || 'influxql', query, params }).then(
         (rows) => {
           m.payload = rows;
           m.chart = toChart(rows);

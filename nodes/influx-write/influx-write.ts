@@ -12,7 +12,7 @@ import {
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { ackLedger, addParts, type AckIds } from '../lib/ingest/ack-ledger';
 import { shortError } from '../lib/influx/status';
-import { rejection, type Rejection } from '../lib/rejection';
+import { rejection, type Rejection, refuseMessage } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';
 import { Throttle } from '../lib/throttle';
@@ -46,9 +46,21 @@ export = function register(RED: NodeAPI): void {
   function InfluxWriteNode(this: Node, config: InfluxWriteDef): void {
     RED.nodes.createNode(this, config);
     const influx = RED.nodes.getNode(config.influx) as InfluxConfigNode | null;
-    if (!influx) {
-      this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.noConfig') });
-      this.on('input', (_msg, _send, done) => done(new Error(RED._('iotb-influx-write.status.noConfig'))));
+    const connection = influx?.connection;
+    if (!connection) {
+      // The config node logged its problem once; here it is the status, and every message is refused with
+      // it (not acknowledged: nothing was stored).
+      const reason = influx
+        ? RED._('iotb-influx-write.status.configInvalid', { problem: influx.configProblem ?? '' })
+        : RED._('iotb-influx-write.status.noConfig');
+      this.status({ fill: 'red', shape: 'ring', text: reason });
+      this.on('input', (msg, send, done) => {
+        const m = msg as NodeMessageInFlow & Record<string, unknown>;
+        ackLedger.settle(m.ackId as AckIds, 'failed');
+        refuseMessage(m, rejection('influx', influx ? 'CONFIG_INVALID' : 'NO_CONFIG', reason));
+        send([null, m, null]);
+        done();
+      });
       return;
     }
     const defaults: PointDefaults = {
@@ -74,7 +86,7 @@ export = function register(RED: NodeAPI): void {
       fsync: config.fsync || 'interval',
       whenFull: config.whenFull || 'refuse',
     }).then((spool) => {
-      sender = new InfluxSender(spool, (body, signal) => influx.connection.write(body, signal), {
+      sender = new InfluxSender(spool, (body, signal) => connection.write(body, signal), {
         batchRecords: num(config.batchRecords, 5000),
         flushIntervalMs: num(config.flushIntervalMs, 1000),
         deadLetterFile: join(spoolRoot, `${this.id}.rejected.jsonl`),
@@ -179,7 +191,7 @@ export = function register(RED: NodeAPI): void {
       const { lines, kept, refused } = encoded;
       if (lines.length === 0 && refused.length === 1 && refused[0].index === undefined) {
         // One reading or point, refused: the message itself leaves with the reason (and its ack id).
-        m.rejection = rejection('influx', refused[0].code, refused[0].reason);
+        refuseMessage(m, rejection('influx', refused[0].code, refused[0].reason));
         send([null, m, null]);
         return done();
       }
@@ -217,7 +229,7 @@ export = function register(RED: NodeAPI): void {
               const indices = kept ?? lines.map((_, i) => i);
               send([null, indices.map((i) => refusedElement(m, { index: i, code, reason }, clone)), null]);
             } else {
-              m.rejection = rejection('influx', code, reason);
+              refuseMessage(m, rejection('influx', code, reason));
               send([null, m, null]);
             }
           }
@@ -252,6 +264,6 @@ function refusedElement(
   const index = r.index as number;
   const out = elementMessage(m, index, clone);
   out.ackId ??= null;
-  out.rejection = rejection('influx', r.code, r.reason, { index });
+  refuseMessage(out, rejection('influx', r.code, r.reason, { index }));
   return out;
 }

@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { InfluxConfigNode, InfluxCredentials } from './types';
 import { InfluxConnection, type InfluxConnectionOptions, type InfluxFlavour } from '../lib/influx/connection';
 import { diagnose } from '../lib/influx/diagnose';
+import { checkSetting, firstProblem, httpUrl, required } from '../lib/config-check';
 
 interface InfluxConfigDef extends NodeDef {
   flavour: InfluxFlavour;
@@ -40,12 +41,37 @@ function connectionOptions(c: ConfigFields, creds: InfluxCredentials): InfluxCon
   };
 }
 
+/** The first setting that cannot work, described (the dialog's names), or undefined. */
+function settingsProblem(c: ConfigFields): string | undefined {
+  const flavour = c.flavour ?? '1';
+  return firstProblem(
+    checkSetting('URL', c.url, httpUrl),
+    flavour === '2' ? checkSetting('Organisation', c.org, required) : undefined,
+    flavour === '2'
+      ? checkSetting('Bucket', c.bucket, required)
+      : checkSetting('Database', c.database, required),
+  );
+}
+
 /** iotb-influx: one InfluxDB server (API flavour, URL, TLS, credentials) shared by the write and query nodes. */
 export = function register(RED: NodeAPI): void {
   function InfluxNode(this: Node<InfluxCredentials>, config: InfluxConfigDef): void {
     RED.nodes.createNode(this, config);
-    const connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
-    (this as InfluxConfigNode).connection = connection;
+    const self = this as InfluxConfigNode;
+    // A setting that cannot work is said once here; the write and query nodes show it in their status.
+    let problem = settingsProblem(config);
+    let connection: InfluxConnection | undefined;
+    try {
+      if (!problem) connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+    if (!connection) {
+      self.configProblem = problem;
+      this.error(RED._('iotb-influx.error.invalid', { problem: problem ?? '' }));
+      return;
+    }
+    self.connection = connection;
     this.on('close', () => connection.close());
   }
   RED.nodes.registerType<Node<InfluxCredentials>, InfluxConfigDef, unknown, InfluxCredentials>(

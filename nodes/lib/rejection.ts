@@ -49,3 +49,53 @@ export function rejection(stage: RejectionStage, code: string, reason: string, d
   const text = printableReason(reason);
   return details === undefined ? { stage, code, reason: text } : { stage, code, reason: text, details };
 }
+
+/**
+ * The HTTP status a refusal answers with on the HTTP API (docs/backend.md, HTTP API), by its code; every
+ * other code is a bad request (400). iotb-auth answers with its own 401/403/429.
+ */
+const HTTP_STATUS: Readonly<Partial<Record<string, number>>> = {
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  UNKNOWN_DEVICE: 404,
+  CONFLICT: 409,
+  KILL_SWITCH: 409,
+  SAFE_MODE: 409,
+  DUPLICATE_ID: 409,
+  DEVICE_DISABLED: 409,
+  DEVICE_REVOKED: 409,
+  TOO_LARGE: 413,
+  QUEUE_FULL: 429,
+  RATE_LIMITED: 429,
+  // Nothing of the request was stored: the client sends it again later.
+  SPOOL_FULL: 503,
+  DISK_FULL: 503,
+  CONFIG_INVALID: 503,
+  NO_CONFIG: 503,
+};
+const RETRY_AFTER_S: Readonly<Partial<Record<string, number>>> = { SPOOL_FULL: 5, DISK_FULL: 5 };
+
+export function httpStatusOf(code: string): number {
+  return HTTP_STATUS[code] ?? 400;
+}
+
+interface RefusableMessage {
+  rejection?: Rejection;
+  res?: unknown;
+  statusCode?: number;
+  headers?: Record<string, unknown>;
+}
+
+/**
+ * Puts the refusal on the message; a message of an HTTP request (`msg.res`, from an `http in` node) also
+ * gets the status to answer with (and `Retry-After` when sending again later can succeed), so an `http
+ * response` after a change node that builds the `{code, reason, details}` body answers it correctly.
+ */
+export function refuseMessage(msg: object, r: Rejection): void {
+  const m = msg as RefusableMessage;
+  m.rejection = r;
+  if (m.res === undefined) return;
+  m.statusCode = httpStatusOf(r.code);
+  const retryAfter = RETRY_AFTER_S[r.code];
+  if (retryAfter !== undefined) m.headers = { ...m.headers, 'Retry-After': String(retryAfter) };
+}

@@ -4,6 +4,7 @@ import {
   type ExternalMqttOptions,
   type ExternalMqttSnapshot,
 } from '../lib/ingest/external-mqtt';
+import { unresolvedEnvVar } from '../lib/config-check';
 import type { RegistryHolder } from '../lib/registry/registry';
 import { Throttle } from '../lib/throttle';
 
@@ -53,12 +54,12 @@ export = function register(RED: NodeAPI): void {
       return;
     }
     // Node-RED leaves `${NAME}` as it is when the environment variable is not set.
-    const unset = [config.url, config.clientId, config.sharedGroup].find((v) =>
-      /^\$\{[^}]+\}$/.test(v ?? ''),
-    );
+    const unset = [config.url, config.clientId, config.sharedGroup]
+      .map(unresolvedEnvVar)
+      .find((name) => name !== undefined);
     if (unset) {
       this.status({ fill: 'red', shape: 'ring', text: 'iotb-mqtt-in.status.badConfig' });
-      this.error(RED._('iotb-mqtt-in.error.envUnset', { name: unset.slice(2, -1) }));
+      this.error(RED._('iotb-mqtt-in.error.envUnset', { name: unset }));
       return;
     }
     const creds: MqttInCredentials = this.credentials;

@@ -8,7 +8,7 @@ import { QualityEngine, type FilledReading, type ReadingOutcome } from '../lib/q
 import type { FieldQuality } from '../lib/quality/flags';
 import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
-import { rejection } from '../lib/rejection';
+import { rejection, refuseMessage } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 
 interface QualityNodeDef extends NodeDef {
@@ -163,7 +163,7 @@ export = function register(RED: NodeAPI): void {
       const refuse = (index: number, code: string, reason: string, details?: object): void => {
         const out = elementMessage(msg, index, clone);
         out.ackId ??= null;
-        out.rejection = rejection('quality', code, reason, { index, ...details });
+        refuseMessage(out, rejection('quality', code, reason, { index, ...details }));
         refused.push(out);
       };
       dirty = true;
@@ -235,7 +235,7 @@ export = function register(RED: NodeAPI): void {
       }
       const device = msg.device;
       if (!isObject(device) || typeof device.id !== 'string' || device.id === '') {
-        msg.rejection = rejection('quality', 'NO_DEVICE', NO_DEVICE);
+        refuseMessage(msg, rejection('quality', 'NO_DEVICE', NO_DEVICE));
         send([null, msg]);
         return done();
       }
@@ -249,7 +249,10 @@ export = function register(RED: NodeAPI): void {
         const r = judge(deviceId, type, ts, payload, msg.quality);
         if (r.quality) msg.quality = { ...(isObject(msg.quality) ? msg.quality : {}), ...r.quality };
         if (r.rejected) {
-          msg.rejection = rejection('quality', r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected);
+          refuseMessage(
+            msg,
+            rejection('quality', r.rejected.check.toUpperCase(), r.rejected.reason, r.rejected),
+          );
           send([null, msg]);
         } else if (r.fills || r.restored) {
           const extra = (f: FilledReading, imputed: boolean): NodeMessage => ({
@@ -271,10 +274,9 @@ export = function register(RED: NodeAPI): void {
         return done();
       }
 
-      msg.rejection = rejection(
-        'quality',
-        'NOT_A_READING',
-        'msg.payload must be an object of fields or an array of them',
+      refuseMessage(
+        msg,
+        rejection('quality', 'NOT_A_READING', 'msg.payload must be an object of fields or an array of them'),
       );
       send([null, msg]);
       done();

@@ -6,7 +6,7 @@ import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
 import { ackLedger, addParts } from '../lib/ingest/ack-ledger';
 import { isMicroBatch } from '../lib/ingest/micro-batch';
-import { rejection } from '../lib/rejection';
+import { rejection, refuseMessage } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 import {
   compileReadingSchema,
@@ -289,11 +289,14 @@ export = function register(RED: NodeAPI): void {
       const payloads = msg.payload;
       if (!Array.isArray(payloads) || payloads.length !== msg.device.length) {
         rejected++;
-        msg.rejection = rejection(
-          'validate',
-          'BATCH',
-          'a micro-batch needs msg.payload as an array of publications parallel to msg.device',
-          { devices: msg.device.length },
+        refuseMessage(
+          msg,
+          rejection(
+            'validate',
+            'BATCH',
+            'a micro-batch needs msg.payload as an array of publications parallel to msg.device',
+            { devices: msg.device.length },
+          ),
         );
         send([null, msg]);
         return;
@@ -315,7 +318,7 @@ export = function register(RED: NodeAPI): void {
         const out = elementMessage(batch, r.publication, clone);
         out.payload = r.payload;
         out.ackId = r.ackId;
-        out.rejection = r.rejection;
+        refuseMessage(out, r.rejection);
         return out;
       });
       let good: NodeMessage | NodeMessage[] | null = null;
@@ -435,7 +438,7 @@ function outputs(
     const out = fresh();
     if (r.index !== undefined) out.payload = r.value;
     else if (total !== 1) out.payload = msg.payload;
-    out.rejection = r.rejection;
+    refuseMessage(out, r.rejection);
     bad.push(out);
   }
   return [good, bad];

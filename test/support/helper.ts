@@ -2,6 +2,7 @@
  * node-red-node-test-helper bound to the Node-RED in devDependencies (or NODE_RED_HOME for the 5.x leg),
  * loading the built nodes from dist/ so tests exercise what ships.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './servers';
 
@@ -75,4 +76,24 @@ export function received(node: TestNode): ReceivedMessages {
     next: (pred = () => true) => when((): unknown => msgs.find(pred)),
     count: (n) => when(() => (msgs.length >= n ? msgs.slice(0, n) : undefined)),
   };
+}
+
+/**
+ * Like `nodeModule`, but the node's `RED._` reads its en-US message catalog and fills in `__name__`
+ * placeholders, so a test sees the status and log texts a user sees (the helper's own `RED._` returns the key).
+ */
+export function nodeModuleWithMessages(name: string): unknown {
+  const register = nodeModule(name) as (RED: Record<string, unknown>) => void;
+  const file = join(repoRoot, 'nodes', name, 'locales', 'en-US', `${name}.json`);
+  const catalog = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const translate = (key: string, vars: Record<string, unknown> = {}): string => {
+    const text = key
+      .split('.')
+      .reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], catalog);
+    return typeof text === 'string'
+      ? text.replace(/__(\w+)__/g, (_, v: string) => `${(vars[v] as string | number | undefined) ?? ''}`)
+      : key;
+  };
+  return (RED: Record<string, unknown>) =>
+    register(new Proxy(RED, { get: (target, prop) => (prop === '_' ? translate : target[prop as string]) }));
 }

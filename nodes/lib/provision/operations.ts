@@ -1,5 +1,6 @@
 import type { DeviceRecord } from '../device-contracts';
-import { RegistryError, type Registry, type RegistryErrorCode } from '../registry/registry';
+import { httpStatusOf } from '../rejection';
+import { RegistryError, type Registry } from '../registry/registry';
 
 /** What a provisioning operation needs to know about presence (the embedded broker offers it). */
 export interface PresenceSource {
@@ -41,15 +42,9 @@ export interface OperationResult {
   payload: unknown;
 }
 
-const STATUS: Record<RegistryErrorCode, number> = {
-  INVALID: 400,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-  FORBIDDEN: 403,
-};
-
+/** The HTTP status of a registry refusal: the one map of refusal codes to statuses (nodes/lib/rejection.ts). */
 export function statusOf(err: RegistryError): number {
-  return STATUS[err.code];
+  return httpStatusOf(err.code);
 }
 
 const MAX_PAGE = 1000;
