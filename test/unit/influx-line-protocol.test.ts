@@ -246,6 +246,18 @@ describe('line protocol encoding', () => {
     assert.ok(compared > 300, `${compared} points compared`);
   });
 
+  it('remembers field types within a bound, forgetting the oldest half past it', () => {
+    const types = new FieldTypes(4);
+    types.check('m', 'a', 'float');
+    types.check('m', 'b', 'float');
+    types.check('n', 'c', 'float');
+    types.check('n', 'd', 'float');
+    types.check('n', 'e', 'float'); // past the bound: a and b are forgotten
+    assert.throws(() => types.check('n', 'c', 'string'), /written as float, now string/);
+    assert.throws(() => types.check('n', 'e', 'boolean'), /written as float, now boolean/);
+    types.check('m', 'a', 'string');
+  });
+
   it('converts accepted timestamps to exact nanoseconds', () => {
     assert.equal(toTimeNs(1700000000123), '1700000000123000000');
     assert.equal(toTimeNs('2023-11-14T22:13:20.123Z'), '1700000000123000000');
@@ -255,6 +267,9 @@ describe('line protocol encoding', () => {
     assert.equal(toTimeNs(1700000000123.001), '1700000000123001000');
     assert.equal(toTimeNs(1700000000123.999), '1700000000123999000');
     assert.equal(toTimeNs(-1), '-1000000');
+    assert.equal(toTimeNs(0), '0');
+    assert.equal(toTimeNs(1), '1000000');
+    assert.equal(toTimeNs(Number.MAX_SAFE_INTEGER), `${BigInt(Number.MAX_SAFE_INTEGER) * 1_000_000n}`);
     assert.equal(toTimeNs(123n), '123');
     assert.throws(() => toTimeNs('yesterday'), LineProtocolError);
   });

@@ -196,27 +196,39 @@ function fieldTypeOf(value: FieldValue, integer: boolean): FieldType {
  * the oldest half is forgotten (InfluxDB then remains the judge).
  */
 export class FieldTypes {
-  private readonly types = new Map<string, FieldType>();
+  /** measurement -> field -> type: looked up per field of every point, so no key string is built for it. */
+  private readonly types = new Map<string, Map<string, FieldType>>();
+  private size = 0;
 
   constructor(private readonly maxEntries = 100_000) {}
 
   check(measurement: string, field: string, type: FieldType): void {
-    const key = `${measurement}\u0000${field}`;
-    const known = this.types.get(key);
+    let fields = this.types.get(measurement);
+    const known = fields?.get(field);
     if (known === undefined) {
-      if (this.types.size >= this.maxEntries) {
-        let drop = this.maxEntries >> 1;
-        for (const k of this.types.keys()) {
-          if (drop-- <= 0) break;
-          this.types.delete(k);
-        }
-      }
-      this.types.set(key, type);
+      if (this.size >= this.maxEntries) this.forgetOldestHalf();
+      fields = this.types.get(measurement);
+      if (!fields) this.types.set(measurement, (fields = new Map<string, FieldType>()));
+      fields.set(field, type);
+      this.size++;
     } else if (known !== type) {
       throw new LineProtocolError(
         'TYPE_CONFLICT',
         `field ${JSON.stringify(field)} of ${JSON.stringify(measurement)} was written as ${known}, now ${type}`,
       );
+    }
+  }
+
+  /** Forgets the first half of the entries (by measurement, then field, in the order they were added). */
+  private forgetOldestHalf(): void {
+    let drop = this.maxEntries >> 1;
+    for (const [measurement, fields] of this.types) {
+      for (const field of fields.keys()) {
+        if (drop-- <= 0) return;
+        fields.delete(field);
+        this.size--;
+      }
+      this.types.delete(measurement);
     }
   }
 }
@@ -311,6 +323,8 @@ export function toTimeNs(t: number | string | Date | bigint): string {
       'BAD_TIMESTAMP',
       `timestamp ${JSON.stringify(String(t))} is not a valid time`,
     );
+  // Whole positive ms (most readings): the digits and six zeros, without BigInt arithmetic per reading.
+  if (ms > 0 && Number.isSafeInteger(ms)) return `${ms}000000`;
   // ms may carry a fraction (sub-ms precision). Near today's times a double resolves ~0.24 µs, so the fraction
   // is exact to the microsecond only: rounded to µs (a time of 1764918000123.001 ms becomes ...123001000 ns).
   const whole = Math.trunc(ms);
