@@ -4,7 +4,8 @@
  * peak RSS of the node-red process from /proc. Also used by the harness's own test.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { FileDeviceStore } from '../../nodes/lib/registry/file-store';
 import { Registry } from '../../nodes/lib/registry/registry';
@@ -33,6 +34,8 @@ export interface Workload {
   stallS: number;
   /** Broker-facing nodes of the `external` case. */
   externalIngress: ExternalIngress;
+  /** Load generator processes sharing the devices. */
+  generators: number;
 }
 
 export interface RoundResult {
@@ -48,6 +51,15 @@ export interface RoundResult {
   stored: number;
   /** Times the load generator found every device at its in-flight bound in the steady phase. */
   behind: number;
+  /** node-red + Mosquitto CPU per message (Mosquitto is idle in the embedded case): what the backend spends. */
+  burstBackendCpuUsPerMsg: number;
+  steadyBackendCpuUsPerMsg: number;
+  /** CPU cores used in the burst (CPU seconds ÷ wall seconds) by node-red, by all generator processes, and by
+   * the busiest generator process (near 1: that generator limited the rate). */
+  burstCores: number;
+  generatorCores: number;
+  generatorMaxCores: number;
+  generators: number;
 }
 
 /** The servers and devices every case of a run shares. */
@@ -118,21 +130,96 @@ async function subscribed(mosquitto: Server, clientId: string): Promise<void> {
   await waitForOutput(mosquitto.proc, new RegExp(`${clientId} \\d devices/\\+/telemetry`), 30_000);
 }
 
-/** The load generator process and a request/answer call over its IPC channel. */
-function startLoad(): { child: ChildProcess; call(m: object): Promise<Record<string, number>> } {
-  const child = fork(join(__dirname, 'ingest-load.ts'), [], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+/**
+ * IOTB_BENCH_PROFILE_DIR set: a node binary wrapper that writes a V8 CPU profile of the node-red process into
+ * <dir>/<database>/ when it stops (--cpu-prof is not allowed in NODE_OPTIONS).
+ */
+function profilingNode(database: string): string | undefined {
+  const root = process.env.IOTB_BENCH_PROFILE_DIR;
+  if (!root) return undefined;
+  const dir = resolve(root, database);
+  mkdirSync(dir, { recursive: true });
+  const wrapper = join(dir, 'node.sh');
+  writeFileSync(wrapper, `#!/bin/sh\nexec '${process.execPath}' --cpu-prof --cpu-prof-dir='${dir}' "$@"\n`, {
+    mode: 0o755,
   });
-  const call = (m: object): Promise<Record<string, number>> =>
-    new Promise((res, rej) => {
-      child.once('message', (answer: { ok: boolean; error?: string } & Record<string, number>) =>
-        answer.ok ? res(answer) : rej(new Error(answer.error)),
-      );
-      child.once('exit', (code) => rej(new Error(`load generator exited with ${code}`)));
-      child.send(m);
+  return wrapper;
+}
+
+interface LoadProcess {
+  child: ChildProcess;
+  /** First device index and how many devices this process drives. */
+  first: number;
+  count: number;
+  call<T extends object>(m: object): Promise<T>;
+}
+
+/**
+ * The load generator: `processes` processes (ingest-load.ts), each driving a contiguous share of the devices,
+ * so that no single generator thread limits the rate on a machine with spare cores.
+ */
+function startLoad(devices: number, processes: number): LoadProcess[] {
+  const n = Math.max(1, Math.min(processes, devices));
+  return Array.from({ length: n }, (_, k) => {
+    const first = Math.floor((k * devices) / n);
+    const count = Math.floor(((k + 1) * devices) / n) - first;
+    const child = fork(join(__dirname, 'ingest-load.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced', // the steady phase's latencies come back as a Float64Array
     });
-  return { child, call };
+    const call = <T extends object>(m: object): Promise<T> =>
+      new Promise((res, rej) => {
+        const onExit = (code: number | null): void => rej(new Error(`load generator exited with ${code}`));
+        child.once('message', (answer: { ok: boolean; error?: string } & T) => {
+          child.off('exit', onExit);
+          if (answer.ok) res(answer);
+          else rej(new Error(answer.error));
+        });
+        child.once('exit', onExit);
+        child.send(m);
+      });
+    return { child, first, count, call };
+  });
+}
+
+const generatorCpu = (load: LoadProcess[]): number[] => load.map((l) => cpuSeconds(l.child.pid!));
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+/** Every generator's steady phase at its share of `rate`; counts summed, latencies merged. */
+async function steadyPhase(
+  load: LoadProcess[],
+  devices: number,
+  rate: number,
+  seconds: number,
+): Promise<{ sent: number; errors: number; behind: number; p50Ms: number; p99Ms: number }> {
+  const parts = await Promise.all(
+    load.map((l) =>
+      l.call<{ sent: number; errors: number; behind: number; latencies: Float64Array }>({
+        cmd: 'steady',
+        rate: (rate * l.count) / devices,
+        seconds,
+      }),
+    ),
+  );
+  const all = new Float64Array(parts.reduce((s, p) => s + p.latencies.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p.latencies, at);
+    at += p.latencies.length;
+  }
+  all.sort();
+  return {
+    sent: parts.reduce((s, p) => s + p.sent, 0),
+    errors: parts.reduce((s, p) => s + p.errors, 0),
+    behind: parts.reduce((s, p) => s + p.behind, 0),
+    p50Ms: percentile(all, 0.5),
+    p99Ms: percentile(all, 0.99),
+  };
 }
 
 export async function runCase(
@@ -142,6 +229,8 @@ export async function runCase(
   w: Workload,
 ): Promise<RoundResult> {
   const { influx, mosquitto, registryFile, tokens } = bench;
+  // Mosquitto's CPU counts as the backend's on the paths that use it (the embedded path does its work itself).
+  const mosquittoPid = mosquitto.proc.child.pid!;
   const database = `${which}_r${round}`;
   await createDb(influx.url, database);
   const embedded = which === 'embedded';
@@ -157,10 +246,11 @@ export async function runCase(
   });
   const hasRegistry = flows.some((n) => n.id === REGISTRY_ID);
   let nr: NodeRedProcess | undefined;
-  let load: ReturnType<typeof startLoad> | undefined;
+  let load: LoadProcess[] = [];
   try {
     nr = await startNodeRed({
       flows,
+      nodeBin: profilingNode(database),
       credentials: hasRegistry ? { [REGISTRY_ID]: { secret: REGISTRY_SECRET } } : undefined,
       settings: {
         nodesDir: [repoRoot, contribInfluxdb],
@@ -172,44 +262,73 @@ export async function runCase(
     else if (which === 'stock' || w.externalIngress === 'auth') await nr.waitForOutput(/Connected to broker/);
     else await subscribed(mosquitto, `iotb-bench-${database}`);
     const pid = nr.proc.child.pid!;
-    load = startLoad();
+    load = startLoad(w.devices, w.generators);
     const url = `mqtt://127.0.0.1:${mqttPort}`;
-    await load.call({ cmd: 'connect', url, devices: w.devices, tokens: embedded ? tokens : undefined });
+    await Promise.all(
+      load.map((l) =>
+        l.call({
+          cmd: 'connect',
+          url,
+          first: l.first,
+          count: l.count,
+          devices: w.devices,
+          tokens: embedded ? tokens.slice(l.first, l.first + l.count) : undefined,
+        }),
+      ),
+    );
 
     // Burst: every device publishes its share, bounded in flight; done when InfluxDB holds them all.
     const cpu0 = cpuSeconds(pid);
+    const gen0 = generatorCpu(load);
+    const broker0 = cpuSeconds(mosquittoPid);
     const t0 = Date.now();
-    const acked = load.call({ cmd: 'burst', total: w.burst });
+    const acked = Promise.all(load.map((l) => l.call({ cmd: 'burst', total: w.burst })));
     const burstStored = await untilStored(influx.url, database, w.burst, w.stallS);
     await acked;
     const burstCpu = cpuSeconds(pid) - cpu0;
+    const burstBrokerCpu = cpuSeconds(mosquittoPid) - broker0;
+    const burstGenCpu = generatorCpu(load).map((c, k) => c - gen0[k]);
+    const burstS = (burstStored.at - t0) / 1000;
     const peak = peakRssMb(pid);
 
     // Steady: w.rate readings/s for w.steadyS; CPU until the last of them is stored.
     const cpu1 = cpuSeconds(pid);
-    const steady = await load.call({ cmd: 'steady', rate: w.rate, seconds: w.steadyS });
+    const broker1 = cpuSeconds(mosquittoPid);
+    const steady = await steadyPhase(load, w.devices, w.rate, w.steadyS);
     const expected = w.burst + steady.sent;
     const final = await untilStored(influx.url, database, expected, w.stallS);
     const steadyCpu = cpuSeconds(pid) - cpu1;
+    const steadyBrokerCpu = cpuSeconds(mosquittoPid) - broker1;
+    const steadyN = Math.max(1, final.n - burstStored.n);
     const stored = await storedCount(influx.url, database);
     return {
       case: which,
       round,
-      burstRate: burstStored.n / ((burstStored.at - t0) / 1000),
+      burstRate: burstStored.n / burstS,
       burstCpuUsPerMsg: (burstCpu / Math.max(1, burstStored.n)) * 1e6,
       peakRssMb: peak,
-      steadyCpuUsPerMsg: (steadyCpu / Math.max(1, final.n - burstStored.n)) * 1e6,
+      steadyCpuUsPerMsg: (steadyCpu / steadyN) * 1e6,
+      steadyBackendCpuUsPerMsg: ((steadyCpu + steadyBrokerCpu) / steadyN) * 1e6,
+      burstBackendCpuUsPerMsg: ((burstCpu + burstBrokerCpu) / Math.max(1, burstStored.n)) * 1e6,
       p50Ms: steady.p50Ms,
       p99Ms: steady.p99Ms,
       expected,
       stored,
       behind: steady.behind,
+      burstCores: burstCpu / burstS,
+      generatorCores: burstGenCpu.reduce((a, b) => a + b, 0) / burstS,
+      generatorMaxCores: Math.max(...burstGenCpu) / burstS,
+      generators: load.length,
     };
   } finally {
-    if (load) {
-      load.child.send({ cmd: 'close' });
-      await new Promise((r) => load!.child.once('exit', r));
-    }
+    await Promise.all(
+      load.map(async (l) => {
+        if (l.child.exitCode !== null) return;
+        const exited = once(l.child, 'exit');
+        l.child.send({ cmd: 'close' });
+        await exited;
+      }),
+    );
     await nr?.stop();
   }
 }

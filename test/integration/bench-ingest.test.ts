@@ -15,6 +15,7 @@ const workload: Workload = {
   steadyS: 1,
   stallS: 20,
   externalIngress: 'mqtt-in',
+  generators: 2,
 };
 
 describe('ingest benchmark harness: stock, external and embedded compositions', () => {
@@ -34,6 +35,8 @@ describe('ingest benchmark harness: stock, external and embedded compositions', 
       assert.ok(r.peakRssMb > 30, `peak RSS ${r.peakRssMb} MiB of a node-red process`);
       assert.ok(r.burstCpuUsPerMsg > 0 && r.steadyCpuUsPerMsg > 0);
       assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms);
+      assert.ok(r.generators === 2 && r.generatorCores > 0 && r.generatorMaxCores <= r.generatorCores);
+      assert.ok(r.steadyBackendCpuUsPerMsg >= r.steadyCpuUsPerMsg);
     });
   }
 });

@@ -1,6 +1,7 @@
 /**
- * Line protocol for InfluxDB 1.x/2.x/3.x, built with @influxdata/influxdb-client's `Point` and guarded where
- * `Point` alone would lose or corrupt data:
+ * Line protocol for InfluxDB 1.x/2.x/3.x, written byte for byte as @influxdata/influxdb-client's `Point` writes
+ * it (tags and fields sorted by key, the same escapes; test/unit/influx-line-protocol.test.ts compares the two)
+ * but without a `Point` object per reading, and guarded where `Point` alone would lose or corrupt data:
  * - a measurement starting with `#` makes the line a comment (silently lost): refused;
  * - names starting with `_` are reserved in 2.x/3.x, tag/field key `time` is refused by 1.x: refused;
  * - `Point` writes a trailing backslash in a tag value as is, which escapes the following space (a broken or
@@ -16,8 +17,6 @@
  * - NaN/Infinity have no line-protocol form: refused; integers beyond 2^53 are written exactly (bigint).
  * Every refusal is a `LineProtocolError` with a stable `code` and a sentence for people.
  */
-import { Point } from '@influxdata/influxdb-client';
-
 export type FieldValue = number | boolean | string | bigint;
 export type FieldType = 'float' | 'integer' | 'string' | 'boolean';
 
@@ -52,6 +51,49 @@ const AMBIGUOUS_BACKSLASH = /\\(?=[\\,= ]|$)/;
 const LINE_BREAK = /[\r\n]/;
 const BACKSLASH_QUOTE = '\\"';
 const TIME_NS = /^-?\d{1,19}$/;
+
+// Point's escapes: measurement `,` and space; tag keys, tag values and field keys also `=`; newline, CR and tab
+// as `\n`, `\r`, `\t` (refused in names before they get here); string values `"` and `\`.
+const ESCAPED: Record<string, string> = {
+  ',': '\\,',
+  ' ': '\\ ',
+  '=': '\\=',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+  '"': '\\"',
+  '\\': '\\\\',
+};
+const escapeChar = (c: string): string => ESCAPED[c];
+const MEASUREMENT_SPECIAL = /[, \n\r\t]/g;
+const KEY_SPECIAL = /[,= \n\r\t]/g;
+const QUOTED_SPECIAL = /["\\]/g;
+
+function escapeMeasurement(s: string): string {
+  MEASUREMENT_SPECIAL.lastIndex = 0;
+  return MEASUREMENT_SPECIAL.test(s) ? s.replace(MEASUREMENT_SPECIAL, escapeChar) : s;
+}
+
+function escapeKey(s: string): string {
+  KEY_SPECIAL.lastIndex = 0;
+  return KEY_SPECIAL.test(s) ? s.replace(KEY_SPECIAL, escapeChar) : s;
+}
+
+function quoted(s: string): string {
+  QUOTED_SPECIAL.lastIndex = 0;
+  return `"${QUOTED_SPECIAL.test(s) ? s.replace(QUOTED_SPECIAL, escapeChar) : s}"`;
+}
+
+/** `key=value` pairs joined by commas, sorted by key as Point sorts them (UTF-16 code unit order). */
+function sortedPairs(keys: string[], texts: string[], lead: string): string {
+  const order = keys.length > 1 ? keys.map((_, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : 1)) : [0];
+  let out = '';
+  for (let n = 0; n < order.length; n++) {
+    const i = order[n];
+    out += `${n === 0 ? lead : ','}${escapeKey(keys[i])}=${texts[i]}`;
+  }
+  return out;
+}
 
 function checkText(what: string, s: string, maxBytes: number): void {
   if (LONE_SURROGATE.test(s))
@@ -154,27 +196,39 @@ function fieldTypeOf(value: FieldValue, integer: boolean): FieldType {
  * the oldest half is forgotten (InfluxDB then remains the judge).
  */
 export class FieldTypes {
-  private readonly types = new Map<string, FieldType>();
+  /** measurement -> field -> type: looked up per field of every point, so no key string is built for it. */
+  private readonly types = new Map<string, Map<string, FieldType>>();
+  private size = 0;
 
   constructor(private readonly maxEntries = 100_000) {}
 
   check(measurement: string, field: string, type: FieldType): void {
-    const key = `${measurement}\u0000${field}`;
-    const known = this.types.get(key);
+    let fields = this.types.get(measurement);
+    const known = fields?.get(field);
     if (known === undefined) {
-      if (this.types.size >= this.maxEntries) {
-        let drop = this.maxEntries >> 1;
-        for (const k of this.types.keys()) {
-          if (drop-- <= 0) break;
-          this.types.delete(k);
-        }
-      }
-      this.types.set(key, type);
+      if (this.size >= this.maxEntries) this.forgetOldestHalf();
+      fields = this.types.get(measurement);
+      if (!fields) this.types.set(measurement, (fields = new Map<string, FieldType>()));
+      fields.set(field, type);
+      this.size++;
     } else if (known !== type) {
       throw new LineProtocolError(
         'TYPE_CONFLICT',
         `field ${JSON.stringify(field)} of ${JSON.stringify(measurement)} was written as ${known}, now ${type}`,
       );
+    }
+  }
+
+  /** Forgets the first half of the entries (by measurement, then field, in the order they were added). */
+  private forgetOldestHalf(): void {
+    let drop = this.maxEntries >> 1;
+    for (const [measurement, fields] of this.types) {
+      for (const field of fields.keys()) {
+        if (drop-- <= 0) return;
+        fields.delete(field);
+        this.size--;
+      }
+      this.types.delete(measurement);
     }
   }
 }
@@ -199,7 +253,8 @@ export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
       'BAD_TIMESTAMP',
       `timestamp ${JSON.stringify(p.timeNs)} is not integer nanoseconds`,
     );
-  const point = new Point(p.measurement);
+  const tagKeys: string[] = [];
+  const tagTexts: string[] = [];
   if (p.tags) {
     for (const key of Object.keys(p.tags)) {
       const value = p.tags[key];
@@ -209,10 +264,14 @@ export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
       if (typeof value !== 'string')
         throw new LineProtocolError('BAD_TAG', `tag ${JSON.stringify(key)} must be a string`);
       checkKeyOrTagValue(`tag ${JSON.stringify(key)} value`, value);
-      point.tag(key, value);
+      tagKeys.push(key);
+      tagTexts.push(escapeKey(value));
     }
   }
-  for (const name of Object.keys(p.fields)) {
+  const fieldKeys = Object.keys(p.fields);
+  if (fieldKeys.length === 0) throw new LineProtocolError('NO_FIELDS', 'a point needs at least one field');
+  const fieldTexts: string[] = [];
+  for (const name of fieldKeys) {
     const value = p.fields[name];
     checkName('field key', name);
     checkNoBackslashQuote('field key', name);
@@ -227,16 +286,15 @@ export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
     const type = fieldTypeOf(value, integer);
     switch (type) {
       case 'float':
-        // Point.floatField would also refuse NaN, but with a message naming the client; the text is ours.
-        point.fields[name] = floatText(name, value as number);
+        fieldTexts.push(floatText(name, value as number));
         break;
       case 'integer':
-        // Point.intField cannot represent integers beyond 2^53 exactly.
-        point.fields[name] = integerText(name, value as number | bigint);
+        // Exact also beyond 2^53 (Point.intField is not).
+        fieldTexts.push(integerText(name, value as number | bigint));
         break;
       case 'boolean':
-        // Point writes T/F; the spelled-out form is what the reference encoder writes.
-        point.fields[name] = value ? 'true' : 'false';
+        // The spelled-out form is what the reference encoder writes (Point writes T/F).
+        fieldTexts.push(value ? 'true' : 'false');
         break;
       case 'string':
         if (typeof value !== 'string')
@@ -247,15 +305,13 @@ export function encodeLine(p: PointInput, opts: EncodeOptions = {}): string {
             'LINE_BREAK',
             `field ${JSON.stringify(name)} contains a line break, which some InfluxDB parsers read as the end of the line`,
           );
-        point.stringField(name, value);
+        fieldTexts.push(quoted(value));
         break;
     }
     opts.fieldTypes?.check(p.measurement, name, type);
   }
-  point.timestamp(p.timeNs);
-  const line = point.toLineProtocol(); // undefined exactly when there is no field
-  if (line === undefined) throw new LineProtocolError('NO_FIELDS', 'a point needs at least one field');
-  return line;
+  const tags = tagKeys.length === 0 ? '' : sortedPairs(tagKeys, tagTexts, ',');
+  return `${escapeMeasurement(p.measurement)}${tags}${sortedPairs(fieldKeys, fieldTexts, ' ')} ${p.timeNs}`;
 }
 
 /** Nanoseconds for a timestamp given as ms since epoch (number), ISO-8601 text, a Date, or ns (bigint). */
@@ -267,6 +323,8 @@ export function toTimeNs(t: number | string | Date | bigint): string {
       'BAD_TIMESTAMP',
       `timestamp ${JSON.stringify(String(t))} is not a valid time`,
     );
+  // Whole positive ms (most readings): the digits and six zeros, without BigInt arithmetic per reading.
+  if (ms > 0 && Number.isSafeInteger(ms)) return `${ms}000000`;
   // ms may carry a fraction (sub-ms precision). Near today's times a double resolves ~0.24 µs, so the fraction
   // is exact to the microsecond only: rounded to µs (a time of 1764918000123.001 ms becomes ...123001000 ns).
   const whole = Math.trunc(ms);

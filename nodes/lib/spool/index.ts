@@ -18,6 +18,7 @@ import {
   statfsSync,
   unlinkSync,
   write,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomicSync } from '../atomic-file';
@@ -177,6 +178,13 @@ const SEAL_FILE = /^(\d{12})\.seg\.sealed$/;
 const SCAN_CHUNK = 4 * MiB;
 /** The write buffer is kept for reuse up to this size; a larger group gets a one-off buffer. */
 const KEPT_WRITE_BUFFER = 8 * MiB;
+/**
+ * Groups up to this size are written in place (a page-cache write, tens of µs) instead of through the thread
+ * pool: handing a write to the pool and back costs about four times the process CPU of the write itself (190
+ * vs 47 µs for 30 KB, 2-core VM), paid once per group. Larger groups, and every fsync, go to the pool so the
+ * event loop never waits on the disk for long.
+ */
+const WRITE_IN_PLACE_MAX = 256 * 1024;
 
 interface Segment {
   id: number;
@@ -330,6 +338,10 @@ function writeAll(fd: number, buf: Buffer, length: number, position: number): Pr
     };
     step(0);
   });
+}
+
+function writeAllSync(fd: number, buf: Buffer, length: number, position: number): void {
+  for (let done = 0; done < length;) done += writeSync(fd, buf, done, length - done, position + done);
 }
 
 function datasync(fd: number): Promise<void> {
@@ -775,7 +787,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
     for (const req of group) o = encodeFrames(req.records, buf, o);
     const seg = this.current();
     try {
-      await writeAll(this.writeFd, buf, bytes, seg.size);
+      if (bytes <= WRITE_IN_PLACE_MAX) writeAllSync(this.writeFd, buf, bytes, seg.size);
+      else await writeAll(this.writeFd, buf, bytes, seg.size);
       if (this.opts.fsync === 'always') await datasync(this.writeFd);
     } catch (err) {
       // Cut off whatever part of the group reached the file, so no partial frame stays behind.
