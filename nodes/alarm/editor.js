@@ -7,12 +7,9 @@
     quality: ['windowS', 'minReadings', 'raise', 'clear', 'raiseFor', 'clearFor'],
     fleet: ['member', 'silentS', 'raise', 'clear', 'raiseFor', 'clearFor'],
   };
-  var HINTS = {
-    threshold: "conditions on the reading's fields, e.g. temperature > -10",
-    absence: 'raised when a device sends nothing for the given time; cleared by its next reading',
-    rate: 'conditions on rate = change of the field per minute, e.g. rate < -0.5',
-    quality: 'conditions on share = part (0..1) of flagged or rejected readings, e.g. share > 0.2',
-    fleet: 'conditions on share (0..1), count and devices of the type that meet "member" or are silent',
+  // Replaced by the edited node's own catalog lookup when the dialog opens (RED._ would show the key).
+  var t = function (key) {
+    return key;
   };
   var KINDS = Object.keys(USES);
   var SEVERITIES = ['critical', 'major', 'minor', 'warning', 'indeterminate'];
@@ -99,7 +96,11 @@
         data: JSON.stringify({ rules: collect() }),
       }).done(function (res) {
         $('#iotb-alarm-check')
-          .text(res.error ? res.error : res.rules + ' rule(s) valid: ' + res.summaries.join(' · '))
+          .text(
+            res.error
+              ? res.error
+              : t('valid', { count: res.rules }) + (res.rules ? ': ' + res.summaries.join(' · ') : ''),
+          )
           .css(
             'color',
             res.error ? 'var(--red-ui-text-color-error, #c00)' : 'var(--red-ui-secondary-text-color, #666)',
@@ -130,14 +131,18 @@
       return this.name || 'alarm';
     },
     oneditprepare: function () {
+      var node = this;
+      t = function (key, values) {
+        return node._('iotb-alarm.editor.' + key, values);
+      };
       var list = $('#node-input-rule-container');
       list.editableList({
         addItem: function (row, index, rule) {
           rule = rule || { kind: 'threshold', severity: 'major' };
           var head = $('<div/>', {
-            style: 'display: flex; gap: 6px; align-items: center; margin-bottom: 4px',
+            style: 'display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin-bottom: 4px',
           }).appendTo(row);
-          box('name', 'rule name', '140px', rule.name).appendTo(head);
+          box('name', t('placeholder.name'), '140px', rule.name).appendTo(head);
           var kind = $('<select/>', { class: 'iotb-a-kind', style: 'width: 100px' }).appendTo(head);
           KINDS.forEach(function (k) {
             $('<option/>', { value: k, text: k }).appendTo(kind);
@@ -150,57 +155,59 @@
           sev.val(rule.severity || 'major');
           box(
             'deviceType',
-            'device type (all)',
+            t('placeholder.deviceType'),
             '130px',
             rule.deviceType,
-            'only devices of this type; required for fleet rules',
+            t('title.deviceType'),
           ).appendTo(head);
           var hint = $('<div/>', {
             class: 'iotb-a-hint',
             style: 'font-size: 0.85em; color: var(--red-ui-secondary-text-color, #666); margin-bottom: 4px',
           }).appendTo(row);
           var body = $('<div/>', { style: 'display: flex; flex-wrap: wrap; row-gap: 4px' }).appendTo(row);
-          labelled('field', box('field', 'battery', '100px', rule.field))
+          labelled(t('part.field'), box('field', 'battery', '100px', rule.field))
             .attr('data-use', 'field')
             .appendTo(body);
           labelled(
-            'member',
-            box(
-              'member',
-              'status == "offline"',
-              '200px',
-              text(rule.member),
-              'a device counts when its latest reading meets this',
-            ),
+            t('part.member'),
+            box('member', 'status == "offline"', '200px', text(rule.member), t('title.member')),
           )
             .attr('data-use', 'member')
             .appendTo(body);
-          labelled('raise when', box('raise', 'temperature > -10', '260px', text(rule.raise)))
+          labelled(t('part.raise'), box('raise', 'temperature > -10', '260px', text(rule.raise)))
             .attr('data-use', 'raise')
             .appendTo(body);
-          labelled('for', box('raiseForS', '0', '60px', rule.raiseForS), 's')
+          labelled(t('part.for'), box('raiseForS', '0', '60px', rule.raiseForS), 's')
             .attr('data-use', 'raiseFor')
             .appendTo(body);
-          labelled('and', box('raiseForReadings', '0', '50px', rule.raiseForReadings), 'readings')
+          labelled(
+            t('part.and'),
+            box('raiseForReadings', '0', '50px', rule.raiseForReadings),
+            t('unit.readings'),
+          )
             .attr('data-use', 'raiseFor')
             .appendTo(body);
           $('<div/>', { style: 'flex-basis: 100%' }).appendTo(body);
-          labelled('clear when', box('clear', 'not raise (default)', '260px', text(rule.clear)))
+          labelled(t('part.clear'), box('clear', t('placeholder.clear'), '260px', text(rule.clear)))
             .attr('data-use', 'clear')
             .appendTo(body);
-          labelled('for', box('clearForS', '0', '60px', rule.clearForS), 's')
+          labelled(t('part.for'), box('clearForS', '0', '60px', rule.clearForS), 's')
             .attr('data-use', 'clearFor')
             .appendTo(body);
-          labelled('and', box('clearForReadings', '0', '50px', rule.clearForReadings), 'readings')
+          labelled(
+            t('part.and'),
+            box('clearForReadings', '0', '50px', rule.clearForReadings),
+            t('unit.readings'),
+          )
             .attr('data-use', 'clearFor')
             .appendTo(body);
-          labelled('window', box('windowS', '600', '70px', rule.windowS), 's')
+          labelled(t('part.window'), box('windowS', '600', '70px', rule.windowS), 's')
             .attr('data-use', 'windowS')
             .appendTo(body);
-          labelled('at least', box('minReadings', '10', '50px', rule.minReadings), 'readings')
+          labelled(t('part.atLeast'), box('minReadings', '10', '50px', rule.minReadings), t('unit.readings'))
             .attr('data-use', 'minReadings')
             .appendTo(body);
-          labelled('silent for', box('silentS', '3600', '70px', rule.silentS), 's')
+          labelled(t('part.silentFor'), box('silentS', '3600', '70px', rule.silentS), 's')
             .attr('data-use', 'silentS')
             .appendTo(body);
           kind.on('change', function () {
@@ -208,7 +215,7 @@
             body.children('[data-use]').each(function () {
               $(this).toggle(uses.indexOf($(this).attr('data-use')) >= 0);
             });
-            hint.text(HINTS[kind.val()]);
+            hint.text(t('hint.' + kind.val()));
           });
           kind.trigger('change');
           row.on('change keyup', 'input, select', check);

@@ -168,6 +168,9 @@ describe('the editor shows catalog text in every dialog, port label and the pale
               .at(-1) === input.closest('.form-row'),
         );
         if (!lastRow) problems.push(`${t.type}: the Name row is not the last row`);
+        // A list of rules (iotb-alarm, iotb-quality) shows its rows' texts once it has a row.
+        for (const add of await tray.locator('.red-ui-editableList-addButton:visible').all())
+          await add.click();
         // A narrow tray shows the tabs after the first as icon buttons: the tab's own link still selects it.
         for (const tab of await tray.locator('.red-ui-tab a.red-ui-tab-label').all()) {
           await tab.dispatchEvent('click');
