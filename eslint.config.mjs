@@ -80,6 +80,16 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
+    ignores: ['nodes/*/editor.js'],
     languageOptions: { globals: { ...globals.node } },
+  },
+  {
+    // Editor scripts (nodes/<node>/editor.js) run in the Node-RED editor page, as classic scripts, not in
+    // Node.js: the browser's globals and the editor's RED and jQuery. The build inlines each into its node's HTML.
+    files: ['nodes/*/editor.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { ...globals.browser, RED: 'readonly', $: 'readonly' },
+    },
   },
 );

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { FailureScreenshots, launchBrowser } from '../support/browser';
+import { FailureScreenshots, isMonacoDisposeRace, launchBrowser } from '../support/browser';
 import { eventually, freePort, repoRoot, tempDir, type ManagedProcess } from '../support/servers';
 import { startScript } from '../support/start-script';
 
@@ -150,20 +150,4 @@ describe('the editor in a real browser', () => {
 
 function countNodes(page: Page, type: string): Promise<number> {
   return page.evaluate((t) => (globalThis as any).RED.nodes.filterNodes({ type: t }).length as number, type);
-}
-
-/**
- * This test cancels each edit dialog as soon as it renders. Monaco (the editor's code editor, two of them in
- * iotb-validate's dialog) can then run a computation it had scheduled on a model the dialog has just disposed,
- * and throws "Model is disposed!" from its own code (Node-RED's `destroy()` disposes model and editor). Only
- * that error, raised entirely inside Monaco, is set aside; any other page error fails the test.
- */
-function isMonacoDisposeRace(err: Error): boolean {
-  const frames = (err.stack ?? '').split('\n').filter((line) => line.trim().startsWith('at '));
-  return (
-    // The message can repeat itself after a blank line ("Model is disposed!\n\nError: Model is disposed!").
-    /^Model is disposed!(\s+Error: Model is disposed!)*$/.test(err.message) &&
-    frames.length > 0 &&
-    frames.every((line) => line.includes('/vendor/monaco/'))
-  );
 }

@@ -67,7 +67,7 @@ export interface Backend {
 export async function startBackend(
   extraFlows: FlowNode[] = [],
   env: Record<string, string> = {},
-  opts: Pick<NodeRedOptions, 'prepareUserDir'> & { patch?: (flows: FlowNode[]) => void } = {},
+  opts: Pick<NodeRedOptions, 'prepareUserDir' | 'port'> & { patch?: (flows: FlowNode[]) => void } = {},
 ): Promise<Backend> {
   const influx = await startInfluxd({ database: 'iot' });
   const flows = [...shippedFlow('backend.json'), ...extraFlows];
@@ -81,6 +81,7 @@ export async function startBackend(
       flows,
       credentials: { [registryId]: { secret: randomBytes(32).toString('hex'), apiKey: operatorKey } },
       prepareUserDir: opts.prepareUserDir,
+      port: opts.port,
       env: {
         IOTB_MQTT_HOST: '127.0.0.1',
         IOTB_MQTT_PORT: String(mqttPort),

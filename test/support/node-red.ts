@@ -29,6 +29,8 @@ export interface NodeRedOptions {
   userDir?: string;
   /** Runs with the fresh user dir before the first start (e.g. to seed a state file). */
   prepareUserDir?: (userDir: string) => void;
+  /** The editor and HTTP port, for a flow that must know it before the start; a free port by default. */
+  port?: number;
 }
 
 export interface NodeRedProcess {
@@ -47,7 +49,7 @@ export interface NodeRedProcess {
 
 export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess> {
   const dir = opts.userDir ? { path: opts.userDir, remove: () => undefined } : tempDir('node-red');
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const settings = {
     uiHost: '127.0.0.1',
     uiPort: port,
