@@ -145,4 +145,65 @@ describe('the backend HTTP API answers every request in JSON (real node-red with
     assert.equal((await call('GET', '/api/devices/api-1/telemetry?from=0')).status, 200);
     assert.equal((await call('GET', '/api/devices/api-1/telemetry?from=2026-01-01T00:00:00Z')).status, 200);
   });
+
+  it('cancel: 200 with the command CANCELED; 409 once it is final; 404 for an unknown id', async () => {
+    const queued = await call('POST', '/api/devices/api-1/commands', { body: { name: 'reboot' } });
+    assert.equal(queued.status, 202, queued.text);
+    const canceled = await call('POST', `/api/commands/${queued.body.id}/cancel`);
+    assert.equal(canceled.status, 200, canceled.text);
+    assert.equal(canceled.body.id, queued.body.id);
+    assert.equal(canceled.body.state, 'CANCELED');
+    assert.deepEqual(
+      canceled.body.history.map((h: { state: string }) => h.state),
+      ['QUEUED', 'CANCELED'],
+    );
+    assertRefusal(await call('POST', `/api/commands/${queued.body.id}/cancel`), 409, 'NOT_CANCELABLE');
+    assertRefusal(await call('POST', '/api/commands/no-such-command/cancel'), 404, 'NOT_FOUND');
+    assertRefusal(await call('POST', `/api/commands/${queued.body.id}/cancel`, { key: null }), 401, 'UNAUTHORIZED');
+  });
+
+  it("a device's commands: pending by default, by state on request; 400 for an unknown state, 404 for an unknown device", async () => {
+    const ids: string[] = [];
+    for (const name of ['reboot', 'reboot']) {
+      const r = await call('POST', '/api/devices/api-1/commands', { body: { name } });
+      assert.equal(r.status, 202, r.text);
+      ids.push(r.body.id);
+    }
+    const pending = await call('GET', '/api/devices/api-1/commands');
+    assert.equal(pending.status, 200, pending.text);
+    assert.equal(pending.body.deviceId, 'api-1');
+    assert.equal(pending.body.state, 'pending');
+    assert.deepEqual(
+      pending.body.commands.map((c: { id: string; state: string }) => [c.id, c.state]),
+      ids.map((id) => [id, 'QUEUED']),
+    );
+    assert.equal((await call('POST', `/api/commands/${ids[0]}/cancel`)).status, 200);
+    const after = await call('GET', '/api/devices/api-1/commands?state=pending');
+    assert.deepEqual(
+      after.body.commands.map((c: { id: string }) => c.id),
+      [ids[1]],
+    );
+    const canceled = await call('GET', '/api/devices/api-1/commands?state=CANCELED');
+    assert.ok(canceled.body.commands.some((c: { id: string }) => c.id === ids[0]));
+    assert.ok(canceled.body.commands.every((c: { state: string }) => c.state === 'CANCELED'));
+    assertRefusal(await call('GET', '/api/devices/api-1/commands?state=queued'), 400, 'INVALID_QUERY');
+    assertRefusal(await call('GET', '/api/devices/nobody/commands'), 404, 'UNKNOWN_DEVICE');
+  });
+
+  it('kill-switch state: GET /api/kill-switch follows POST /api/kill-switch', async () => {
+    const off = await call('GET', '/api/kill-switch');
+    assert.equal(off.status, 200, off.text);
+    assert.equal(off.body.killSwitch.on, false);
+    assert.equal(typeof off.body.safeModeDevices, 'number');
+    assert.equal((await call('POST', '/api/kill-switch', { body: { on: true, reason: 'maintenance' } })).status, 200);
+    const on = await call('GET', '/api/kill-switch');
+    assert.equal(on.body.killSwitch.on, true);
+    assert.equal(on.body.killSwitch.reason, 'maintenance');
+    assert.equal(typeof on.body.killSwitch.at, 'number');
+    // Turning it on canceled the queued command of the previous test.
+    assert.deepEqual((await call('GET', '/api/devices/api-1/commands')).body.commands, []);
+    assert.equal((await call('POST', '/api/kill-switch', { body: { on: false } })).status, 200);
+    assert.equal((await call('GET', '/api/kill-switch')).body.killSwitch.on, false);
+    assertRefusal(await call('GET', '/api/kill-switch', { key: null }), 401, 'UNAUTHORIZED');
+  });
 });
