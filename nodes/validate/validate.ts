@@ -6,7 +6,8 @@ import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
 import { ackLedger, addParts } from '../lib/ingest/ack-ledger';
 import { isMicroBatch } from '../lib/ingest/micro-batch';
-import { rejection, type Rejection } from '../lib/rejection';
+import { answerOnce } from '../lib/http/one-answer';
+import { rejection } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 import {
   compileReadingSchema,
@@ -438,22 +439,6 @@ function outputs(
     out.rejection = r.rejection;
     bad.push(out);
   }
-  if (bad.length > 0 && (msg as { res?: unknown }).res !== undefined) answerOnce(good, bad, accepted.length);
+  answerOnce(msg, good, bad, accepted.length);
   return [good, bad];
-}
-
-/**
- * An HTTP request is answered once: by its first refusal, which says how many readings were refused and
- * accepted. The other messages leave without `res`, so no second answer is attempted (each would fail with
- * ERR_HTTP_HEADERS_SENT and log an error); the accepted readings are still stored.
- */
-function answerOnce(good: NodeMessage[], bad: NodeMessage[], accepted: number): void {
-  for (const m of good) delete (m as { res?: unknown }).res;
-  for (let i = 1; i < bad.length; i++) delete (bad[i] as { res?: unknown }).res;
-  const first = bad[0] as { rejection: Rejection };
-  const details = first.rejection.details;
-  first.rejection = {
-    ...first.rejection,
-    details: { ...(typeof details === 'object' ? details : {}), refused: bad.length, accepted },
-  };
 }

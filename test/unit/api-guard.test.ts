@@ -7,6 +7,8 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { apiGuard, BurstLog, type ApiRefusal, type GuardedRequest } from '../../nodes/lib/http/api-guard';
+import { answerOnce } from '../../nodes/lib/http/one-answer';
+import type { Rejection } from '../../nodes/lib/rejection';
 import { DEFAULT_LIMITS } from '../../nodes/lib/validate';
 import { eventually } from '../support/servers';
 
@@ -125,5 +127,39 @@ describe('API guard', () => {
     await eventually('the summary line', () => (lines.length === 2 ? true : undefined));
     assert.equal(lines[1], '500 HTTP API requests refused (TOO_LARGE 250, PARSE 250); last: request 499');
     log.close();
+  });
+});
+
+describe('answerOnce: one HTTP request, one answer', () => {
+  const res = { answered: 'once' };
+  const refusal = (index: number) => ({
+    res,
+    rejection: { stage: 'validate' as const, code: 'SCHEMA', reason: 'r', details: { index } },
+  });
+
+  it('leaves res on the first refusal only, with the counts; the accepted readings lose it', () => {
+    const batch = { res, payload: [{ a: 1 }, { a: 2 }] };
+    const refused = [refusal(1), refusal(3), refusal(4)];
+    answerOnce(batch, [batch], refused, 2);
+    assert.equal('res' in batch, false);
+    assert.equal(refused[0].res, res);
+    assert.deepEqual(refused[0].rejection.details, { index: 1, refused: 3, accepted: 2 });
+    assert.deepEqual(
+      refused.slice(1).map((m) => 'res' in m),
+      [false, false],
+    );
+  });
+
+  it('changes nothing without a request or without a refusal', () => {
+    const ok = { res, payload: [] };
+    answerOnce(ok, [ok], [], 2);
+    assert.equal(ok.res, res);
+    const mqtt = { payload: [] };
+    const refused: { rejection: Rejection }[] = [
+      { rejection: { stage: 'validate', code: 'SCHEMA', reason: 'r' } },
+    ];
+    answerOnce(mqtt, [mqtt], refused, 0);
+    assert.equal('res' in refused[0], false);
+    assert.equal(refused[0].rejection.details, undefined);
   });
 });
