@@ -91,6 +91,30 @@ if (password) {
   );
 }
 
+// CORS of the device/operator API: none unless IOTB_API_CORS_ORIGINS names the origins (comma-separated) that
+// may call it from a browser. The editor's admin API keeps Node-RED's own CORS; the two share no setting.
+function apiCors(list) {
+  const origins = list
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (origins.length === 0) return undefined;
+  for (const o of origins) {
+    if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) {
+      throw new Error(
+        `IOTB_API_CORS_ORIGINS: "${o}" is not an origin such as https://ops.example.com (scheme and host, no path)`,
+      );
+    }
+  }
+  return {
+    origin: origins.includes('*') ? '*' : origins,
+    methods: 'GET,POST,PUT,PATCH,DELETE',
+    allowedHeaders: ['Authorization', 'Content-Type'],
+    maxAge: 600,
+  };
+}
+const httpNodeCors = apiCors(process.env.IOTB_API_CORS_ORIGINS || '');
+
 module.exports = {
   userDir,
   nodesDir: [__dirname],
@@ -108,6 +132,7 @@ module.exports = {
 
   // The HTTP API (/api/...) authenticates every call itself (operator API key or device token).
   httpNodeRoot: '/',
+  ...(httpNodeCors ? { httpNodeCors } : {}),
   httpAdminRoot: '/',
   apiMaxLength: '5mb',
 

@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { Authenticator, type AuthMode } from '../lib/auth/authenticator';
 import type { RegistryHolder } from '../lib/registry/registry';
 import { rejection } from '../lib/rejection';
+import { mountApiGuard } from './api-mount';
 
 interface AuthNodeDef extends NodeDef {
   registry: string;
@@ -24,6 +25,8 @@ type Msg = NodeMessageInFlow & { req?: HttpReq; [k: string]: unknown };
  * signed body, operator API key, or an external broker's topic). Output 1 authenticated, output 2 rejected.
  */
 export = function register(RED: NodeAPI): void {
+  // Every /api route passes iotb-auth: its module also guards what reaches those routes.
+  mountApiGuard(RED);
   function AuthNode(this: Node, config: AuthNodeDef): void {
     RED.nodes.createNode(this, config);
     const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;

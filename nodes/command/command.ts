@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { CommandDispatcher, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
+import { LIST_LIMIT, stateFilter } from '../lib/commands/queries';
 import type { BrokerHolder } from '../lib/broker/broker';
 import type { ConfigProblemHolder } from '../lib/config-check';
 import type { CommandRecord } from '../lib/commands/states';
@@ -215,8 +216,14 @@ export = function register(RED: NodeAPI): void {
       }
       showStatus.call();
     });
+    /** The cancel request being handled: the command's final result then carries the caller's msg. */
+    let canceling: Msg | undefined;
+
     d.on('final', (r) => {
-      node.send([{ topic: `devices/${r.deviceId}/commands/result`, payload: view(r) }, null, null]);
+      const msg: Msg = canceling && commandIdOf(canceling) === r.id ? canceling : ({} as Msg);
+      msg.topic = `devices/${r.deviceId}/commands/result`;
+      msg.payload = view(r);
+      node.send([msg, null, null]);
     });
     d.on('audit', (a) => {
       node.warn(
@@ -267,8 +274,39 @@ export = function register(RED: NodeAPI): void {
           }
           case 'cancel': {
             const id = commandIdOf(msg);
-            if (typeof id !== 'string' || !d.cancel(id, 'canceled by request'))
-              refuse(msg, 'NOT_CANCELABLE', 'only a known QUEUED command can be canceled (msg.id)');
+            const r = typeof id === 'string' ? d.get(id) : undefined;
+            if (!r) {
+              refuse(msg, 'NOT_FOUND', `no command ${String(id)} is known`);
+              break;
+            }
+            canceling = msg;
+            try {
+              if (!d.cancel(r.id, 'canceled by request'))
+                refuse(
+                  msg,
+                  'NOT_CANCELABLE',
+                  `command ${r.id} is ${r.state}: only a QUEUED command can be canceled`,
+                );
+            } finally {
+              canceling = undefined;
+            }
+            break;
+          }
+          case 'list': {
+            const deviceId = deviceIdOf(msg);
+            if (typeof deviceId !== 'string' || !directory.getDevice(deviceId)) {
+              refuse(msg, 'UNKNOWN_DEVICE', `no device ${String(deviceId)} is registered`);
+              break;
+            }
+            const filter = stateFilter(msg.state);
+            const commands = d.list(deviceId, filter.accepts, LIST_LIMIT).map(view);
+            msg.payload = { deviceId, state: filter.name, commands };
+            send([msg, null, null]);
+            break;
+          }
+          case 'kill-switch-state': {
+            msg.payload = { killSwitch: d.killSwitch, safeModeDevices: d.safeModeDevices.length };
+            send([msg, null, null]);
             break;
           }
           case 'get': {

@@ -12,6 +12,7 @@ import {
 import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
 import { ackLedger, addParts, type AckIds } from '../lib/ingest/ack-ledger';
 import { shortError } from '../lib/influx/status';
+import { answerOnce } from '../lib/http/one-answer';
 import { rejection, type Rejection, refuseMessage } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';
@@ -200,7 +201,9 @@ export = function register(RED: NodeAPI): void {
       const ackIds = m.ackId as AckIds;
       if (refused.length > 0) {
         if (!Array.isArray(ackIds)) addParts(ackLedger, ackIds, (lines.length > 0 ? 1 : 0) + refused.length);
-        send([null, refused.map((r) => refusedElement(m, r, clone)), null]);
+        const bad = refused.map((r) => refusedElement(m, r, clone));
+        answerOnce(m, [m], bad, lines.length);
+        send([null, bad, null]);
         if (lines.length === 0) return done();
       }
       const storedIds: AckIds =

@@ -1,7 +1,8 @@
 import { rejectedTotal } from './metrics';
 
 /** Where in the pipeline a message was judged and refused. */
-export type RejectionStage = 'auth' | 'validate' | 'quality' | 'influx' | 'command' | 'registry' | 'broker';
+export type RejectionStage =
+  'api' | 'auth' | 'validate' | 'quality' | 'influx' | 'command' | 'registry' | 'broker';
 
 /**
  * Why a message left through a node's "rejected" output (docs/architecture.md, message contract).
@@ -62,6 +63,7 @@ const HTTP_STATUS: Readonly<Partial<Record<string, number>>> = {
   KILL_SWITCH: 409,
   SAFE_MODE: 409,
   DUPLICATE_ID: 409,
+  NOT_CANCELABLE: 409,
   DEVICE_DISABLED: 409,
   DEVICE_REVOKED: 409,
   TOO_LARGE: 413,

@@ -8,6 +8,7 @@ import { QualityEngine, type FilledReading, type ReadingOutcome } from '../lib/q
 import type { FieldQuality } from '../lib/quality/flags';
 import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
+import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 
@@ -216,6 +217,7 @@ export = function register(RED: NodeAPI): void {
       msg.messageId = messageIds;
       if (devices) msg.device = devices;
       if (ackIds) msg.ackId = ackIds;
+      answerOnce(msg, [msg], refused, kept.length);
       send([kept.length ? msg : null, refused]);
     };
 

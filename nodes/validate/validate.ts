@@ -6,6 +6,7 @@ import type { DeviceDirectory } from '../lib/device-contracts';
 import type { DeviceRef } from '../lib/device-id';
 import { ackLedger, addParts } from '../lib/ingest/ack-ledger';
 import { isMicroBatch } from '../lib/ingest/micro-batch';
+import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
 import { Throttle } from '../lib/throttle';
 import {
@@ -441,5 +442,6 @@ function outputs(
     refuseMessage(out, r.rejection);
     bad.push(out);
   }
+  answerOnce(msg, good, bad, accepted.length);
   return [good, bad];
 }

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -264,6 +264,62 @@ describe('settings.js with secrets from the environment', () => {
     } finally {
       await bad.stop();
     }
+  });
+});
+
+describe('settings.js: CORS of the HTTP API (IOTB_API_CORS_ORIGINS), apart from the editor', () => {
+  const dir = tempDir('settings-cors');
+  let proc: ManagedProcess | undefined;
+  after(async () => {
+    await proc?.stop();
+    dir.remove();
+  });
+
+  /** GET /api/ping (a route of the flow) and the editor's /auth/login, each from `origin`. */
+  async function allowedOrigins(
+    port: number,
+    origin: string,
+  ): Promise<{ api: string | null; editor: string | null }> {
+    const url = `http://127.0.0.1:${port}`;
+    const api = await fetch(`${url}/api/ping`, { headers: { origin }, signal: AbortSignal.timeout(5000) });
+    assert.equal(api.status, 200);
+    const editor = await fetch(`${url}/auth/login`, {
+      headers: { origin },
+      signal: AbortSignal.timeout(5000),
+    });
+    return {
+      api: api.headers.get('access-control-allow-origin'),
+      editor: editor.headers.get('access-control-allow-origin'),
+    };
+  }
+
+  it('no CORS on /api by default; the configured origins only when set; the editor keeps its own', async () => {
+    const flow = [
+      { id: 'cors-tab', type: 'tab', label: 'cors' },
+      {
+        id: 'cors-in',
+        z: 'cors-tab',
+        type: 'http in',
+        url: '/api/ping',
+        method: 'get',
+        wires: [['cors-out']],
+      },
+      { id: 'cors-out', z: 'cors-tab', type: 'http response', statusCode: '200', wires: [] },
+    ];
+    writeFileSync(join(dir.path, 'flows.json'), JSON.stringify(flow));
+    const port = await freePort();
+    proc = await startWithSettings(dir.path, port);
+    assert.deepEqual(await allowedOrigins(port, 'https://ops.example.com'), { api: null, editor: '*' });
+    await proc.stop();
+
+    proc = await startWithSettings(dir.path, port, {
+      IOTB_API_CORS_ORIGINS: 'https://ops.example.com, http://127.0.0.1:3000',
+    });
+    assert.deepEqual(await allowedOrigins(port, 'https://ops.example.com'), {
+      api: 'https://ops.example.com',
+      editor: '*',
+    });
+    assert.equal((await allowedOrigins(port, 'https://elsewhere.example')).api, null);
   });
 });
 

@@ -171,4 +171,46 @@ describe('iotb-command node (real registry node, Mosquitto, reference devices)',
     await refused.count(2);
     assert.equal(refused.msgs[1].rejection.code, 'SAFE_MODE');
   });
+
+  it('cancel answers with the request message as the final result; list and kill-switch-state answer on output 1', async () => {
+    const { cmd, results, refused, registry } = await load();
+    registry.createDevice({ id: 'lamp-c', type: 'lamp' });
+    cmd.receive({ deviceId: 'lamp-c', id: 'c-1', payload: { name: 'reboot' } });
+    cmd.receive({ deviceId: 'lamp-c', id: 'c-2', payload: { name: 'reboot' } });
+    cmd.receive({ topic: 'cancel', id: 'c-1', tag: 'mine' });
+    const canceled = await results.next((m) => m.payload.id === 'c-1');
+    assert.equal(canceled.tag, 'mine', 'the final result of a cancel is the cancel message');
+    assert.equal(canceled.payload.state, 'CANCELED');
+    assert.equal(results.msgs.filter((m) => m.payload.id === 'c-1').length, 1, 'one final result');
+
+    cmd.receive({ topic: 'list', deviceId: 'lamp-c', tag: 'pending' });
+    const pending = await results.next((m) => m.tag === 'pending');
+    assert.deepEqual(pending.payload.state, 'pending');
+    assert.deepEqual(
+      pending.payload.commands.map((c: { id: string }) => c.id),
+      ['c-2'],
+    );
+    cmd.receive({ topic: 'list', deviceId: 'lamp-c', state: 'all', tag: 'all' });
+    const all = await results.next((m) => m.tag === 'all');
+    assert.deepEqual(
+      all.payload.commands.map((c: { id: string; state: string }) => [c.id, c.state]),
+      [
+        ['c-1', 'CANCELED'],
+        ['c-2', 'QUEUED'],
+      ],
+    );
+
+    cmd.receive({ topic: 'kill-switch-state', tag: 'ks' });
+    assert.equal((await results.next((m) => m.tag === 'ks')).payload.killSwitch.on, false);
+
+    cmd.receive({ topic: 'cancel', id: 'c-1' });
+    cmd.receive({ topic: 'cancel', id: 'nothing' });
+    cmd.receive({ topic: 'list', deviceId: 'nobody' });
+    cmd.receive({ topic: 'list', deviceId: 'lamp-c', state: 'BOGUS' });
+    await refused.count(4);
+    assert.deepEqual(
+      refused.msgs.map((m) => String(m.rejection.code)),
+      ['NOT_CANCELABLE', 'NOT_FOUND', 'UNKNOWN_DEVICE', 'INVALID_QUERY'],
+    );
+  });
 });

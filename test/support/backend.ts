@@ -13,28 +13,38 @@ export function shippedFlow(name: string): FlowNode[] {
 
 /**
  * One request to the backend's HTTP API, as the operator (`key` undefined), with another key, or with none
- * (`key: null`). `body` is sent as JSON, `raw` as it is (content-type application/json unless `headers` say
- * otherwise). The reply body is parsed when it is JSON, else the text.
+ * (`key: null`). `body` is sent as JSON, `raw` as it is (a string with content-type application/json unless
+ * `headers` say otherwise; bytes with the content-type of `headers` only, none if they name none). The reply
+ * body is parsed when it is JSON, else the text. `timeoutMs` fails a request that is not answered in time.
  */
 export type ApiCall = (
   method: string,
   path: string,
-  opts?: { key?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> },
-) => Promise<{ status: number; body: any; headers: Headers }>;
+  opts?: {
+    key?: string | null;
+    body?: unknown;
+    raw?: string | Uint8Array<ArrayBuffer>;
+    headers?: Record<string, string>;
+    timeoutMs?: number;
+  },
+) => Promise<{ status: number; body: any; headers: Headers; text: string }>;
 
 export function apiClient(baseUrl: string, operatorKey: string): ApiCall {
   return async (method, path, opts = {}) => {
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.key !== null) headers.authorization = `Bearer ${opts.key ?? operatorKey}`;
-    let body: string | undefined;
-    if (opts.raw !== undefined) {
+    let body: string | Blob | undefined;
+    if (typeof opts.raw === 'string') {
       body = opts.raw;
       headers['content-type'] ??= 'application/json';
+    } else if (opts.raw !== undefined) {
+      body = new Blob([opts.raw]); // a Blob without a type: fetch adds no content-type
     } else if (opts.body !== undefined) {
       body = JSON.stringify(opts.body);
       headers['content-type'] = 'application/json';
     }
-    const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
+    const signal = opts.timeoutMs === undefined ? undefined : AbortSignal.timeout(opts.timeoutMs);
+    const res = await fetch(`${baseUrl}${path}`, { method, headers, body, signal });
     const text = await res.text();
     let parsed: unknown = text;
     try {
@@ -42,7 +52,7 @@ export function apiClient(baseUrl: string, operatorKey: string): ApiCall {
     } catch {
       // not JSON (e.g. Prometheus text): the raw text
     }
-    return { status: res.status, body: parsed, headers: res.headers };
+    return { status: res.status, body: parsed, headers: res.headers, text };
   };
 }
 

@@ -3,6 +3,7 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CommandLog } from '../../nodes/lib/commands/command-log';
+import { stateFilter } from '../../nodes/lib/commands/queries';
 import { RequestValidator } from '../../nodes/lib/commands/request';
 import {
   canTransition,
@@ -141,5 +142,36 @@ describe('command request validation', () => {
     assert.equal(code({ timeoutMs: 0 }), 'INVALID_TIMEOUTMS');
     assert.equal(code({ ttlMs: 8 * 24 * 3600_000 }), 'INVALID_TTLMS');
     assert.equal(code({ timeoutMs: '250' }), 'OK');
+  });
+});
+
+describe('command list filter (?state=)', () => {
+  it('pending by default; final, all, and states separated by commas', () => {
+    const accepted = (value: unknown): string[] =>
+      (['QUEUED', 'SENT', 'DELIVERED', 'SUCCEEDED', 'CANCELED'] as const).filter((s) =>
+        stateFilter(value).accepts(s),
+      );
+    assert.deepEqual(accepted(undefined), ['QUEUED', 'SENT', 'DELIVERED']);
+    assert.deepEqual(accepted(''), ['QUEUED', 'SENT', 'DELIVERED']);
+    assert.deepEqual(accepted('final'), ['SUCCEEDED', 'CANCELED']);
+    assert.equal(accepted('all').length, 5);
+    assert.deepEqual(accepted('SENT,CANCELED'), ['SENT', 'CANCELED']);
+  });
+
+  it('refuses anything else with INVALID_QUERY, including inherited property names and repeated parameters', () => {
+    for (const bad of [
+      'queued',
+      'QUEUED,',
+      'constructor',
+      '__proto__',
+      ['QUEUED', 'SENT'],
+      'x'.repeat(300),
+    ]) {
+      assert.throws(
+        () => stateFilter(bad),
+        (err: unknown) => err instanceof RejectionError && err.rejection.code === 'INVALID_QUERY',
+        String(bad),
+      );
+    }
   });
 });

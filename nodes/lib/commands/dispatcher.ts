@@ -174,6 +174,17 @@ export class CommandDispatcher extends EventEmitter<DispatcherEvents> {
     return this.commands.get(id);
   }
 
+  /**
+   * A device's tracked commands whose state `accepts`, oldest first, at most the newest `limit`. Walks every
+   * tracked command (at most `maxCommands`, default 100,000): an operator's query, not a hot path.
+   */
+  list(deviceId: string, accepts: (state: CommandState) => boolean, limit: number): CommandRecord[] {
+    const found: CommandRecord[] = [];
+    for (const r of this.commands.values()) if (r.deviceId === deviceId && accepts(r.state)) found.push(r);
+    found.sort((a, b) => a.createdAt - b.createdAt);
+    return found.length > limit ? found.slice(found.length - limit) : found;
+  }
+
   stats(): { queued: number; inFlight: number; tracked: number } {
     return { queued: this.queued, inFlight: this.inFlight, tracked: this.commands.size };
   }

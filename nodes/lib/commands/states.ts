@@ -39,6 +39,9 @@ const NEXT: Record<CommandState, readonly CommandState[]> = {
   CANCELED: [],
 };
 
+/** Every state, in lifecycle order. */
+export const COMMAND_STATES = Object.keys(NEXT) as readonly CommandState[];
+
 export function isFinal(state: CommandState): state is FinalState {
   return NEXT[state].length === 0;
 }
