@@ -40,7 +40,9 @@ function headingAnchor(heading: string): string {
 }
 
 function anchorsOf(file: string): Set<string> {
-  const headings = prose(readFileSync(posix.join(repoRoot, file), 'utf8')).match(/^#{1,6} .*$/gm) ?? [];
+  // Code spans stay in a heading's anchor (without their backticks), as on GitHub.
+  const text = readFileSync(posix.join(repoRoot, file), 'utf8').replace(/^```[\s\S]*?^```/gm, '');
+  const headings = text.match(/^#{1,6} .*$/gm) ?? [];
   return new Set(headings.map((h) => headingAnchor(h.replace(/^#+ /, ''))));
 }
 
