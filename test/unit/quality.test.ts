@@ -222,15 +222,25 @@ describe('missing values', () => {
     assert.deepEqual([p2.x, o2.quality?.x.flag, o2.quality?.x.code], [null, 'missing', 9]);
   });
 
-  it('window mean, and window median carried along the trend', () => {
+  it('window mean, and the middle of the window carried along the trend', () => {
     const mean = feed({ rules: [{ field: 'x', impute: 'mean', ...noChecks }] }, [1, 2, 3, 10, null]).out[4];
     assert.deepEqual([mean.value, mean.q?.method], [4, 'mean']);
     const imputeMedian = { rules: [{ field: 'x', impute: 'median' as const, ...noChecks }] };
-    const flat = feed(imputeMedian, [2, 4, 2, 10, 2, undefined]).out[5]; // differences sum to 0: no trend
-    assert.deepEqual([flat.value, flat.q?.method], [2, 'median']);
-    // Median 2.5 of 1..4, trend 1/s, the median 1.5 s older than 4 and the missing value 1 s newer: 5.
+    // Differences sum to 0: no trend. Sorted 2, 2, 2, 4, 10: the lowest and highest dropped, (2 + 2 + 4) / 3.
+    const flat = feed(imputeMedian, [2, 4, 2, 10, 2, undefined]).out[5];
+    assert.deepEqual([flat.value, flat.q?.method], [8 / 3, 'median']);
+    // Trend 1/s: 1..4 at 1..4 s, each carried to 5 s, are all 5.
     const rising = feed(imputeMedian, [1, 2, 3, 4, undefined]).out[4];
     assert.deepEqual([rising.value, rising.q?.method], [5, 'median']);
+  });
+
+  it('median imputation drops a spike in the window and averages the rest', () => {
+    // Alternating 20/21: no trend. 40 is a spike, replaced by the window's middle five (20, 20, 20, 21, 21).
+    const { out } = feed({ rules: [{ field: 'x' }] }, [20, 21, 20, 21, 20, 21, 20, 40, null]);
+    assert.deepEqual([out[7].value, out[7].q?.check], [20.4, 'spike']);
+    // The spike is in the window now (21, 20, 21, 20, 21, 20, 40): it is dropped as the highest value, and so
+    // is one 20; the median would say 21, a whole step from the middle the values alternate around.
+    assert.deepEqual([out[8].value, out[8].q?.flag, out[8].q?.method], [20.6, 'imputed', 'median']);
   });
 
   it('linear: extrapolates the last two good values, clamped to the gross range', () => {

@@ -26,7 +26,7 @@ export type { DeviceScorecard } from './scorecard';
 
 // Local copies: a loader that compiles named imports to getters (tsx, esbuild) would otherwise put a
 // function call behind every record offset on the hot path.
-const { meanOf, medianOf, robustScale } = robust;
+const { meanOf, medianOf, middleMean, robustScale, sortInPlace } = robust;
 const {
   C_FIELD_VALUES,
   C_FILLED,
@@ -154,6 +154,8 @@ export interface UntrackedNotice {
 interface CheckDetails {
   /** Hampel median and limit of this value (NaN when the spike test did not run). */
   median: number;
+  /** The window's middle values carried to this value's time, averaged: its replacement (NaN when not computed). */
+  middle: number;
   threshold: number;
   windowSize: number;
   /** The accepted value and its time the rate was measured against, and the allowed change. */
@@ -207,6 +209,7 @@ export class QualityEngine {
   };
   private readonly details: CheckDetails = {
     median: NaN,
+    middle: NaN,
     threshold: NaN,
     windowSize: 0,
     ref: NaN,
@@ -452,6 +455,7 @@ export class QualityEngine {
       f[b + F_TREND] = 0;
     }
     det.median = NaN;
+    det.middle = NaN;
     det.shiftRun = 0;
     det.shifted = false;
     det.flatEnded = false;
@@ -514,6 +518,7 @@ export class QualityEngine {
         carried[j] = f[ring + (i < 0 ? i + W : i)] + slope * (j * interval + dt);
       }
       const level = medianOf(carried, 0, W, this.sortBuffer);
+      det.middle = middleMean(this.sortBuffer, W);
       const thr = Math.max(r.spikeK * robustScale(carried, 0, W, level, this.sortBuffer), floor);
       det.median = level;
       if (Math.abs(v - level) > thr) {
@@ -653,7 +658,9 @@ export class QualityEngine {
 
   /**
    * An estimate of the field at `ts` from its record, or NaN when there is none within the rule's maximum gap.
-   * `median`/`mean` use the window (`median` given when already known), `locf` the last accepted value,
+   * `mean` averages the window; `median` is the window carried along the trend to `ts` without its lowest and
+   * highest value, averaged (`middle`, when the spike test already computed it): as robust to one outlier as the
+   * median and less noisy, which is what an imputed value's error is made of. `locf` is the last accepted value,
    * `linear` extrapolates the last two accepted values (clamped to the gross range): a streaming node cannot
    * wait for the next value to interpolate.
    */
@@ -662,7 +669,7 @@ export class QualityEngine {
     r: ResolvedRule,
     ts: number,
     method: ReplaceMethod | ImputeMethod,
-    median: number,
+    middle: number,
   ): number {
     const f = this.store.fieldF64;
     const b = slot * this.store.fieldStride;
@@ -672,9 +679,21 @@ export class QualityEngine {
       case 'mean': {
         if (count === 0 || ts - f[b + F_LAST_TS] > r.maxGapMs) return NaN;
         if (method === 'mean') return meanOf(f, b + F_RING, count);
-        if (!Number.isNaN(median)) return median;
-        const age = ((count - 1) / 2) * f[b + F_INTERVAL] + (ts - f[b + F_VALUE_TS]);
-        return medianOf(f, b + F_RING, count, this.sortBuffer) + f[b + F_TREND] * age;
+        if (!Number.isNaN(middle)) return middle;
+        // The window's values carried along the trend to `ts` (as the spike test does), sorted, middle averaged.
+        const ring = b + F_RING;
+        const head = this.store.fieldI32[slot * FIELD_INTS + I_RING] & 0xff;
+        const W = this.window;
+        const slope = f[b + F_TREND];
+        const interval = f[b + F_INTERVAL];
+        const dt = ts - f[b + F_VALUE_TS];
+        const carried = this.sortBuffer;
+        for (let j = 0; j < count; j++) {
+          const i = head - 1 - j;
+          carried[j] = f[ring + (i < 0 ? i + W : i)] + slope * (j * interval + dt);
+        }
+        sortInPlace(carried, count);
+        return middleMean(carried, count);
       }
       case 'locf':
       case 'linear': {
@@ -766,7 +785,7 @@ export class QualityEngine {
     };
     if (checks.length > 1) q.checks = checks;
     if (action === 'replace') {
-      const est = this.estimate(slot, r, ts, r.replaceWith, det.median);
+      const est = this.estimate(slot, r, ts, r.replaceWith, det.middle);
       if (Number.isNaN(est)) q.reason += `; no ${r.replaceWith} replacement available, raw value kept`;
       else {
         q.flag = 'imputed';

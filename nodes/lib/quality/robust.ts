@@ -10,7 +10,7 @@ const MAD_TO_SIGMA = 1.4826;
 const MEAN_AD_TO_SIGMA = 1.2533;
 
 /** Sorts scratch[0..n) in place, ascending. */
-function insertionSort(scratch: Float64Array, n: number): void {
+export function sortInPlace(scratch: Float64Array, n: number): void {
   for (let i = 1; i < n; i++) {
     const v = scratch[i];
     let j = i - 1;
@@ -32,8 +32,20 @@ function sortedMedian(scratch: Float64Array, n: number): number {
  */
 export function medianOf(ring: Float64Array, base: number, n: number, scratch: Float64Array): number {
   for (let i = 0; i < n; i++) scratch[i] = ring[base + i];
-  insertionSort(scratch, n);
+  sortInPlace(scratch, n);
   return sortedMedian(scratch, n);
+}
+
+/**
+ * Mean of sorted[0..n) without its lowest and highest value (the plain mean when n < 3): one outlier among the
+ * values moves it no more than it moves the median, and it averages more of the noise (for 7 Gaussian values
+ * its variance is about 0.16 σ², the median's 0.22 σ²).
+ */
+export function middleMean(sorted: Float64Array, n: number): number {
+  const trim = n >= 3 ? 1 : 0;
+  let sum = 0;
+  for (let i = trim; i < n - trim; i++) sum += sorted[i];
+  return sum / (n - 2 * trim);
 }
 
 /** Mean of ring[base .. base+n); n >= 1. */
@@ -61,7 +73,7 @@ export function robustScale(
     scratch[i] = d;
     sumAbs += d;
   }
-  insertionSort(scratch, n);
+  sortInPlace(scratch, n);
   const mad = sortedMedian(scratch, n);
   return mad > 0 ? MAD_TO_SIGMA * mad : (MEAN_AD_TO_SIGMA * sumAbs) / n;
 }
