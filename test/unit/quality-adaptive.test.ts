@@ -30,7 +30,7 @@ describe('rate of change against the accepted value', () => {
   it('the clean reading after a replaced spike is not flagged (temperature preset, 10 s steps)', () => {
     const out = run(new QualityEngine(temperature), [20, 20.1, 19.9, 20.05, 20, 19.95, 20.1, 20, 45, 20.05]);
     assert.deepEqual([out[8].q?.flag, out[8].q?.checks], ['imputed', ['spike', 'rate']]);
-    // The window's middle five of seven (19.95, 20, 20, 20.05, 20.1) averaged, the trend about flat.
+    // The window's level: about 20.02 (its lowest and highest dropped, the newest weighing most).
     assert.ok(Math.abs(out[8].value - 20.02) < 0.005, String(out[8].value));
     assert.equal(out[9].q, undefined, out[9].q?.reason);
     assert.equal(out[9].value, 20.05);

@@ -10,7 +10,7 @@ const MAD_TO_SIGMA = 1.4826;
 const MEAN_AD_TO_SIGMA = 1.2533;
 
 /** Sorts scratch[0..n) in place, ascending. */
-export function sortInPlace(scratch: Float64Array, n: number): void {
+function insertionSort(scratch: Float64Array, n: number): void {
   for (let i = 1; i < n; i++) {
     const v = scratch[i];
     let j = i - 1;
@@ -32,20 +32,37 @@ function sortedMedian(scratch: Float64Array, n: number): number {
  */
 export function medianOf(ring: Float64Array, base: number, n: number, scratch: Float64Array): number {
   for (let i = 0; i < n; i++) scratch[i] = ring[base + i];
-  sortInPlace(scratch, n);
+  insertionSort(scratch, n);
   return sortedMedian(scratch, n);
 }
 
 /**
- * Mean of sorted[0..n) without its lowest and highest value (the plain mean when n < 3): one outlier among the
- * values moves it no more than it moves the median, and it averages more of the noise (for 7 Gaussian values
- * its variance is about 0.16 σ², the median's 0.22 σ²).
+ * Weighted mean of values[0..n) without its lowest and its highest value (n >= 3; all of them below that),
+ * value j weighing weights[j]. With weights that fall with age this is a level that follows a wandering signal
+ * sooner than the median, while one outlier among the values still counts for nothing.
  */
-export function middleMean(sorted: Float64Array, n: number): number {
-  const trim = n >= 3 ? 1 : 0;
-  let sum = 0;
-  for (let i = trim; i < n - trim; i++) sum += sorted[i];
-  return sum / (n - 2 * trim);
+export function trimmedWeightedMean(values: Float64Array, n: number, weights: Float64Array): number {
+  let lo = -1;
+  let hi = -1;
+  if (n >= 3) {
+    // Of equal values the oldest goes: it weighs least.
+    lo = hi = 0;
+    for (let j = 1; j < n; j++) {
+      if (values[j] <= values[lo]) lo = j;
+      if (values[j] >= values[hi]) hi = j;
+    }
+    if (lo === hi) hi = lo - 1; // every value equal
+  }
+  // Deviations from the newest value: equal values give exactly that value back, with no rounding.
+  const ref = values[0];
+  let sw = 0;
+  let sx = 0;
+  for (let j = 0; j < n; j++) {
+    if (j === lo || j === hi) continue;
+    sw += weights[j];
+    sx += weights[j] * (values[j] - ref);
+  }
+  return ref + sx / sw;
 }
 
 /** Mean of ring[base .. base+n); n >= 1. */
@@ -73,7 +90,7 @@ export function robustScale(
     scratch[i] = d;
     sumAbs += d;
   }
-  sortInPlace(scratch, n);
+  insertionSort(scratch, n);
   const mad = sortedMedian(scratch, n);
   return mad > 0 ? MAD_TO_SIGMA * mad : (MEAN_AD_TO_SIGMA * sumAbs) / n;
 }
