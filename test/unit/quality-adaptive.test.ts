@@ -30,7 +30,8 @@ describe('rate of change against the accepted value', () => {
   it('the clean reading after a replaced spike is not flagged (temperature preset, 10 s steps)', () => {
     const out = run(new QualityEngine(temperature), [20, 20.1, 19.9, 20.05, 20, 19.95, 20.1, 20, 45, 20.05]);
     assert.deepEqual([out[8].q?.flag, out[8].q?.checks], ['imputed', ['spike', 'rate']]);
-    assert.equal(out[8].value, 20);
+    // The window's level: about 20.02 (its lowest and highest dropped, the newest weighing most).
+    assert.ok(Math.abs(out[8].value - 20.02) < 0.005, String(out[8].value));
     assert.equal(out[9].q, undefined, out[9].q?.reason);
     assert.equal(out[9].value, 20.05);
   });
@@ -177,5 +178,37 @@ describe('fields beyond the field table', () => {
       undefined,
       { type: 'meter', fields: ['extra0', 'extra1', 'extra2', 'extra3', 'extra4', 'c'] },
     ]);
+  });
+});
+
+describe('the level follows a wandering signal', () => {
+  it('a small spike the window median lagged behind is caught (temperature preset, 60 s steps)', () => {
+    // A sensor wandering like a random walk (σ ≈ 0.05 °C of noise), back up from 19.73 to about 19.9 in its last
+    // readings, then 19.5. The median of the last 7 (carried along the trend) is 19.85, 0.35 away: at the limit,
+    // and the old level let it pass. The level that weighs the newest values most is 19.88: 0.38 away, a spike.
+    const values = [
+      19.98, 20.02, 19.92, 19.99, 20.09, 20, 20.02, 19.95, 19.97, 20.07, 20, 19.93, 19.94, 19.98, 19.77, 20,
+      19.84, 19.87, 19.96, 19.8, 19.98, 19.88, 19.94, 19.93, 19.97, 19.91, 19.77, 19.81, 19.73, 19.83, 19.73,
+      19.79, 19.83, 19.82, 19.86, 19.81, 19.9, 19.99, 19.95, 19.85, 19.5,
+    ];
+    const q = new QualityEngine(temperature);
+    const out = values.map((v, i) => {
+      const payload = { temperature: v };
+      return {
+        q: q.process('d', 'thermo', T0 + i * 60_000, payload, undefined, 0).quality?.temperature,
+        payload,
+      };
+    });
+    assert.ok(
+      out.slice(0, 40).every((o) => o.q === undefined),
+      'the wandering itself is not flagged',
+    );
+    const spike = out[40];
+    assert.deepEqual([spike.q?.flag, spike.q?.check, spike.q?.raw], ['imputed', 'spike', 19.5]);
+    assert.match(
+      spike.q!.reason,
+      /19\.5 is 0\.38 from 19\.88, the level of the last 7 values .*\(limit 0\.35\)/,
+    );
+    assert.ok(Math.abs(spike.payload.temperature - 19.88) < 0.005, String(spike.payload.temperature));
   });
 });

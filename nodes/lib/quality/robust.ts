@@ -36,6 +36,35 @@ export function medianOf(ring: Float64Array, base: number, n: number, scratch: F
   return sortedMedian(scratch, n);
 }
 
+/**
+ * Weighted mean of values[0..n) without its lowest and its highest value (n >= 3; all of them below that),
+ * value j weighing weights[j]. With weights that fall with age this is a level that follows a wandering signal
+ * sooner than the median, while one outlier among the values still counts for nothing.
+ */
+export function trimmedWeightedMean(values: Float64Array, n: number, weights: Float64Array): number {
+  let lo = -1;
+  let hi = -1;
+  if (n >= 3) {
+    // Of equal values the oldest goes: it weighs least.
+    lo = hi = 0;
+    for (let j = 1; j < n; j++) {
+      if (values[j] <= values[lo]) lo = j;
+      if (values[j] >= values[hi]) hi = j;
+    }
+    if (lo === hi) hi = lo - 1; // every value equal
+  }
+  // Deviations from the newest value: equal values give exactly that value back, with no rounding.
+  const ref = values[0];
+  let sw = 0;
+  let sx = 0;
+  for (let j = 0; j < n; j++) {
+    if (j === lo || j === hi) continue;
+    sw += weights[j];
+    sx += weights[j] * (values[j] - ref);
+  }
+  return ref + sx / sw;
+}
+
 /** Mean of ring[base .. base+n); n >= 1. */
 export function meanOf(ring: Float64Array, base: number, n: number): number {
   let sum = 0;
