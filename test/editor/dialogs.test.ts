@@ -87,6 +87,8 @@ describe('the editor shows catalog text in every dialog, port label and the pale
     });
     await page.goto(nodeRed.url);
     await page.locator('#red-ui-palette-container .red-ui-palette-node').first().waitFor();
+    // The palette can be drawn before the flows are loaded: import only once the deployed tab is active.
+    await page.waitForFunction(() => (globalThis as any).RED.workspaces.active() === 'tab');
     types = await page.evaluate((list) => {
       const RED = (globalThis as any).RED;
       return list.map((type) => {
