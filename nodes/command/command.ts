@@ -86,7 +86,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
     const node = this;
-    const directory = (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)
+    const directory = (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)
       ?.registry;
     if (!directory) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noRegistry') });
@@ -114,7 +114,7 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      link = (RED.nodes.getNode(config.broker ?? '') as unknown as BrokerHolder | null)?.broker;
+      link = (RED.nodes.getNode(config.broker ?? '') as (Node & BrokerHolder) | null)?.broker;
     }
     if (!link || typeof link.publishToDevice !== 'function') {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
