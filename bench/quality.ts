@@ -51,7 +51,7 @@ function throughput(devices: number, readings: number): { wall: number; cpu: num
   return { wall: updates / s, cpu: updates / ((cpu.user + cpu.system) / 1e6) };
 }
 
-function memoryPerField(devices: number): { perField: number; slabPerField: number } {
+function memoryPerField(devices: number): { perField: number; slabPerField: number; storePerField: number } {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('run with node --expose-gc');
   gc();
@@ -67,7 +67,11 @@ function memoryPerField(devices: number): { perField: number; slabPerField: numb
   const bytes = after.heapUsed - before.heapUsed + (after.arrayBuffers - before.arrayBuffers);
   const fields = devices * FIELDS.length;
   if (q.store.fieldCount !== fields) throw new Error('not every field has a record');
-  return { perField: bytes / fields, slabPerField: q.store.slabBytes / fields };
+  return {
+    perField: bytes / fields,
+    slabPerField: q.store.slabBytes / fields,
+    storePerField: q.store.bytes / fields,
+  };
 }
 
 const { values: args } = parseArgs({
@@ -84,5 +88,6 @@ for (const kind of ['wall', 'cpu'] as const) {
 const mem = memoryPerField(100_000);
 console.log(
   `memory, 100,000 devices x 5 fields: ${mem.perField.toFixed(1)} bytes per device-field measured ` +
-    `(typed-array slabs ${mem.slabPerField.toFixed(1)} incl. growth room)`,
+    `(typed-array slabs ${mem.slabPerField.toFixed(1)} incl. growth room; the store's own count ` +
+    `${mem.storePerField.toFixed(1)}, asserted in test/unit/quality-memory.test.ts)`,
 );

@@ -8,7 +8,6 @@ import {
   type ListenOptions,
 } from '../lib/broker/broker';
 import type { RegistryHolder } from '../lib/registry/registry';
-import type { SecurityEvent } from '../lib/security-events';
 import {
   checkSetting,
   firstProblem,
@@ -110,10 +109,8 @@ export = function register(RED: NodeAPI): void {
     };
     const broker = new DeviceBroker({ registry, topicPrefix: config.topicPrefix || 'devices', limits, acks });
     this.broker = broker;
-    broker.on('error', (err: Error) =>
-      this.error(RED._('iotb-broker.error.listener', { message: err.message })),
-    );
-    broker.on('security', (ev: SecurityEvent) => {
+    broker.on('error', (err) => this.error(RED._('iotb-broker.error.listener', { message: err.message })));
+    broker.on('security', (ev) => {
       if (ev.event === 'lockout')
         this.warn(RED._('iotb-broker.warn.lockout', { device: ev.deviceId ?? '', ip: ev.ip ?? '' }));
     });

@@ -88,7 +88,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
     const node = this;
-    const directory = (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)
+    const directory = (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)
       ?.registry;
     if (!directory) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noRegistry') });
@@ -116,8 +116,8 @@ export = function register(RED: NodeAPI): void {
       });
       link = ownLink;
     } else {
-      const brokerNode = RED.nodes.getNode(config.broker ?? '') as unknown as
-        (BrokerHolder & ConfigProblemHolder) | null;
+      const brokerNode = RED.nodes.getNode(config.broker ?? '') as
+        (Node & BrokerHolder & ConfigProblemHolder) | null;
       link = brokerNode?.broker;
       if (!link && brokerNode?.configProblem) {
         // The broker node logged it; here it is the status.

@@ -3,7 +3,6 @@
  * command, presence). Small on purpose: a Redis/PostgreSQL registry or a clustered broker implements the
  * same interfaces later (docs/architecture.md).
  */
-import type { EventEmitter } from 'node:events';
 import type { DeviceRef } from './device-id';
 
 /** A command a device type accepts; `params` is a JSON Schema for the command's params, when given. */
@@ -29,11 +28,37 @@ export interface DeviceRecord extends DeviceRef {
   createdAt: number;
 }
 
+/** One overload per event of `E`: `(event: 'a', listener: (...args: E['a']) => void) => R` & ... */
+type ListenerOverloads<E, R> = UnionToIntersection<
+  { [K in keyof E]: (event: K, listener: (...args: E[K] & unknown[]) => void) => R }[keyof E]
+>;
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void
+  ? I
+  : never;
+
 /**
- * Read side of the device registry. Emits 'revoked' (deviceId), 'disabled' (deviceId), 'enabled' (deviceId)
- * and 'types' () when device types change.
+ * The listening side of an emitter of the events `E`: what a user of a contract may call. Overloads (as aedes
+ * types its events) rather than `EventEmitter<E>`, so that an emitter of more events (`EventEmitter<BrokerEvents>`)
+ * still fits the contract.
  */
-export interface DeviceDirectory extends EventEmitter {
+export interface EventSource<E> {
+  on: ListenerOverloads<E, this>;
+  once: ListenerOverloads<E, this>;
+  off: ListenerOverloads<E, this>;
+}
+
+/** What a `DeviceDirectory` emits. */
+export interface DeviceDirectoryEvents {
+  /** Every token of the device is gone (revoked, or the device removed). */
+  revoked: [deviceId: string];
+  disabled: [deviceId: string];
+  enabled: [deviceId: string];
+  /** Device types were added, changed or removed. */
+  types: [];
+}
+
+/** Read side of the device registry; events in `DeviceDirectoryEvents`. */
+export interface DeviceDirectory extends EventSource<DeviceDirectoryEvents> {
   getDevice(id: string): DeviceRecord | undefined;
   getType(name: string): DeviceType | undefined;
   /** Every device type; a directory that cannot list them leaves it out. */
@@ -54,15 +79,22 @@ export interface DeviceMessage {
   ackId?: number;
 }
 
-/**
- * What the broker offers the nodes that talk to devices. Emits:
- * - 'online' (deviceId), 'offline' (deviceId)
- * - 'subscribed' (deviceId): the device now listens on its commands topic; `isSubscribed` turned true
- * - 'message' (DeviceMessage)
- * - 'delivered' (deviceId, topic, payload: Buffer): the device's connection acknowledged (PUBACK) a QoS 1
- *   message we published to it.
- */
-export interface DeviceLink extends EventEmitter {
+/** What a `DeviceLink` emits. */
+export interface DeviceLinkEvents {
+  online: [deviceId: string];
+  offline: [deviceId: string];
+  /** The device now listens on its commands topic; `isSubscribed` turned true. */
+  subscribed: [deviceId: string];
+  message: [message: DeviceMessage];
+  /**
+   * The device's connection acknowledged (PUBACK) a QoS 1 message we published to it; a link that cannot
+   * tell never emits it.
+   */
+  delivered: [deviceId: string, topic: string, payload: Buffer];
+}
+
+/** What the broker offers the nodes that talk to devices; events in `DeviceLinkEvents`. */
+export interface DeviceLink extends EventSource<DeviceLinkEvents> {
   isOnline(deviceId: string): boolean;
   /**
    * Online AND subscribed to its commands topic: a command published now reaches it. A broker reports a

@@ -191,14 +191,14 @@ describe('ack timeout: a flow that drops readings does not stall a device', () =
   it('gets PUBACKs after the timeout, counted in /metrics and named in /api/health', async () => {
     const [d] = await register(b, 1, 'dropped');
     const c = await connectDevice(b.mqttUrl, { clientId: d.id, username: d.id, password: d.token });
-    const started = Date.now();
     await Promise.all(
       [0, 1, 2].map((i) =>
         c.publishAsync(`devices/${d.id}/telemetry`, JSON.stringify(reading(i)), { qos: 1 }),
       ),
     );
-    assert.ok(Date.now() - started >= 400, 'the PUBACKs waited for the ack timeout');
     await c.endAsync();
+    // The readings are dropped, so only the timeout can have released the PUBACKs: the gate counts each timeout
+    // before it releases the PUBACK, so all three are counted by now.
     const metrics = await b.api('GET', '/metrics', { key: null });
     assert.match(String(metrics.body), /^iotb_ingest_ack_timeouts_total\{source="embedded-broker"\} 3$/m);
     const health = await b.api('GET', '/api/health', { key: null });

@@ -1,5 +1,5 @@
 /** Shared wiring for the command tests: a dispatcher over a real broker link, reference devices, waits. */
-import { once } from 'node:events';
+import { once, type EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { CommandDispatcher } from '../../nodes/lib/commands/dispatcher';
 import { isFinal, type CommandRecord } from '../../nodes/lib/commands/states';
@@ -25,7 +25,7 @@ export function finalOf(d: CommandDispatcher, id: string, timeoutMs = 20_000): P
 }
 
 /** Resolves when the link reports `deviceId` online (at once if it already is). */
-export async function online(link: DeviceLink, deviceId: string): Promise<void> {
+export async function online(link: DeviceLink & EventEmitter, deviceId: string): Promise<void> {
   while (!link.isOnline(deviceId)) {
     const [id] = (await once(link, 'online')) as [string];
     if (id === deviceId) return;
@@ -33,7 +33,7 @@ export async function online(link: DeviceLink, deviceId: string): Promise<void> 
 }
 
 /** Resolves when the link reports `deviceId` offline (at once if it already is). */
-export async function offline(link: DeviceLink, deviceId: string): Promise<void> {
+export async function offline(link: DeviceLink & EventEmitter, deviceId: string): Promise<void> {
   while (link.isOnline(deviceId)) {
     const [id] = (await once(link, 'offline')) as [string];
     if (id === deviceId) return;

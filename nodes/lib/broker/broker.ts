@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import type { DeviceLink, DeviceMessage, DeviceRecord } from '../device-contracts';
+import type { DeviceLink, DeviceLinkEvents, DeviceMessage, DeviceRecord } from '../device-contracts';
 import type { DeviceRef } from '../device-id';
 import { isValidDeviceId } from '../device-id';
 import { counter, gauge } from '../metrics';
@@ -164,14 +164,21 @@ function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError 
   return Object.assign(new Error(message), { returnCode });
 }
 
+/** What a DeviceBroker emits: the `DeviceLink` events, plus its own. */
+export interface BrokerEvents extends DeviceLinkEvents {
+  connection: [event: ConnectionEvent];
+  security: [event: SecurityEvent];
+  state: [state: BrokerState];
+  /** Only for listener failures. */
+  error: [error: Error];
+}
+
 /**
  * The embedded MQTT broker (aedes): authenticates each CONNECT against the registry (username = device id,
  * password = token, client id = device id), confines each device to its own topics, enforces the limits,
- * tracks presence, and implements `DeviceLink` for command dispatch. Emits 'online'/'offline'/'subscribed' (deviceId),
- * 'message' (DeviceMessage), 'delivered' (deviceId, topic, payload), 'connection' (ConnectionEvent),
- * 'security' (SecurityEvent), 'state' (BrokerState) and 'error' only for listener failures.
+ * tracks presence, and implements `DeviceLink` for command dispatch. Events in `BrokerEvents`.
  */
-export class DeviceBroker extends EventEmitter implements DeviceLink {
+export class DeviceBroker extends EventEmitter<BrokerEvents> implements DeviceLink {
   readonly limits: BrokerLimits;
   readonly topicPrefix: string;
   private aedes!: Aedes;
@@ -437,7 +444,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       if (!s) return;
       // A persistent session's ack carries the stored packet; a clean session's does not (aedes keeps no
       // copy), so its acks are matched to our publications in order (MQTT-4.6.0-2: PUBACKs in order).
-      if (packet?.cmd === 'publish') this.emit('delivered', s.device.id, packet.topic, packet.payload);
+      if (packet?.cmd === 'publish')
+        this.emit('delivered', s.device.id, packet.topic, packet.payload as Buffer);
       else if (!packet) {
         const sent = s.awaitingAck.shift();
         if (sent) this.emit('delivered', s.device.id, sent.topic, sent.payload);

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
-import type { DeviceLink, DeviceMessage } from '../device-contracts';
+import type { DeviceLink, DeviceLinkEvents, DeviceMessage } from '../device-contracts';
 import { isValidDeviceId } from '../device-id';
 import type { CommandPublishOptions } from './dispatcher';
 
@@ -18,13 +18,11 @@ export interface MqttLinkOptions {
   clientOptions?: IClientOptions;
 }
 
-/** What an MqttDeviceLink emits: the `DeviceLink` events, plus its own connection to the broker. */
-export interface MqttLinkEvents {
-  online: [deviceId: string];
-  offline: [deviceId: string];
-  /** The device listens on its commands topic (it reported itself online). */
-  subscribed: [deviceId: string];
-  message: [message: DeviceMessage];
+/**
+ * What an MqttDeviceLink emits: the `DeviceLink` events ('subscribed' when the device reported itself online;
+ * never 'delivered': a client does not see the device's PUBACK), plus its own connection to the broker.
+ */
+export interface MqttLinkEvents extends DeviceLinkEvents {
   /** Connected to the broker (again). */
   connect: [];
   /** Lost the broker: every device counts as offline until its status arrives again. */

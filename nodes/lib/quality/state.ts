@@ -81,9 +81,17 @@ export interface QualityStateStore {
   readonly fieldCount: number;
   /** Bytes held by the records (allocated, including room to grow). */
   readonly slabBytes: number;
+  /** Every byte of state: all records with their room to grow, plus the device ids (see ID_ENTRY_BYTES). */
+  readonly bytes: number;
   /** A snapshot for the state file (see MemoryStateStore.serialize). */
   serialize(fieldNames: readonly string[]): Uint8Array;
 }
+
+/**
+ * Bytes of one device id besides its characters (one byte each): its Map entry (key, value, chain link, and
+ * as much again while the table has room to grow: 48) and its string header (16), on 64-bit V8.
+ */
+const ID_ENTRY_BYTES = 64;
 
 /** Growable pool of fixed-size records with a free list. */
 class RecordPool {
@@ -225,6 +233,13 @@ export class MemoryStateStore implements QualityStateStore {
       this.deviceF64.byteLength +
       this.deviceFields.byteLength
     );
+  }
+
+  /** O(devices): counts the id strings. */
+  get bytes(): number {
+    let ids = 0;
+    for (const id of this.ids.keys()) ids += ID_ENTRY_BYTES + id.length;
+    return this.slabBytes + this.deviceU32.byteLength + ids;
   }
 
   /**
