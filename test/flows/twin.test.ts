@@ -116,6 +116,28 @@ describe('device twin API (shipped flow backend.json, Twin tab)', () => {
     assert.equal((await b.api('GET', '/api/devices/tw-other/twin')).body.desired.version, 0, 'nothing was stored');
   });
 
+  it('twins survive kill -9 of node-red; a device changed while the backend was down converges after it', async () => {
+    const patched = await b.api('PATCH', '/api/devices/tw-other/twin/desired', { body: { mode: 'away' } });
+    assert.equal(patched.status, 200);
+    const before = (await b.api('GET', '/api/devices/tw-online/twin')).body as TwinView;
+    await b.nr.crashAndRestart();
+    const after = await eventually('the twin API after the restart', async () => {
+      const r = await b.api('GET', '/api/devices/tw-online/twin').catch(() => undefined);
+      return r?.status === 200 ? (r.body as TwinView) : undefined;
+    });
+    assert.deepEqual(after.desired, before.desired);
+    assert.deepEqual(after.reported, before.reported, 'the reports merged before the crash are there');
+    const other = (await b.api('GET', '/api/devices/tw-other/twin')).body as TwinView;
+    assert.deepEqual(other.desired.state, { mode: 'away' });
+    // The connected device reconnects to the restarted broker and gets the change made meanwhile.
+    assert.equal(
+      (await b.api('PATCH', '/api/devices/tw-online/twin/desired', { body: { mode: 'night' } })).status,
+      200,
+    );
+    await eventually('tw-online applies the change after the restart', () => devices[0].config.mode === 'night' || undefined);
+    await inSync('tw-online');
+  });
+
   it('stores twin changes in device_events (event twin)', async () => {
     const rows = await eventually('twin events in InfluxDB', async () => {
       const r = await b.influxql(`SELECT * FROM device_events WHERE "event" = 'twin' AND "device" = 'tw-online'`);
