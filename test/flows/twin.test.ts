@@ -99,10 +99,12 @@ describe('device twin API (shipped flow backend.json, Twin tab)', () => {
   });
 
   it('refuses bad requests with {code, reason}', async () => {
+    // Deeper than a twin document may nest (8 levels), though well within what the HTTP layer accepts.
+    const nested = (depth: number): Record<string, unknown> => (depth <= 1 ? { leaf: 1 } : { n: nested(depth - 1) });
     const cases: [string, string, { body?: unknown; raw?: string; headers?: Record<string, string> }, number, string][] = [
       ['GET', '/api/devices/ghost/twin', {}, 404, 'UNKNOWN_DEVICE'],
       ['PATCH', '/api/devices/ghost/twin/desired', { body: { a: 1 } }, 404, 'UNKNOWN_DEVICE'],
-      ['PATCH', '/api/devices/tw-other/twin/desired', { body: [1, 2] }, 400, 'INVALID'],
+      ['PATCH', '/api/devices/tw-other/twin/desired', { body: nested(9) }, 400, 'INVALID'],
       ['PATCH', '/api/devices/tw-other/twin/desired', { body: { a: 1 }, headers: { 'if-match': 'soon' } }, 400, 'INVALID'],
       ['PATCH', '/api/devices/tw-other/twin/desired', { body: { blob: 'x'.repeat(17_000) } }, 413, 'TOO_LARGE'],
       ['GET', '/api/twins?where=reported.a%20%3D%3D', {}, 400, 'INVALID'],
