@@ -20,6 +20,8 @@ RED.nodes.registerType('iotb-broker', {
     keepaliveLimitS: { value: 1200, validate: RED.validators.number() },
     maxUnacked: { value: 10000, validate: RED.validators.number(true) },
     ackTimeoutS: { value: 30, validate: RED.validators.number(true) },
+    twinFile: { value: 'iotb-twins.json' },
+    twinMaxKb: { value: 16, validate: RED.validators.number(true) },
   },
   label: function () {
     return this.name || (this.certFile ? 'mqtts' : 'mqtt') + '://' + this.host + ':' + this.port;

@@ -35,6 +35,7 @@ const FAMILY: Record<string, string> = {
   'iotb-influx-write': 'storage',
   'iotb-influx-query': 'storage',
   'iotb-command': 'commands',
+  'iotb-twin': 'commands',
   'iotb-health': 'operations',
   'iotb-metrics': 'operations',
   'iotb-alarm': 'operations',
