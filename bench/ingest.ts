@@ -139,7 +139,7 @@ async function main(): Promise<void> {
   const results: RoundResult[] = [];
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order each round so drift on a shared machine favours no case.
+      // Rotate the order each round so drift in the machine's speed favours no case.
       const order = CASES.map((_, i) => CASES[(i + round) % CASES.length]);
       for (const which of order) {
         const r = await runCase(which, round, bench, workload);
