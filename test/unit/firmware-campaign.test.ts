@@ -132,7 +132,7 @@ function statesOf(r: Rig, id: string): Record<DeviceState, number> {
 /** Every notified device that has not finished reports the new version. */
 function succeedAll(r: Rig, except: Set<string> = new Set()): void {
   for (const id of notified(r))
-    if (!except.has(id) && offer(r, id))
+    if (!except.has(id) && r.twins.get(id)?.desired.state.firmware)
       r.twins.mergeReported(id, { firmware: { version: '2.0.0', state: 'idle' } });
 }
 
