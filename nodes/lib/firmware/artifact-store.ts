@@ -80,6 +80,10 @@ export class ArtifactStore {
     return this.signer.publicKeyPem;
   }
 
+  get publicKeyRaw(): string {
+    return this.signer.publicKeyRaw;
+  }
+
   get(type: string, version: string): Artifact | undefined {
     return this.byKey.get(key(type, version));
   }
@@ -113,12 +117,10 @@ export class ArtifactStore {
       fd = openSync(tmp, 'w', 0o600);
       const hash = createHash('sha256');
       let size = 0;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      // Not destroyed on a refusal, so the HTTP side can still answer 413 before it drops the connection.
+      for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         size += chunk.length;
-        if (size > this.opts.maxBytes) {
-          body.destroy();
-          throw tooLarge(this.opts.maxBytes);
-        }
+        if (size > this.opts.maxBytes) throw tooLarge(this.opts.maxBytes);
         hash.update(chunk);
         writeSync(fd, chunk);
       }
