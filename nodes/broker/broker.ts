@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { DeviceBroker, type BrokerHolder, type BrokerLimits, type ListenOptions } from '../lib/broker/broker';
-import type { RegistryHolder } from '../lib/registry/registry';
+import type { Registry, RegistryHolder } from '../lib/registry/registry';
 import type { SecurityEvent } from '../lib/security-events';
+import { FileTwinStore } from '../lib/twin/file-store';
+import { TwinService } from '../lib/twin/twin-service';
 
 interface BrokerNodeDef extends NodeDef {
   registry: string;
@@ -22,6 +25,8 @@ interface BrokerNodeDef extends NodeDef {
   keepaliveLimitS: number | string;
   maxUnacked: number | string;
   ackTimeoutS: number | string;
+  twinFile?: string;
+  twinMaxKb?: number | string;
 }
 
 type BrokerConfigNode = Node & BrokerHolder;
@@ -70,7 +75,10 @@ export = function register(RED: NodeAPI): void {
       maxHeld: Math.max(1, num(config.maxUnacked, 10_000)),
       timeoutMs: Math.max(0.1, num(config.ackTimeoutS, 30)) * 1000,
     };
-    const broker = new DeviceBroker({ registry, topicPrefix: config.topicPrefix || 'devices', limits, acks });
+    const twins = openTwins(this, config, registry);
+    this.twins = twins;
+    const topicPrefix = config.topicPrefix || 'devices';
+    const broker = new DeviceBroker({ registry, topicPrefix, limits, acks, twins });
     this.broker = broker;
     broker.on('error', (err: Error) =>
       this.error(RED._('iotb-broker.error.listener', { message: err.message })),
@@ -85,11 +93,40 @@ export = function register(RED: NodeAPI): void {
       (err: Error) => this.error(RED._('iotb-broker.error.start', { where, message: err.message })),
     );
     this.on('close', (done: () => void) => {
-      broker.close().then(done, (err: Error) => {
-        this.error(err);
+      const closeTwins = (): void => {
+        try {
+          twins?.close();
+        } catch (err) {
+          this.error(RED._('iotb-broker.error.twinClose', { message: (err as Error).message }));
+        }
         done();
+      };
+      broker.close().then(closeTwins, (err: Error) => {
+        this.error(err);
+        closeTwins();
       });
     });
+  }
+
+  /** The twin file (in the user dir unless absolute); undefined, with the reason logged, when it cannot be opened. */
+  function openTwins(
+    node: BrokerConfigNode,
+    config: BrokerNodeDef,
+    registry: Registry,
+  ): TwinService | undefined {
+    const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
+    const name = config.twinFile || 'iotb-twins.json';
+    const file = isAbsolute(name) ? name : join(userDir, name);
+    try {
+      return new TwinService({
+        store: new FileTwinStore(file),
+        directory: registry,
+        limits: { maxDocBytes: num(config.twinMaxKb, 16) * 1024 },
+      });
+    } catch (err) {
+      node.error(RED._('iotb-broker.error.twins', { file, message: (err as Error).message }));
+      return undefined;
+    }
   }
   RED.nodes.registerType('iotb-broker', BrokerNode);
 };

@@ -25,6 +25,11 @@ export interface DeviceClientOptions {
   reading?: (ts: number) => Record<string, unknown> | undefined;
   /** Send an "accepted" ack before the final one (default true). */
   ackAccepted?: boolean;
+  /**
+   * Take part in the device twin (docs/twin.md): subscribe to `twin/desired`, apply it and report what was
+   * applied on `twin/reported`. Default false (a broker without twins refuses the subscription).
+   */
+  twin?: boolean;
   clientOptions?: IClientOptions;
 }
 
@@ -42,6 +47,18 @@ interface Ack {
   error?: string;
 }
 
+/** The desired document the backend sends on `devices/{id}/twin/desired`. */
+export interface DesiredDoc {
+  state: Record<string, unknown>;
+  version: number;
+}
+
+/**
+ * Applies one desired key; returns the value to report for it, or undefined to report nothing now (the
+ * handler reports later itself, e.g. after a download, with `reportTwin`).
+ */
+export type DesiredHandler = (value: unknown, key: string) => unknown;
+
 /** How many answered command ids the device remembers to dedupe re-sends. */
 const DEDUPE_SIZE = 1000;
 
@@ -51,8 +68,13 @@ const DEDUPE_SIZE = 1000;
  * `devices/{id}/commands/ack` (or the MQTT 5 response topic, with the correlation data). A command id it has
  * already seen is not executed again: its final ack is sent again instead.
  *
+ * With `twin`, it applies its desired state: `intervalMs` sets the telemetry period, a key with a handler
+ * (`onDesired`) goes to it, any other key is kept in `config`; then it reports the applied values. A desired
+ * document older than the one applied last is ignored.
+ *
  * Emits 'command' (ReceivedCommand) for every command received, 'executed' (ReceivedCommand) for every
- * execution, 'connect', 'reboot' and 'error' (only when someone listens).
+ * execution, 'desired' (DesiredDoc) for every desired document applied, 'reported' (patch) once a report
+ * was accepted by the broker, 'connect', 'reboot' and 'error' (only when someone listens).
  */
 export class DeviceClient extends EventEmitter {
   readonly client: MqttClient;
@@ -60,6 +82,11 @@ export class DeviceClient extends EventEmitter {
   /** Executions per command id: a test reads this to prove "one execution per id". */
   readonly executions = new Map<string, number>();
   led: { on: boolean; color?: string } = { on: false };
+  /** Desired values applied (the twin's state as this device holds it, in memory). */
+  readonly config: Record<string, unknown> = {};
+  /** Version of the desired document applied last (0: none yet). */
+  desiredVersion = 0;
+  private readonly desiredHandlers = new Map<string, DesiredHandler>();
   private intervalMs: number;
   private telemetryTimer: NodeJS.Timeout | undefined;
   private readonly answered = new Map<string, Ack>();
@@ -84,7 +111,10 @@ export class DeviceClient extends EventEmitter {
     });
     this.client.on('connect', () => {
       // Subscribe before announcing presence, so a command sent on "online" finds the subscription.
-      this.client.subscribe(this.topic('commands'), { qos: 1 }, (err) => {
+      const topics = opts.twin
+        ? [this.topic('commands'), this.topic('twin/desired')]
+        : this.topic('commands');
+      this.client.subscribe(topics, { qos: 1 }, (err) => {
         if (err) return this.fault(err);
         this.client.publish(this.topic('status'), status(true), { qos: 1, retain: true }, () =>
           this.emit('connect'),
@@ -108,6 +138,22 @@ export class DeviceClient extends EventEmitter {
   /** Sends one telemetry reading now. */
   async sendTelemetry(reading: Record<string, unknown> = this.defaultReading()): Promise<void> {
     await this.client.publishAsync(this.topic('telemetry'), JSON.stringify(reading), { qos: 1 });
+  }
+
+  /** The telemetry period in use (ms; 0: none). */
+  get telemetryIntervalMs(): number {
+    return this.intervalMs;
+  }
+
+  /** Hands the desired key `key` to `handler` instead of keeping it in `config`. */
+  onDesired(key: string, handler: DesiredHandler): void {
+    this.desiredHandlers.set(key, handler);
+  }
+
+  /** Publishes a partial reported state (merged by the backend); resolves once the broker has it. */
+  async reportTwin(patch: Record<string, unknown>): Promise<void> {
+    await this.client.publishAsync(this.topic('twin/reported'), JSON.stringify(patch), { qos: 1 });
+    this.emit('reported', patch);
   }
 
   /** Goes offline the polite way: status offline, then disconnect (no last will). */
@@ -150,6 +196,7 @@ export class DeviceClient extends EventEmitter {
   }
 
   private receive(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (topic === this.topic('twin/desired')) return this.applyDesired(payload);
     if (topic !== this.topic('commands')) return;
     let cmd: ReceivedCommand | null;
     try {
@@ -214,6 +261,37 @@ export class DeviceClient extends EventEmitter {
       default:
         return { id: cmd.id, status: 'rejected', error: `unknown command ${cmd.name}` };
     }
+  }
+
+  private applyDesired(payload: Buffer): void {
+    let doc: DesiredDoc;
+    try {
+      doc = JSON.parse(payload.toString()) as DesiredDoc;
+    } catch {
+      return; // not a desired document; the backend sends only JSON
+    }
+    if (typeof doc.version !== 'number' || typeof doc.state !== 'object' || doc.version < this.desiredVersion)
+      return;
+    this.desiredVersion = doc.version;
+    const report: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(doc.state)) {
+      const handler = this.desiredHandlers.get(key);
+      if (handler) {
+        const applied = handler(value, key);
+        if (applied !== undefined) report[key] = applied;
+      } else if (key === 'intervalMs') {
+        if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value !== this.intervalMs) {
+          this.intervalMs = value;
+          this.scheduleTelemetry();
+        }
+        report[key] = this.intervalMs; // what runs: a bad value leaves the delta open
+      } else {
+        this.config[key] = value;
+        report[key] = value;
+      }
+    }
+    this.emit('desired', doc);
+    if (Object.keys(report).length > 0) this.reportTwin(report).catch((err: unknown) => this.fault(err));
   }
 
   private remember(ack: Ack): void {

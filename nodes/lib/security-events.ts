@@ -10,6 +10,8 @@ export type SecurityEventKind =
   | 'rate_limited'
   | 'acl_denied'
   | 'limit_exceeded'
+  /** A publication the backend could not take (e.g. a twin report that is not a JSON object). */
+  | 'invalid_payload'
   | 'revoked'
   | 'disabled'
   | 'enabled'

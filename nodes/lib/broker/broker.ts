@@ -11,6 +11,7 @@ import { isValidDeviceId } from '../device-id';
 import { counter, gauge } from '../metrics';
 import type { Registry } from '../registry/registry';
 import { securityEvent, type SecurityEvent } from '../security-events';
+import { TwinError, type TwinService, type TwinView } from '../twin/twin-service';
 import { AckGate, type AckGateOptions, type AckGateStats } from './ack-gate';
 import { FrameGuard, PacketTooLargeError } from './frame-guard';
 import { Lockout, RateLimiter } from './limits';
@@ -67,6 +68,8 @@ export interface ListenOptions {
 export interface BrokerHolder {
   /** Undefined when the node has no usable registry or TLS files. */
   broker?: DeviceBroker;
+  /** The device twins this broker serves (docs/twin.md); undefined when the twin file could not be opened. */
+  twins?: TwinService;
 }
 
 export type BrokerState = 'starting' | 'listening' | 'failed' | 'closed';
@@ -78,6 +81,11 @@ export interface BrokerOptions {
   limits?: Partial<BrokerLimits>;
   /** Bound on held (unacknowledged) readings and the ack timeout; see ack-gate.ts. */
   acks?: Partial<AckGateOptions>;
+  /**
+   * Device twins: each device may subscribe to its own `twin/desired` (it gets the full desired document on
+   * subscribe and after each change) and publish to its own `twin/reported` (merged). Without it, neither.
+   */
+  twins?: TwinService;
 }
 
 export interface Presence {
@@ -103,6 +111,8 @@ interface Session {
   ip: string;
   publishTopics: readonly string[];
   commandsTopic: string;
+  /** Undefined without twins. */
+  desiredTopic: string | undefined;
   prefixLength: number;
   /** QoS granted on the commands topic (0 also when not subscribed). */
   commandsQos: number;
@@ -164,6 +174,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
   private readonly rate: RateLimiter;
   private readonly lockout: Lockout;
   private readonly acks: AckGate;
+  private readonly twins: TwinService | undefined;
+  private readonly onDesired = (deviceId: string, view: TwinView): void => this.sendDesired(deviceId, view);
   /** Kinds whose QoS 1 PUBACK waits until the flow stored them, with how many nodes take them. */
   private readonly storedKinds = new Map<string, number>();
   /** Payloads of publications already handed to the flow with a held ack: aedes' 'publish' skips them. */
@@ -195,6 +207,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.rate = new RateLimiter(l.connectRatePerIp, l.connectBurstPerIp, l.maxTrackedKeys);
     this.lockout = new Lockout(l.lockoutThreshold, l.lockoutBaseMs, l.lockoutMaxMs, l.maxTrackedKeys);
     this.acks = new AckGate(opts.acks);
+    this.twins = opts.twins;
   }
 
   /** Creates a broker and starts it. */
@@ -382,8 +395,11 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
       // aedes reports refused topics with qos 128 (SUBACK failure)
       const granted = (sub: { topic: string; qos: number }): boolean =>
         sub.topic === s?.commandsTopic && sub.qos !== 128;
-      if (s && this.live.get(s.device.id) === client && subs.some(granted))
-        this.emit('subscribed', s.device.id);
+      if (!s || this.live.get(s.device.id) !== client) return;
+      if (subs.some(granted)) this.emit('subscribed', s.device.id);
+      const desired = (sub: { topic: string; qos: number }): boolean =>
+        sub.topic === s.desiredTopic && sub.qos !== 128;
+      if (subs.some(desired)) this.sendDesired(s.device.id);
     });
     this.aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
     this.aedes.on('publish', (packet, client) => {
@@ -418,6 +434,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.on('removed', this.onRemoved);
     this.registry.on('rotated', this.onRotated);
     this.registry.on('security', this.onRegistrySecurity); // revocations etc. reach the same event output
+    this.twins?.on('desired', this.onDesired);
   }
 
   private async listen(opts: ListenOptions): Promise<void> {
@@ -540,12 +557,15 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
 
   private sessionFor(device: DeviceRecord, credential: string, ip: string, clean: boolean): Session {
     const base = `${this.topicPrefix}/${device.id}/`;
+    const publishTopics = [`${base}telemetry`, `${base}status`, `${base}commands/ack`];
+    if (this.twins) publishTopics.push(`${base}twin/reported`);
     return {
       device,
       credential,
       ip,
-      publishTopics: [`${base}telemetry`, `${base}status`, `${base}commands/ack`],
+      publishTopics,
       commandsTopic: `${base}commands`,
+      desiredTopic: this.twins ? `${base}twin/desired` : undefined,
       prefixLength: base.length,
       commandsQos: 0,
       clean,
@@ -553,7 +573,10 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     };
   }
 
-  /** A device publishes only to its own telemetry, status and commands/ack topics (its Will included). */
+  /**
+   * A device publishes only to its own telemetry, status and commands/ack topics (its Will included), and
+   * with twins to its own twin/reported.
+   */
   private authorizePublish(
     client: Client | null,
     packet: PublishPacket,
@@ -582,7 +605,10 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     cb(new Error(`publish to ${packet.topic.slice(0, this.limits.maxTopicLength)} not allowed`));
   }
 
-  /** A device subscribes only to its own commands topic; anything else gets a SUBACK failure (0x80). */
+  /**
+   * A device subscribes only to its own commands topic (and with twins its own twin/desired); anything else
+   * gets a SUBACK failure (0x80).
+   */
   private authorizeSubscribe(
     client: Client,
     sub: Subscription,
@@ -592,6 +618,10 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     if (s && sub.topic === s.commandsTopic) {
       if (sub.qos > 1) sub.qos = 1;
       s.commandsQos = sub.qos;
+      return cb(null, sub);
+    }
+    if (s && sub.topic === s.desiredTopic) {
+      if (sub.qos > 1) sub.qos = 1;
       return cb(null, sub);
     }
     refusedTotal.labels('subscribe_acl').inc();
@@ -610,6 +640,8 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.emit('online', s.device.id);
     // A persistent session's subscriptions are restored before it is ready: no SUBSCRIBE will come.
     if (hasSubscription(client, s.commandsTopic)) this.emit('subscribed', s.device.id);
+    if (s.desiredTopic !== undefined && hasSubscription(client, s.desiredTopic))
+      this.sendDesired(s.device.id);
     this.emit('connection', {
       event: 'connected',
       deviceId: s.device.id,
@@ -653,9 +685,45 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     if (p) p.lastSeen = Date.now();
     const kind = topic.slice(s.prefixLength);
     messagesTotal.labels(kind).inc();
+    if (kind === 'twin/reported') return this.mergeReported(s, payload);
     const msg: DeviceMessage = { device: this.deviceRef(s), topic, kind, payload };
     if (ackId !== undefined) msg.ackId = ackId;
     this.emit('message', msg);
+  }
+
+  /**
+   * The device's full desired document (`{ state, version, updatedAt }`) to its twin/desired topic, QoS 1,
+   * when it is connected and subscribed there: on subscribe (or a restored session) and after each change.
+   * Not retained: the broker sends the current document itself whenever the device (re)subscribes.
+   */
+  private sendDesired(deviceId: string, view = this.twins?.get(deviceId)): void {
+    const client = this.live.get(deviceId);
+    const s = client && this.sessions.get(client);
+    if (!view || !s?.desiredTopic || !hasSubscription(client!, s.desiredTopic)) return;
+    const { state, version, updatedAt } = view.desired;
+    this.publishToDevice(deviceId, 'twin/desired', JSON.stringify({ state, version, updatedAt }), {
+      qos: 1,
+    }).catch(() => undefined); // the broker closed meanwhile: the device gets it on its next subscribe
+  }
+
+  /** A device's twin/reported publication, merged; a refused one is counted and becomes a security event. */
+  private mergeReported(s: Session, payload: Buffer): void {
+    if (!this.twins) return;
+    let patch: unknown;
+    try {
+      patch = JSON.parse(payload.toString('utf8'));
+    } catch {
+      patch = undefined; // mergeReported refuses it with INVALID and counts it
+    }
+    try {
+      this.twins.mergeReported(s.device.id, patch);
+    } catch (err) {
+      if (!(err instanceof TwinError)) throw err;
+      const kind = err.code === 'TOO_LARGE' ? 'limit_exceeded' : 'invalid_payload';
+      const reason =
+        patch === undefined ? 'twin_reported_not_json' : `twin_reported_${err.code.toLowerCase()}`;
+      this.emitSecurity(securityEvent(kind, 'mqtt', reason, s.device.id, s.ip));
+    }
   }
 
   private deviceRef(s: Session): DeviceRef {
@@ -673,6 +741,7 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     this.registry.off('rotated', this.onRotated);
     clearInterval(this.expiryTimer);
     this.registry.off('security', this.onRegistrySecurity);
+    this.twins?.off('desired', this.onDesired);
     this.acks.releaseAll();
     const closed = this.servers.map((s) => (s.listening ? once(s, 'close') : Promise.resolve()));
     for (const s of this.servers) if (s.listening) s.close();
