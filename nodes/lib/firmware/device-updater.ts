@@ -189,3 +189,30 @@ function isOffer(v: unknown): v is FirmwareOffer {
 function pause(attempt: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
 }
+
+/** The part of the reference device (device-client.ts) the updater plugs into. */
+export interface TwinDevice {
+  onDesired(key: string, handler: (value: unknown) => unknown): void;
+  reportTwin(patch: Record<string, unknown>): Promise<void>;
+  on(event: 'connect', listener: () => void): unknown;
+}
+
+/**
+ * Gives a reference device firmware updates: `desired.firmware` goes to a FirmwareUpdater, whose reports go to
+ * `reported.firmware`; on every connect the device reports the version it runs.
+ */
+export function attachFirmwareUpdater(
+  device: TwinDevice,
+  opts: Omit<FirmwareUpdaterOptions, 'report'>,
+  onError: (err: unknown) => void = () => undefined,
+): FirmwareUpdater {
+  const updater = new FirmwareUpdater({ ...opts, report: (firmware) => device.reportTwin({ firmware }) });
+  device.onDesired('firmware', (value) => {
+    updater.offer(value).catch(onError);
+    return undefined; // the updater reports as it goes
+  });
+  device.on('connect', () => {
+    device.reportTwin({ firmware: { version: updater.version, state: 'idle' } }).catch(onError);
+  });
+  return updater;
+}
