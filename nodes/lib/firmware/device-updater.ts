@@ -67,7 +67,7 @@ export class FirmwareUpdater extends EventEmitter {
   async offer(offer: unknown): Promise<void> {
     if (!isOffer(offer)) return; // no offer, or one withdrawn (null)
     if (offer.version === this.version) {
-      await this.opts.report({ version: this.version, state: 'idle', campaign: offer.campaign });
+      await this.report({ version: this.version, state: 'idle', campaign: offer.campaign });
       return;
     }
     const job = `${offer.campaign}\n${offer.version}`;
@@ -75,28 +75,45 @@ export class FirmwareUpdater extends EventEmitter {
     this.working = job;
     const base = { campaign: offer.campaign, target: offer.version };
     try {
-      await this.opts.report({ ...base, state: 'downloading', progress: 0 });
+      await this.report({ ...base, state: 'downloading', progress: 0 });
       const image = await this.download(offer);
       const problem = this.check(offer, image);
       if (problem) {
         this.emit('refused', problem);
-        await this.opts.report({ ...base, state: 'failed', error: problem });
+        await this.report({ ...base, state: 'failed', error: problem });
         return;
       }
-      await this.opts.report({ ...base, state: 'installing', progress: 100 });
+      await this.report({ ...base, state: 'installing', progress: 100 });
       if (this.behaviour === 'hang') return;
       if (this.opts.installMs) await new Promise((r) => setTimeout(r, this.opts.installMs));
       if (this.closed) return;
       if (this.behaviour === 'fail') {
-        await this.opts.report({ ...base, state: 'failed', error: 'simulated install failure' });
+        await this.report({ ...base, state: 'failed', error: 'simulated install failure' });
         return;
       }
       this.version = offer.version;
-      await this.opts.report({ version: this.version, state: 'idle', campaign: offer.campaign });
+      await this.report({ version: this.version, state: 'idle', campaign: offer.campaign });
     } catch (err) {
-      await this.opts.report({ ...base, state: 'failed', error: (err as Error).message.slice(0, 300) });
+      // Only the download can throw here (reports retry until they are through): the install failed.
+      await this.report({ ...base, state: 'failed', error: (err as Error).message.slice(0, 300) });
     } finally {
       if (this.working === job) this.working = undefined;
+    }
+  }
+
+  /**
+   * Sends a report, again and again while the device is offline (e.g. the backend restarts): a lost "installed"
+   * would leave the campaign waiting for a timeout, and a send error is no reason to fail an install.
+   */
+  private async report(r: FirmwareReport): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.opts.report(r);
+        return;
+      } catch (err) {
+        if (this.closed || attempt >= 60) throw err;
+        await pause(attempt);
+      }
     }
   }
 

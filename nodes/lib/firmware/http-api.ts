@@ -195,6 +195,9 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  // Node-RED's editor app parses JSON bodies before its HTTP nodes' app sees them when both share one root.
+  const parsed = req as IncomingMessage & { _body?: boolean; body?: unknown };
+  if (parsed._body) return asObject(parsed.body);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -209,6 +212,10 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   } catch {
     throw new FirmwareError('INVALID', 'the body must be JSON');
   }
+  return asObject(body);
+}
+
+function asObject(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new FirmwareError('INVALID', 'the body must be a JSON object');
   return body as Record<string, unknown>;
