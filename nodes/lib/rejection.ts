@@ -1,7 +1,8 @@
 import { rejectedTotal } from './metrics';
 
 /** Where in the pipeline a message was judged and refused. */
-export type RejectionStage = 'auth' | 'validate' | 'quality' | 'influx' | 'command' | 'registry' | 'broker';
+export type RejectionStage =
+  'auth' | 'validate' | 'quality' | 'influx' | 'command' | 'registry' | 'broker' | 'twin';
 
 /**
  * Why a message left through a node's "rejected" output (docs/architecture.md, message contract).

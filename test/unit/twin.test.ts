@@ -288,6 +288,22 @@ describe('twin file store', () => {
     b.close();
   });
 
+  it('a batch of desired changes is fsynced once, when the batch returns', () => {
+    const a = open();
+    // The store's own record of whether its journal has writes not yet fsynced.
+    const synced = (): boolean => !(a as unknown as { store: { unsynced: boolean } }).store.unsynced;
+    a.batch(() => {
+      for (let i = 0; i < 5; i++) a.patchDesired(`d${i}`, { wave: 1 });
+      assert.equal(synced(), false, 'inside the batch the changes wait for the fsync');
+    });
+    assert.equal(synced(), true, 'durable when the batch returns');
+    assert.equal(clock.pending, 0, 'no flush left scheduled');
+    a.close();
+    const b = open();
+    assert.equal(b.list({ where: 'desired.wave == 1' }).length, 5);
+    b.close();
+  });
+
   it('compacts the journal into the snapshot and ignores a torn last line', () => {
     const a = open({ compactBytes: 500 });
     for (let i = 0; i < 50; i++) a.mergeReported(`d${i % 5}`, { n: i });
