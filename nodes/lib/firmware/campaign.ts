@@ -120,6 +120,8 @@ export interface FirmwareTwins {
   patchDesired(deviceId: string, patch: Record<string, unknown>): unknown;
   on(event: 'reported', listener: (deviceId: string, view: TwinViewLike) => void): unknown;
   off(event: 'reported', listener: (deviceId: string, view: TwinViewLike) => void): unknown;
+  /** Runs `fn` with one fsync at its end for all its desired changes (a wave's notifications). */
+  batch?<T>(fn: () => T): T;
 }
 
 /** The part of the registry a campaign uses. */
@@ -605,7 +607,12 @@ export class CampaignEngine extends EventEmitter<CampaignEngineEvents> {
       else batch.push(this.move(l, d, 'NOTIFIED', now));
     }
     this.opts.store.putDevices(c.id, [...skipped, ...batch], true);
-    for (const d of batch) this.tell(l, d);
+    if (batch.length === 0) return;
+    const tellAll = (): void => {
+      for (const d of batch) this.tell(l, d);
+    };
+    if (this.opts.twins.batch) this.opts.twins.batch(tellAll);
+    else tellAll();
   }
 
   private tell(l: Live, d: CampaignDevice): void {
