@@ -109,16 +109,20 @@ describe('firmware campaigns over 200 reference devices (flows/backend.json, rea
     return (r.body as Campaign).id;
   };
   /** Waits until the campaign is in one of `statuses` with no device in flight. */
-  const settled = (id: string, statuses: string[], timeoutMs = 90_000): Promise<Campaign> =>
-    eventually(
-      `campaign ${id} ${statuses.join('|')} with nothing in flight`,
+  const settled = (id: string, statuses: string[], timeoutMs = 90_000): Promise<Campaign> => {
+    let last: Campaign | undefined;
+    return eventually(
+      () =>
+        `campaign ${id} ${statuses.join('|')} with nothing in flight; last seen ${last?.status} ` +
+        JSON.stringify(last?.deviceStates.filter((d) => d.state !== 'SUCCEEDED' && d.state !== 'PENDING')),
       async () => {
-        const c = await get(id);
+        const c = (last = await get(id));
         const inFlight = c.deviceStates.some((d) => ['NOTIFIED', 'DOWNLOADING', 'INSTALLING'].includes(d.state));
         return statuses.includes(c.status) && !inFlight ? c : undefined;
       },
       timeoutMs,
     );
+  };
   const counts = (c: Campaign): Partial<Record<DeviceState, number>> => {
     const out: Partial<Record<DeviceState, number>> = {};
     for (const d of c.deviceStates) out[d.state] = (out[d.state] ?? 0) + 1;
@@ -215,7 +219,12 @@ describe('firmware campaigns over 200 reference devices (flows/backend.json, rea
       b.influxql(
         `SELECT "from", "device" FROM device_events WHERE "event" = 'firmware' AND "campaign" = '${id}' AND "state" = '${state}'`,
       );
-    await eventually('the COMPLETED event in InfluxDB', async () => ((await q('COMPLETED')).length > 0 ? true : undefined));
+    // The events' writer sends its spool after the restart with its retry backoff: allow it a minute.
+    await eventually(
+      'the COMPLETED event in InfluxDB',
+      async () => ((await q('COMPLETED')).length > 0 ? true : undefined),
+      60_000,
+    );
     const notified = (await q('NOTIFIED')).map((r) => r.device);
     assert.ok(notified.length > COUNT / 2, `${notified.length} NOTIFIED events`);
     assert.equal(new Set(notified).size, notified.length, 'no device has two NOTIFIED events');
