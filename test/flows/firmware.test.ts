@@ -217,7 +217,7 @@ describe('firmware campaigns over 200 reference devices (flows/backend.json, rea
     // the crash may be missing: the campaign file is the record, device_events the audit trail.)
     const q = (state: string) =>
       b.influxql(
-        `SELECT "from", "device" FROM device_events WHERE "event" = 'firmware' AND "campaign" = '${id}' AND "state" = '${state}'`,
+        `SELECT "from", "device" FROM device_events WHERE "event" = 'firmware' AND "campaign" = '${id}' AND "to" = '${state}'`,
       );
     // The events' writer sends its spool after the restart with its retry backoff: allow it a minute.
     await eventually(
