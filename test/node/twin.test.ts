@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import type { DeviceBroker } from '../../nodes/lib/broker/broker';
 import type { Registry } from '../../nodes/lib/registry/registry';
 import type { TwinService } from '../../nodes/lib/twin/twin-service';
 import { helper, nextMessage, nodeModule } from '../support/helper';
-import { freePort, tempDir } from '../support/servers';
+import { eventually, freePort, tempDir } from '../support/servers';
 
 const nodes = [nodeModule('registry'), nodeModule('broker'), nodeModule('twin')];
 const SECRET = 'node-test-registry-secret-0123456789abcdef';
@@ -36,6 +37,9 @@ describe('iotb-twin node (msg driven, in a real Node-RED runtime)', () => {
       { reg: { secret: SECRET } },
     );
     (helper.getNode('reg').registry as Registry).createDevice({ id: 'd1', type: 'thermo' });
+    // Unloading a broker still starting would leave its listener behind.
+    const broker = helper.getNode('brk').broker as DeviceBroker;
+    await eventually('the broker listens', () => broker.state === 'listening' || undefined);
   });
   afterEach(async () => {
     await helper.unload();

@@ -718,7 +718,14 @@ export class DeviceBroker extends EventEmitter implements DeviceLink {
     try {
       this.twins.mergeReported(s.device.id, patch);
     } catch (err) {
-      if (!(err instanceof TwinError)) throw err;
+      if (!(err instanceof TwinError)) {
+        // The twin file could not be written (e.g. disk full): the report is lost, the device repeats it on
+        // its next connect; say so rather than crash the process from inside the MQTT stack.
+        const message = err instanceof Error ? err.message : String(err);
+        if (this.listenerCount('error') > 0)
+          this.emit('error', new Error(`twin report of ${s.device.id} not stored: ${message}`));
+        return;
+      }
       const kind = err.code === 'TOO_LARGE' ? 'limit_exceeded' : 'invalid_payload';
       const reason =
         patch === undefined ? 'twin_reported_not_json' : `twin_reported_${err.code.toLowerCase()}`;
