@@ -3,13 +3,16 @@
  *
  *   node --import tsx scripts/device-client.ts --url mqtt://localhost:1883 --id lamp-1 --token <token> \
  *     [--behaviour normal|never-ack|ack-late|fail] [--late-ms 5000] [--interval-ms 10000] [--mqtt5] [--prefix devices]
- *     [--no-twin]
+ *     [--no-twin] [--type sensor --firmware-key key.pem [--http-url http://host:1880] [--firmware-version 1.0.0]
+ *     [--firmware normal|fail|hang]]
  *
  * It applies its twin's desired state (e.g. `intervalMs`) and reports it back, unless --no-twin.
  * The token can also come from IOTB_DEVICE_TOKEN (keeps it out of the process list). Ctrl-C goes offline politely.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DeviceClient, type DeviceBehaviour } from '../nodes/lib/device-client';
+import { attachFirmwareUpdater, type InstallBehaviour } from '../nodes/lib/firmware/device-updater';
 
 const { values } = parseArgs({
   options: {
@@ -22,6 +25,12 @@ const { values } = parseArgs({
     prefix: { type: 'string', default: 'devices' },
     mqtt5: { type: 'boolean', default: false },
     'no-twin': { type: 'boolean', default: false },
+    // Firmware updates (docs/firmware.md): on when --firmware-key names the backend's public key file.
+    type: { type: 'string' },
+    'http-url': { type: 'string', default: 'http://127.0.0.1:1880' },
+    'firmware-key': { type: 'string' },
+    'firmware-version': { type: 'string', default: '1.0.0' },
+    firmware: { type: 'string', default: 'normal' },
   },
 });
 
@@ -55,6 +64,31 @@ device.on('reboot', () => console.log(`[${values.id}] reboot requested`));
 device.on('desired', (d: { version: number; state: unknown }) =>
   console.log(`[${values.id}] desired v${d.version} ${JSON.stringify(d.state)}`),
 );
+
+if (values['firmware-key']) {
+  if (!values.type || !['normal', 'fail', 'hang'].includes(values.firmware) || values['no-twin']) {
+    console.error(
+      'firmware updates need --type <device type>, the twin (no --no-twin) and --firmware normal|fail|hang',
+    );
+    process.exit(2);
+  }
+  const updater = attachFirmwareUpdater(
+    device,
+    {
+      baseUrl: values['http-url'],
+      token,
+      deviceType: values.type,
+      publicKey: readFileSync(values['firmware-key'], 'utf8'),
+      version: values['firmware-version'],
+      behaviour: values.firmware as InstallBehaviour,
+    },
+    (err) => console.error(`[${values.id}] firmware: ${(err as Error).message}`),
+  );
+  updater.on('downloaded', (d: { bytes: number; requests: number }) =>
+    console.log(`[${values.id}] firmware downloaded: ${d.bytes} bytes in ${d.requests} requests`),
+  );
+  updater.on('refused', (reason: string) => console.error(`[${values.id}] firmware refused: ${reason}`));
+}
 
 process.once('SIGINT', () => {
   device.stop().then(
