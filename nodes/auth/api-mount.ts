@@ -17,6 +17,8 @@ export const API_PATH = '/api';
 
 /** The shipped device telemetry route: its body is the device's payload, parsed by iotb-validate. */
 const DEVICE_PAYLOAD_ROUTE = /^\/devices\/[^/]+\/telemetry\/?$/;
+/** The firmware image upload (iotb-firmware): streamed to disk by the route, hashed as it arrives. */
+const FIRMWARE_UPLOAD_ROUTE = /^\/firmware\/artifacts\/?$/;
 
 type Next = (err?: unknown) => void;
 type Handler = (req: GuardedRequest, res: ServerResponse, next: Next) => void;
@@ -57,6 +59,7 @@ export function mountApiGuard(RED: NodeAPI): void {
       maxBodyBytes,
       limits: { ...DEFAULT_LIMITS, maxBytes: maxBodyBytes },
       rawBody: (method, path) => method === 'POST' && DEVICE_PAYLOAD_ROUTE.test(path),
+      streamedBody: (method, path) => method === 'POST' && FIRMWARE_UPLOAD_ROUTE.test(path),
       onRefused: refused,
     }),
   );

@@ -36,6 +36,7 @@ const FAMILY: Record<string, string> = {
   'iotb-influx-query': 'storage',
   'iotb-command': 'commands',
   'iotb-twin': 'commands',
+  'iotb-firmware': 'commands',
   'iotb-health': 'operations',
   'iotb-metrics': 'operations',
   'iotb-alarm': 'operations',

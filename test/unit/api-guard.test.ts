@@ -23,6 +23,7 @@ describe('API guard', () => {
       maxBodyBytes: LIMIT,
       limits: { ...DEFAULT_LIMITS, maxBytes: LIMIT },
       rawBody: (method, path) => method === 'POST' && path === '/raw',
+      streamedBody: (method, path) => method === 'POST' && path === '/stream',
       onRefused: (r) => refusals.push(r),
     });
     // The route: echoes what it was handed.
@@ -88,6 +89,13 @@ describe('API guard', () => {
       { status: 200, body: { parsed: null } },
       'no body: nothing to judge',
     );
+    const image = 'x'.repeat(2 * LIMIT);
+    assert.deepEqual(
+      await send('/stream', { body: image, type: 'application/octet-stream' }),
+      { status: 200, body: { parsed: null } },
+      'a streamed route reads its own body: no type or size check, nothing read',
+    );
+    assert.equal((await send('/x', { body: image, type: 'application/octet-stream' })).status, 415);
   });
 
   it('refuses with the status and code of each problem', async () => {

@@ -30,6 +30,11 @@ export interface ApiGuardOptions {
    * parse (`path` relative to the API path, without the query).
    */
   rawBody: (method: string, path: string) => boolean;
+  /**
+   * True for a route that reads its body as a stream itself (a firmware image upload): passed on unread, with
+   * no type or size check here; the route applies its own.
+   */
+  streamedBody: (method: string, path: string) => boolean;
   /** Called once for every refused request, after the answer is on its way. */
   onRefused: (refusal: ApiRefusal, method: string, path: string) => void;
 }
@@ -53,7 +58,7 @@ export function apiGuard(opts: ApiGuardOptions) {
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
     // Already read by Node-RED (a route with its "skip body parsing" option): the route takes it as it is.
-    if (!hasBody || req._body === true) return next();
+    if (!hasBody || req._body === true || opts.streamedBody(req.method ?? '', path)) return next();
     const raw = opts.rawBody(req.method ?? '', path);
     const type = req.headers['content-type'];
     if (type === undefined || !(JSON_TYPE.test(type) || (raw && TEXT_TYPE.test(type)))) {
