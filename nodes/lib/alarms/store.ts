@@ -11,6 +11,7 @@ import {
 import { dirname } from 'node:path';
 import { writeFileAtomicSync } from '../atomic-file';
 import { lockFile, unlockFile } from '../file-lock';
+import { readJournal } from '../journal';
 import type { Alarm } from './alarm';
 
 /**
@@ -104,19 +105,7 @@ export class FileAlarmStore implements AlarmStore {
   }
 
   private replayJournal(): void {
-    const lines = readFileSync(this.journalFile, 'utf8').split('\n');
-    const last = lines.length - 1;
-    for (let i = 0; i <= last; i++) {
-      if (lines[i] === '') continue;
-      let alarm: Alarm;
-      try {
-        alarm = JSON.parse(lines[i]) as Alarm;
-      } catch (err) {
-        if (i === last) break; // torn append: the step was never announced
-        throw new Error(`journal line ${i + 1} is corrupt: ${(err as Error).message}`);
-      }
-      this.alarms.set(alarm.id, alarm);
-    }
+    for (const alarm of readJournal<Alarm>(this.journalFile)) this.alarms.set(alarm.id, alarm);
   }
 
   /** Drops the oldest closed alarms beyond keepClosed, writes the snapshot, then empties the journal. */

@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { writeFileAtomicSync } from '../atomic-file';
 import { systemClock, type Clock } from '../clock';
 import { lockFile, unlockFile } from '../file-lock';
+import { readJournal } from '../journal';
 import type { Durability, StoredTwin, TwinStore } from './store';
 
 export interface FileTwinStoreOptions {
@@ -126,17 +127,7 @@ export class FileTwinStore implements TwinStore {
   }
 
   private replayJournal(): void {
-    const lines = readFileSync(this.journalFile, 'utf8').split('\n');
-    const last = lines.length - 1;
-    for (let i = 0; i <= last; i++) {
-      if (lines[i] === '') continue;
-      let entry: JournalEntry;
-      try {
-        entry = JSON.parse(lines[i]) as JournalEntry;
-      } catch (err) {
-        if (i === last) break; // torn append: never made durable, never answered as such
-        throw new Error(`journal line ${i + 1} is corrupt: ${(err as Error).message}`);
-      }
+    for (const entry of readJournal<JournalEntry>(this.journalFile)) {
       if ('removed' in entry) this.twins.delete(entry.deviceId);
       else this.twins.set(entry.deviceId, entry);
     }
