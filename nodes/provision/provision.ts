@@ -81,5 +81,7 @@ export = function register(RED: NodeAPI): void {
     });
     this.on('close', () => status.cancel());
   }
-  RED.nodes.registerType('iotb-provision', ProvisionNode);
+  RED.nodes.registerType('iotb-provision', ProvisionNode, {
+    settings: { iotbProvisionOperations: { value: OPERATIONS, exportable: true } },
+  });
 };

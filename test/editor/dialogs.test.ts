@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Locator, Page } from 'playwright-core';
+import { OPERATIONS } from '../../nodes/lib/provision/operations';
 import { FailureScreenshots, isMonacoDisposeRace, launchBrowser } from '../support/browser';
 import { startNodeRed, type NodeRedProcess } from '../support/node-red';
 import { repoRoot, tempDir } from '../support/servers';
@@ -241,5 +242,20 @@ describe('the editor shows catalog text in every dialog, port label and the pale
       await tray.locator('#node-dialog-cancel').click();
       await tray.waitFor({ state: 'detached' });
       assert.deepEqual(pageErrors, []);
+    }));
+
+  it("lists iotb-provision's operations from the runtime's own list", () =>
+    screenshots.run('provision-operations', async () => {
+      const index = types
+        .filter((t) => t.category !== 'config')
+        .findIndex((t) => t.type === 'iotb-provision');
+      await page.locator(`[id="n${index}"]`).dblclick();
+      const tray = page.locator('.red-ui-tray').last();
+      const options = await tray
+        .locator('#node-input-operation option')
+        .evaluateAll((els) => els.map((e) => (e as HTMLOptionElement).value));
+      assert.deepEqual(options, ['msg', ...OPERATIONS]);
+      await tray.locator('#node-dialog-cancel').click();
+      await tray.waitFor({ state: 'detached' });
     }));
 });
