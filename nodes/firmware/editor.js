@@ -28,7 +28,7 @@ RED.nodes.registerType('iotb-firmware', {
   outputLabels: function () {
     return this._('iotb-firmware.outputs.events');
   },
-  icon: 'font-awesome/fa-microchip',
+  icon: 'font-awesome/fa-cloud-download',
   paletteLabel: 'firmware',
   label: function () {
     return this.name || 'firmware ' + (this.basePath || '/api/firmware');
