@@ -14,7 +14,7 @@ import { Registry } from '../../nodes/lib/registry/registry';
 import type { SecurityEvent } from '../../nodes/lib/security-events';
 import { nextEvent } from '../support/events';
 import { closed, connectDevice, grants, refusalCode } from '../support/mqtt-device';
-import { freePort, tempDir } from '../support/servers';
+import { freePort, repoRoot, tempDir } from '../support/servers';
 
 const run = promisify(execFile);
 
@@ -465,6 +465,24 @@ describe('embedded broker (aedes) with registry auth and ACLs', () => {
     await again.endAsync();
     await b.close();
     await assert.rejects(DeviceBroker.start({ registry }, { host: '127.0.0.1', port }), /EADDRINUSE/);
+  });
+
+  it('closed while it starts, it leaves nothing running (the process can exit)', async () => {
+    // In a process of its own: it exits only if no timer or socket of the broker is left (aedes starts
+    // its own intervals while it is created). The timeout guards against a hang, it measures nothing.
+    const script = [
+      "const { join } = require('node:path');",
+      `const { DeviceBroker } = require(${JSON.stringify(join(repoRoot, 'dist/nodes/lib/broker/broker.js'))});`,
+      `const { Registry } = require(${JSON.stringify(join(repoRoot, 'dist/nodes/lib/registry/registry.js'))});`,
+      `const { FileDeviceStore } = require(${JSON.stringify(join(repoRoot, 'dist/nodes/lib/registry/file-store.js'))});`,
+      `const registry = new Registry(new FileDeviceStore(${JSON.stringify(join(dir.path, 'early-close.json'))}), ${JSON.stringify(SECRET)});`,
+      'const broker = new DeviceBroker({ registry });',
+      "const started = broker.start({ host: '127.0.0.1', port: 0 });",
+      'void broker.close();',
+      "started.then(() => { console.log('started'); process.exitCode = 1; }, (err) => { console.log(err.message); registry.close(); });",
+    ].join('\n');
+    const { stdout } = await run(process.execPath, ['-e', script], { timeout: 60_000 });
+    assert.equal(stdout.trim(), 'the broker was closed while starting');
   });
 
   it('speaks TLS when given a certificate and key, and MQTT over WebSocket', async () => {

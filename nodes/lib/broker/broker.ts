@@ -216,6 +216,7 @@ export class DeviceBroker extends EventEmitter<BrokerEvents> implements DeviceLi
   private rateLimitedSinceEvent = 0;
   private lastRateLimitEvent = 0;
   private closing: Promise<void> | undefined;
+  private aedesClosed = false;
   private started = false;
   private currentState: BrokerState = 'starting';
   private readonly onRevoked = (id: string): void => this.disconnect(id);
@@ -264,7 +265,11 @@ export class DeviceBroker extends EventEmitter<BrokerEvents> implements DeviceLi
             'plain MQTT explicitly',
         );
       await this.init();
-      if (this.closing) throw new Error('the broker was closed while starting');
+      if (this.closing) {
+        // Closed while aedes was being created: shutdown found no aedes to close, so its timers live on.
+        if (!this.aedesClosed) await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+        throw new Error('the broker was closed while starting');
+      }
       await this.listen(listen);
       this.setState('listening');
     } catch (err) {
@@ -813,6 +818,7 @@ export class DeviceBroker extends EventEmitter<BrokerEvents> implements DeviceLi
     for (const s of this.servers) if (s.listening) s.close();
     this.wss?.close();
     if (this.aedes) {
+      this.aedesClosed = true;
       await Promise.race([
         new Promise<void>((resolve) => this.aedes.close(() => resolve())),
         new Promise((resolve) => setTimeout(resolve, 2000).unref()),
