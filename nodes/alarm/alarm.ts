@@ -83,7 +83,7 @@ export = function register(RED: NodeAPI): void {
         : undefined;
     const seenFile = stateFile && `${stateFile.slice(0, -'.json'.length)}.seen.json`;
     const directory = config.registry
-      ? (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)?.registry
+      ? (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)?.registry
       : undefined;
     const maxDevices = numberOr(config.maxDevices, 100_000);
     const store: AlarmStore = stateFile ? new FileAlarmStore(stateFile) : new MemoryAlarmStore();

@@ -47,13 +47,13 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
     const node = this;
-    const registry = (RED.nodes.getNode(config.registry) as unknown as RegistryHolder | null)?.registry;
+    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
     if (!registry) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-firmware.status.noRegistry') });
       node.error(RED._('iotb-firmware.error.noRegistry'));
       return;
     }
-    const twins = (RED.nodes.getNode(config.broker) as unknown as BrokerHolder | null)?.twins;
+    const twins = (RED.nodes.getNode(config.broker) as (Node & BrokerHolder) | null)?.twins;
     const dir = join(RED.settings.userDir ?? process.cwd(), 'iotb-firmware');
     let artifacts: ArtifactStore;
     let engine: CampaignEngine | undefined;

@@ -17,7 +17,7 @@ export = function register(RED: NodeAPI): void {
       const found: { id: string; node: T }[] = [];
       RED.nodes.eachNode((n) => {
         if (n.type !== type) return;
-        const node = RED.nodes.getNode(n.id) as unknown as T | null;
+        const node = RED.nodes.getNode(n.id) as (Node & T) | null;
         if (node) found.push({ id: n.id, node });
       });
       return found;

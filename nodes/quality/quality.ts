@@ -53,7 +53,7 @@ export = function register(RED: NodeAPI): void {
   function QualityNode(this: Node, config: QualityNodeDef): void {
     RED.nodes.createNode(this, config);
     const directory = config.registry
-      ? (RED.nodes.getNode(config.registry) as unknown as { registry?: DeviceDirectory } | null)?.registry
+      ? (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)?.registry
       : undefined;
     const window = numberOr(config.window, 7);
     const maxFields = numberOr(config.maxFields, 16);
