@@ -3,7 +3,7 @@
  * are sampled at scrape time from the spools themselves, so they cannot go stale.
  */
 import { sampledGauge } from '../metrics';
-import type { Spool } from './index';
+import type { Spool } from './spool';
 
 type GaugedSpool = Pick<Spool, 'stats' | 'volume' | 'condition'>;
 
