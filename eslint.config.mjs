@@ -19,7 +19,6 @@ const strictOnlyRules = Object.keys(rulesOf(tseslint.configs.strictTypeChecked))
  */
 const NOT_YET_STRICT = [
   'nodes/lib/broker/**',
-  'nodes/lib/spool/**',
   'nodes/lib/validate/**',
   'nodes/lib/quality/**',
   'nodes/lib/alarms/**',
@@ -31,7 +30,6 @@ const NOT_YET_STRICT = [
   'test/node/validate.test.ts',
   'test/node/quality.test.ts',
   'test/unit/quality*.ts',
-  'test/unit/spool*.ts',
   'test/integration/broker.test.ts',
 ];
 

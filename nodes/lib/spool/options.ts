@@ -47,33 +47,45 @@ export function volumeBytes(dir: string): number | undefined {
   }
 }
 
+/** A bad option's value in an error message: text as it is, anything else by its type. */
+function shown(v: unknown): string {
+  return typeof v === 'string' ? v : typeof v;
+}
+
 export function settings(opts: SpoolOptions, volume: number | undefined): Settings {
-  if (!opts || typeof opts.dir !== 'string' || opts.dir === '') throw new TypeError('spool: dir is required');
-  const fsync = opts.fsync ?? 'interval';
+  // Checked as given: a caller in JavaScript, or values from a flow, may pass anything.
+  const given = opts as Partial<Record<keyof SpoolOptions, unknown>> | null | undefined;
+  if (typeof given?.dir !== 'string' || given.dir === '') throw new TypeError('spool: dir is required');
+  const fsync = given.fsync ?? 'interval';
   if (fsync !== 'always' && fsync !== 'interval' && fsync !== 'never')
-    throw new TypeError(`spool: fsync must be 'always', 'interval' or 'never' (got ${String(fsync)})`);
-  const whenFull = opts.whenFull ?? 'refuse';
+    throw new TypeError(`spool: fsync must be 'always', 'interval' or 'never' (got ${shown(fsync)})`);
+  const whenFull = given.whenFull ?? 'refuse';
   if (whenFull !== 'refuse' && whenFull !== 'drop-oldest')
-    throw new TypeError(`spool: whenFull must be 'refuse' or 'drop-oldest' (got ${String(whenFull)})`);
-  const atLeast = (name: string, v: number | undefined, def: number, min: number): number => {
-    const n = v ?? def;
-    if (!Number.isFinite(n) || n < min) throw new RangeError(`spool: ${name} must be a number >= ${min}`);
+    throw new TypeError(`spool: whenFull must be 'refuse' or 'drop-oldest' (got ${shown(whenFull)})`);
+  const atLeast = (
+    name: 'maxBytes' | 'segmentBytes' | 'fsyncIntervalMs',
+    def: number,
+    min: number,
+  ): number => {
+    const n = given[name] ?? def;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min)
+      throw new RangeError(`spool: ${name} must be a number >= ${min}`);
     return Math.floor(n);
   };
-  const maxBytes = atLeast('maxBytes', opts.maxBytes, 1024 * MiB, 64 * 1024);
+  const maxBytes = atLeast('maxBytes', 1024 * MiB, 64 * 1024);
   // Space is freed a whole segment at a time, so a segment is at most a quarter of the bound, and by default
   // small against the bound and the volume: on a volume of a few MiB delivered data is freed soon.
   const derived = Math.min(
     DERIVED_SEGMENT_MAX,
     Math.max(DERIVED_SEGMENT_MIN, Math.min(maxBytes, volume ?? Infinity) / 16),
   );
-  const segmentBytes = Math.min(atLeast('segmentBytes', opts.segmentBytes, derived, 4096), maxBytes / 4);
+  const segmentBytes = Math.min(atLeast('segmentBytes', derived, 4096), maxBytes / 4);
   return {
-    dir: opts.dir,
+    dir: given.dir,
     segmentBytes: Math.floor(segmentBytes),
     maxBytes,
     fsync,
-    fsyncIntervalMs: atLeast('fsyncIntervalMs', opts.fsyncIntervalMs, 1000, 1),
+    fsyncIntervalMs: atLeast('fsyncIntervalMs', 1000, 1),
     whenFull,
   };
 }

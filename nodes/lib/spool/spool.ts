@@ -519,10 +519,10 @@ export class Spool extends EventEmitter<SpoolEvents> {
       () => {
         this.syncing = undefined;
       },
-      (err: Error) => {
+      (err: unknown) => {
         this.syncing = undefined;
         this.dirty = true;
-        this.lastError = `fsync failed: ${err.message}`;
+        this.lastError = `fsync failed: ${(err as Error).message}`;
       },
     );
   }
@@ -536,7 +536,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
     let bytes = 0;
     let pos = compare(this.readPos, this.ackPos) < 0 ? this.ackPos : this.readPos;
     let seq = pos.seq;
-    let stopped = false;
+    // Set by the frame visitor below; typed wide so the loop condition is not narrowed to its first value.
+    let stopped = false as boolean;
     // Read about what the batch needs (records keep their chunk alive); a short guess only costs another read.
     const pending = this.pendingRecords();
     const avgFrame = pending > 0 ? this.pendingBytes() / pending : 128;
