@@ -21,7 +21,6 @@ const NOT_YET_STRICT = [
   'nodes/lib/broker/**',
   'nodes/lib/validate/**',
   'nodes/lib/quality/**',
-  'nodes/lib/alarms/**',
   'nodes/lib/influx/**',
   'nodes/lib/ingest/**',
   'nodes/lib/health.ts',

@@ -367,7 +367,8 @@ export class AlarmEngine {
     this.devices.set(device, entry);
     for (let i = 0; i < states.length; i++) {
       const fleet = this.fleets[i];
-      if (fleet && states[i] && states[i]!.w0 < 0) fleet.devices++;
+      const s = states[i];
+      if (fleet && s && s.w0 < 0) fleet.devices++;
     }
     return entry;
   }
@@ -395,25 +396,27 @@ export class AlarmEngine {
     record: Readonly<Record<string, unknown>>,
     values: Values,
   ): void {
-    const raise = rule.raise!.test(record);
+    const raiseWhen = rule.raise;
+    if (raiseWhen === undefined) return; // only absence and external rules have none; neither comes here
+    const raise = raiseWhen.test(record);
     if (raise === UNKNOWN) return; // the reading does not carry what this rule judges
     if (!s.alarm) {
       s.raising = raise === TRUE;
       if (!this.holds(s, raise === TRUE, ts, rule.raiseForMs, rule.raiseForReadings)) return;
-      this.raise(rule, s, device, type, ts, pick(rule.raise!, values));
+      this.raise(rule, s, device, type, ts, pick(raiseWhen, values));
       return;
     }
     if (raise === TRUE) {
       const alarm = s.alarm;
       if (!s.raising) alarm.count++;
       alarm.lastTs = ts;
-      alarm.lastValues = pick(rule.raise!, values);
+      alarm.lastValues = pick(raiseWhen, values);
       this.dirty = true;
     }
     s.raising = raise === TRUE;
     const clear: Truth = rule.clear ? rule.clear.test(record) : raise === TRUE ? FALSE : TRUE;
     if (!this.holds(s, clear === TRUE, ts, rule.clearForMs, rule.clearForReadings)) return;
-    this.clearBy(s, ts, pick(rule.clear ?? rule.raise!, values));
+    this.clearBy(s, ts, pick(rule.clear ?? raiseWhen, values));
   }
 
   /** Counts how long a condition has held; true once it has held `forMs` and `forReadings` readings. */
@@ -495,8 +498,8 @@ export class AlarmEngine {
   }
 
   private setMember(i: number, s: RuleState, member: boolean): void {
-    const fleet = this.fleets[i]!;
-    if (member === (s.w1 === 1)) return;
+    const fleet = this.fleets[i];
+    if (!fleet || member === (s.w1 === 1)) return;
     s.w1 = member ? 1 : 0;
     fleet.members += member ? 1 : -1;
   }
@@ -533,14 +536,17 @@ export class AlarmEngine {
   }
 
   private clearBy(s: RuleState, ts: number, values: Values): void {
-    const alarm = s.alarm!;
+    const alarm = s.alarm;
+    if (!alarm) return;
+    const to = clearedState(alarm.state);
+    if (!to) return; // a slot holds only active alarms (a manual clear empties it)
     s.alarm = undefined;
     s.since = -1;
     s.held = 0;
     s.raising = false;
     alarm.clearTs = ts;
     alarm.clearValues = values;
-    this.out.push(this.step(alarm, 'cleared', clearedState(alarm.state)!, ts));
+    this.out.push(this.step(alarm, 'cleared', to, ts));
   }
 
   /** Moves `alarm` to `to`, durable before anyone hears of it. */
@@ -582,7 +588,7 @@ export class AlarmEngine {
     if (alarm.kind === 'external') return this.externals.get(`${alarm.device}\u0000${alarm.rule}`);
     const i = this.ruleOf(alarm);
     if (i < 0) return undefined;
-    if (this.rules[i].kind === 'fleet') return this.fleets[i]!.state;
+    if (this.rules[i].kind === 'fleet') return this.fleets[i]?.state;
     return this.devices.get(alarm.device)?.states[i];
   }
 
@@ -602,7 +608,7 @@ export class AlarmEngine {
     if (i < 0) return; // the rule is gone: the alarm stays until someone clears it
     const rule = this.rules[i];
     let s: RuleState | undefined;
-    if (rule.kind === 'fleet') s = this.fleets[i]!.state;
+    if (rule.kind === 'fleet') s = this.fleets[i]?.state;
     else {
       const entry = this.entry(alarm.device, alarm.deviceType);
       s = entry?.states[i];
