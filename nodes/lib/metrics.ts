@@ -15,14 +15,15 @@ export function counter<L extends string>(
   help: string,
   labelNames: readonly L[] = [],
 ): Counter<L> {
-  const existing = metricsRegistry.getSingleMetric(name);
-  if (existing) return existing as Counter<L>;
+  const existing = metricsRegistry.getSingleMetric<L>(name);
+  // A name taken by another kind of metric fails below, in prom-client: "already registered".
+  if (existing instanceof Counter) return existing;
   return new Counter({ name, help, labelNames, registers: [metricsRegistry] });
 }
 
 export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
-  const existing = metricsRegistry.getSingleMetric(name);
-  if (existing) return existing as Gauge<L>;
+  const existing = metricsRegistry.getSingleMetric<L>(name);
+  if (existing instanceof Gauge) return existing;
   return new Gauge({ name, help, labelNames, registers: [metricsRegistry] });
 }
 
@@ -56,8 +57,8 @@ export function sampledGauge<L extends string>(
   labelNames: readonly L[],
   sample: (g: Gauge<L>) => void,
 ): Gauge<L> {
-  const existing = metricsRegistry.getSingleMetric(name);
-  if (existing) return existing as Gauge<L>;
+  const existing = metricsRegistry.getSingleMetric<L>(name);
+  if (existing instanceof Gauge) return existing;
   return new Gauge({
     name,
     help,

@@ -231,6 +231,7 @@ export class InfluxSender<P> extends EventEmitter {
         res = await this.write(joinLines(lines), this.stopController.signal);
       } catch (err) {
         if (!(err instanceof NetworkError) && !(err instanceof Error && err.name === 'AbortError')) throw err;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() can run during the await
         if (this.stopped) return false;
         networkError = `InfluxDB unreachable: ${err.message}`;
       }
