@@ -279,8 +279,14 @@ describe('iotb-validate node', () => {
           const settle = (): void => {
             timer ??= setImmediate(() => resolve(got));
           };
-          nodes.ok.on('input', (m: any) => (got.ok.push(m), settle()));
-          nodes.bad.on('input', (m: any) => (got.bad.push(m), settle()));
+          nodes.ok.on('input', (m: any) => {
+            got.ok.push(m);
+            settle();
+          });
+          nodes.bad.on('input', (m: any) => {
+            got.bad.push(m);
+            settle();
+          });
         });
         nodes.v.receive({ payload });
         const { ok, bad } = await out;

@@ -189,7 +189,11 @@ export function describeType(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (Buffer.isBuffer(value)) return 'a Buffer';
-  if (typeof value === 'object') return `an object of class ${value.constructor?.name ?? 'unknown'}`;
+  if (typeof value === 'object') {
+    // Typed as always there, but an object made by Object.create(null) has no constructor.
+    const name: unknown = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    return `an object of class ${typeof name === 'string' ? name : 'unknown'}`;
+  }
   return `a ${typeof value}`;
 }
 

@@ -147,7 +147,7 @@ function scanString(text: string, i: number): number {
     if (c === QUOTE) return j + 1;
     if (c < 0x20) return -j - 1;
     if (c === BACKSLASH) {
-      const e = text[j + 1];
+      const e = text[j + 1] as string | undefined; // undefined past the end
       if (e === 'u') {
         if (!/^[0-9a-fA-F]{4}$/.test(text.slice(j + 2, j + 6))) return -j - 1;
         j += 5;

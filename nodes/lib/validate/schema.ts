@@ -81,7 +81,10 @@ export function compileReadingSchema(
   }
   const compiled = compile(JSON.parse(text) as object | boolean, options);
   cache.set(key, compiled);
-  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  if (cache.size > CACHE_SIZE) {
+    const oldest = cache.keys().next();
+    if (!oldest.done) cache.delete(oldest.value);
+  }
   return compiled;
 }
 
@@ -216,6 +219,7 @@ function describeViolation(e: ErrorObject, data: unknown): Violation {
     case 'minLength':
     case 'maxLength': {
       const op = e.keyword === 'minLength' ? 'at least' : 'at most';
+      // eslint-disable-next-line @typescript-eslint/no-misused-spread -- JSON Schema (and ajv) count code points
       const length = typeof actual === 'string' ? [...actual].length : undefined;
       return {
         path,
