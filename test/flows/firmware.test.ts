@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { DeviceClient, type DesiredDoc } from '../../nodes/lib/device-client';
+import { DeviceClient } from '../../nodes/lib/device-client';
 import type { CampaignSummary, CampaignDevice, DeviceState } from '../../nodes/lib/firmware/campaign';
 import { attachFirmwareUpdater, type FirmwareUpdater } from '../../nodes/lib/firmware/device-updater';
 import { startBackend, type Backend } from '../support/backend';
@@ -79,7 +79,7 @@ describe('firmware campaigns over 200 reference devices (flows/backend.json, rea
         behaviour: i < FAILING ? 'fail' : 'normal',
       });
       const f: Fleet = { client, updater, offers: new Map(), starts: new Map() };
-      client.on('desired', (doc: DesiredDoc) => {
+      client.on('desired', (doc) => {
         const c = (doc.state.firmware as { campaign?: string } | undefined)?.campaign;
         if (c) f.offers.set(c, (f.offers.get(c) ?? new Set()).add(doc.version));
       });
