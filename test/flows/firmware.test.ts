@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DeviceClient } from '../../nodes/lib/device-client';
 import type { CampaignSummary, CampaignDevice, DeviceState } from '../../nodes/lib/firmware/campaign';
-import { attachFirmwareUpdater, type FirmwareUpdater } from '../../nodes/lib/firmware/device-updater';
+import { attachFirmwareUpdater, type FirmwareReport, type FirmwareUpdater } from '../../nodes/lib/firmware/device-updater';
 import { startBackend, type Backend } from '../support/backend';
 import { eventually } from '../support/servers';
 
@@ -83,8 +83,8 @@ describe('firmware campaigns over 200 reference devices (flows/backend.json, rea
         const c = (doc.state.firmware as { campaign?: string } | undefined)?.campaign;
         if (c) f.offers.set(c, (f.offers.get(c) ?? new Set()).add(doc.version));
       });
-      client.on('reported', (patch: { firmware?: { state?: string; campaign?: string; progress?: number } }) => {
-        const fw = patch.firmware;
+      client.on('reported', (patch) => {
+        const fw = patch.firmware as FirmwareReport | undefined; // the updater's reports
         if (fw?.state === 'downloading' && fw.progress === 0 && fw.campaign)
           f.starts.set(fw.campaign, (f.starts.get(fw.campaign) ?? 0) + 1);
       });
