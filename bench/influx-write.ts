@@ -83,7 +83,7 @@ async function throughWriter(url: string, db: string, lines: Buffer[]): Promise<
   });
   let written = 0;
   const done = new Promise<void>((resolve) =>
-    sender.on('written', (n: number) => {
+    sender.on('written', (n) => {
       written += n;
       if (written >= lines.length) resolve();
     }),

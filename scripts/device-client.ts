@@ -55,15 +55,13 @@ const device = new DeviceClient({
   telemetryIntervalMs: Number(values['interval-ms']),
   twin: !values['no-twin'],
 });
-device.on('error', (err: Error) => console.error(`[${values.id}] ${err.message}`));
+device.on('error', (err) => console.error(`[${values.id}] ${err.message}`));
 device.on('connect', () => console.log(`[${values.id}] connected to ${values.url} (${values.behaviour})`));
-device.on('command', (c: { id: string; name: string; params: unknown }) =>
+device.on('command', (c) =>
   console.log(`[${values.id}] command ${c.name} ${JSON.stringify(c.params ?? {})} (id ${c.id})`),
 );
 device.on('reboot', () => console.log(`[${values.id}] reboot requested`));
-device.on('desired', (d: { version: number; state: unknown }) =>
-  console.log(`[${values.id}] desired v${d.version} ${JSON.stringify(d.state)}`),
-);
+device.on('desired', (d) => console.log(`[${values.id}] desired v${d.version} ${JSON.stringify(d.state)}`));
 
 if (values['firmware-key']) {
   if (!values.type || !['normal', 'fail', 'hang'].includes(values.firmware) || values['no-twin']) {

@@ -9,11 +9,11 @@ import {
   type PointDefaults,
   type RefusedPoint,
 } from '../lib/influx/points';
-import { InfluxSender, type SenderStatus } from '../lib/influx/sender';
+import { InfluxSender } from '../lib/influx/sender';
 import { ackLedger, addParts, type AckIds } from '../lib/ingest/ack-ledger';
 import { shortError } from '../lib/influx/status';
 import { answerOnce } from '../lib/http/one-answer';
-import { rejection, type Rejection, refuseMessage } from '../lib/rejection';
+import { rejection, refuseMessage } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';
 import { Throttle } from '../lib/throttle';
@@ -92,10 +92,10 @@ export = function register(RED: NodeAPI): void {
         flushIntervalMs: num(config.flushIntervalMs, 1000),
         deadLetterFile: join(spoolRoot, `${this.id}.rejected.jsonl`),
       });
-      sender.on('rejected', (r: Rejection) => {
+      sender.on('rejected', (r) => {
         this.send([null, { payload: (r.details as { line: string }).line, rejection: r }, null]);
       });
-      sender.on('state', (s: SenderStatus) => {
+      sender.on('state', (s) => {
         if ((s.state === 'held' || s.state === 'retrying') && s.lastError !== lastReported) {
           lastReported = s.lastError;
           this.error(
@@ -105,7 +105,7 @@ export = function register(RED: NodeAPI): void {
         status.call();
       });
       sender.on('written', () => status.call());
-      sender.on('error', (err: Error) => this.error(err));
+      sender.on('error', (err) => this.error(err));
       spool.on('full', () => status.call());
       spool.on('diskFull', () => status.call());
       untrack = trackSpool(this.id, this.name || '', spool);

@@ -74,6 +74,24 @@ export type DesiredHandler = (value: unknown, key: string) => unknown;
 /** How many answered command ids the device remembers to dedupe re-sends. */
 const DEDUPE_SIZE = 1000;
 
+/** What a DeviceClient emits. */
+export interface DeviceClientEvents {
+  /** Connected, subscribed and announced online (again after each reconnect). */
+  connect: [];
+  /** Every command received, a re-sent one too. */
+  command: [cmd: ReceivedCommand];
+  /** Every command executed (a re-sent id is answered, not executed again). */
+  executed: [cmd: ReceivedCommand];
+  /** A desired document was applied. */
+  desired: [doc: DesiredDoc];
+  /** The broker accepted a reported-state patch. */
+  reported: [patch: Record<string, unknown>];
+  /** A `reboot` command ran. */
+  reboot: [];
+  /** Connection trouble; emitted only while someone listens (the device keeps reconnecting). */
+  error: [err: Error];
+}
+
 /**
  * The reference device: connects with its token (username = client id = device id), reports presence through a
  * retained status and last will, sends telemetry, executes `reboot`, `set-interval` and `led`, and acks them on
@@ -82,13 +100,9 @@ const DEDUPE_SIZE = 1000;
  *
  * With `twin`, it applies its desired state: `intervalMs` sets the telemetry period, a key with a handler
  * (`onDesired`) goes to it, any other key is kept in `config`; then it reports the applied values. A desired
- * document older than the one applied last is ignored.
- *
- * Emits 'command' (ReceivedCommand) for every command received, 'executed' (ReceivedCommand) for every
- * execution, 'desired' (DesiredDoc) for every desired document applied, 'reported' (patch) once a report
- * was accepted by the broker, 'connect', 'reboot' and 'error' (only when someone listens).
+ * document older than the one applied last is ignored. Events in `DeviceClientEvents`.
  */
-export class DeviceClient extends EventEmitter {
+export class DeviceClient extends EventEmitter<DeviceClientEvents> {
   readonly client: MqttClient;
   behaviour: DeviceBehaviour;
   /** Executions per command id: a test reads this to prove "one execution per id". */
@@ -337,6 +351,7 @@ export class DeviceClient extends EventEmitter {
 
   /** Connection trouble is reported, never thrown: the device keeps reconnecting like a real one. */
   private fault(err: unknown): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    if (this.listenerCount('error') > 0)
+      this.emit('error', err instanceof Error ? err : new Error(String(err)));
   }
 }

@@ -35,16 +35,21 @@ export interface SimulatorStats {
 /** At most this many simulated devices in one process: each is a real MQTT connection. */
 export const MAX_SIMULATED_DEVICES = 1000;
 
+/** What a DeviceSimulator emits. */
+export interface DeviceSimulatorEvents {
+  /** A device executed a command. */
+  command: [command: { deviceId: string; id: string; name: string }];
+  /** A device's connection trouble; emitted only while someone listens (devices keep reconnecting). */
+  error: [err: Error];
+}
+
 /**
  * Runs `count` simulated devices against a broker: each is provisioned in the registry (created, or given a
  * fresh token by rotation when it already exists; tokens live only in memory), connects with the reference
  * device client, sends readings of a simulated sensor (diurnal signal with noise, spikes, stuck periods,
- * dropouts and missing values) and executes commands.
- *
- * Emits 'command' ({ deviceId, id, name }) for every command executed and 'error' (Error) for connection
- * trouble (when someone listens).
+ * dropouts and missing values) and executes commands. Events in `DeviceSimulatorEvents`.
  */
-export class DeviceSimulator extends EventEmitter {
+export class DeviceSimulator extends EventEmitter<DeviceSimulatorEvents> {
   private readonly clients: DeviceClient[] = [];
   private commands = 0;
 
@@ -84,11 +89,11 @@ export class DeviceSimulator extends EventEmitter {
           return reading;
         },
       });
-      client.on('executed', (cmd: { id: string; name: string }) => {
+      client.on('executed', (cmd) => {
         this.commands++;
         this.emit('command', { deviceId: id, id: cmd.id, name: cmd.name });
       });
-      client.on('error', (err: Error) => {
+      client.on('error', (err) => {
         if (this.listenerCount('error') > 0) this.emit('error', err);
       });
       this.clients.push(client);

@@ -26,13 +26,10 @@
       types: {
         value: [],
         validate: function (types) {
+          // The runtime's type name pattern (nodes/lib/device-id.ts), exported through the node's settings.
+          var typeName = new RegExp(RED.settings.iotbRegistryTypeNamePattern);
           return (types || []).every(function (t) {
-            return (
-              /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(t.name) &&
-              jsonOk(t.schema) &&
-              jsonOk(t.commands) &&
-              jsonOk(t.alarms)
-            );
+            return typeName.test(t.name) && jsonOk(t.schema) && jsonOk(t.commands) && jsonOk(t.alarms);
           });
         },
       },

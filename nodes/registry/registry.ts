@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { writeFileAtomicSync } from '../lib/atomic-file';
+import { DEVICE_ID_PATTERN, TYPE_NAME_PATTERN } from '../lib/device-id';
 import { generateRegistrySecret } from '../lib/registry/credentials';
 import { FileDeviceStore } from '../lib/registry/file-store';
 import { Registry, type RegistryHolder } from '../lib/registry/registry';
@@ -76,6 +77,11 @@ export = function register(RED: NodeAPI): void {
     RegistryNode,
     {
       credentials: { secret: { type: 'password' }, apiKey: { type: 'password' } },
+      // The editor checks ids and type names with the runtime's own patterns (RED.settings.iotbRegistry...).
+      settings: {
+        iotbRegistryDeviceIdPattern: { value: DEVICE_ID_PATTERN.source, exportable: true },
+        iotbRegistryTypeNamePattern: { value: TYPE_NAME_PATTERN.source, exportable: true },
+      },
     },
   );
 };

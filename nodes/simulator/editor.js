@@ -10,7 +10,10 @@ RED.nodes.registerType('iotb-simulator', {
     idPrefix: {
       value: 'sim',
       required: true,
-      validate: RED.validators.regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,100}$/),
+      // As the runtime checks it: the last id it makes, `<prefix>-<count>`, with iotb-registry's exported pattern.
+      validate: function (prefix) {
+        return new RegExp(RED.settings.iotbRegistryDeviceIdPattern).test(prefix + '-' + (this.count || 1));
+      },
     },
     deviceType: { value: 'sensor', required: true },
     intervalS: { value: 5, required: true, validate: RED.validators.number() },

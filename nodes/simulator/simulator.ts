@@ -50,10 +50,10 @@ export = function register(RED: NodeAPI): void {
         text: RED._('iotb-simulator.status.running', { ...s }),
       });
     };
-    sim.on('command', (c: { deviceId: string; id: string; name: string }) => {
+    sim.on('command', (c) => {
       this.send({ topic: `devices/${c.deviceId}/commands/executed`, payload: c });
     });
-    sim.on('error', (err: Error) => {
+    sim.on('error', (err) => {
       // One line per distinct problem: a refused device retries every half second.
       if (err.message !== lastError) this.warn(RED._('iotb-simulator.warn.device', { message: err.message }));
       lastError = err.message;

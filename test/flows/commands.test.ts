@@ -59,7 +59,7 @@ describe('flows/commands.json in a real node-red process', () => {
 
   it('"kill switch on" stops commands until "kill switch off"', async () => {
     const received: string[] = [];
-    device.on('command', (c: ReceivedCommand) => received.push(c.name));
+    device.on('command', (c) => received.push(c.name));
     await inject('kill switch on');
     await inject('reboot'); // refused by the kill switch
     await inject('kill switch off');

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { DeviceClient, type DesiredDoc } from '../../nodes/lib/device-client';
+import { DeviceClient } from '../../nodes/lib/device-client';
 import type { CampaignSummary, CampaignDevice, DeviceState } from '../../nodes/lib/firmware/campaign';
-import { attachFirmwareUpdater, type FirmwareUpdater } from '../../nodes/lib/firmware/device-updater';
+import { attachFirmwareUpdater, type FirmwareReport, type FirmwareUpdater } from '../../nodes/lib/firmware/device-updater';
 import { startBackend, type Backend } from '../support/backend';
 import { eventually } from '../support/servers';
 
@@ -79,12 +79,12 @@ describe('firmware campaigns over 200 reference devices (flows/backend.json, rea
         behaviour: i < FAILING ? 'fail' : 'normal',
       });
       const f: Fleet = { client, updater, offers: new Map(), starts: new Map() };
-      client.on('desired', (doc: DesiredDoc) => {
+      client.on('desired', (doc) => {
         const c = (doc.state.firmware as { campaign?: string } | undefined)?.campaign;
         if (c) f.offers.set(c, (f.offers.get(c) ?? new Set()).add(doc.version));
       });
-      client.on('reported', (patch: { firmware?: { state?: string; campaign?: string; progress?: number } }) => {
-        const fw = patch.firmware;
+      client.on('reported', (patch) => {
+        const fw = patch.firmware as FirmwareReport | undefined; // the updater's reports
         if (fw?.state === 'downloading' && fw.progress === 0 && fw.campaign)
           f.starts.set(fw.campaign, (f.starts.get(fw.campaign) ?? 0) + 1);
       });

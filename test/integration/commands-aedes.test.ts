@@ -107,7 +107,7 @@ describe('command dispatch through the embedded aedes broker', () => {
       token: tokens['a-off'],
     });
     devices.push(dev);
-    dev.on('executed', (c: { id: string }) => order.push(c.id));
+    dev.on('executed', (c) => order.push(c.id));
     const [q1, q2] = await Promise.all([finalOf(d, 'ae-q1'), finalOf(d, 'ae-q2')]);
     assert.equal(q1.state, 'SUCCEEDED');
     assert.equal(q2.state, 'SUCCEEDED');
@@ -115,7 +115,7 @@ describe('command dispatch through the embedded aedes broker', () => {
 
     const late = await device('a-exp');
     const got: string[] = [];
-    late.on('command', (c: { id: string }) => got.push(c.id));
+    late.on('command', (c) => got.push(c.id));
     d.submit({ id: 'ae-exp-probe', deviceId: 'a-exp', name: 'reboot' });
     await finalOf(d, 'ae-exp-probe');
     assert.deepEqual(got, ['ae-exp-probe'], 'the expired command was never sent');

@@ -130,7 +130,7 @@ describe('command dispatch over Mosquitto with reference devices', () => {
     const order: string[] = [];
     const dev = new DeviceClient({ url: broker.url, deviceId: 't-off', token: 'x' });
     cleanups.push(() => dev.stop());
-    dev.on('executed', (c: { id: string }) => order.push(c.id));
+    dev.on('executed', (c) => order.push(c.id));
     const results = await Promise.all([1, 2, 3].map((i) => finalOf(d, `c-off-${i}`)));
     assert.deepEqual(
       results.map((r) => r.state),
@@ -148,7 +148,7 @@ describe('command dispatch over Mosquitto with reference devices', () => {
     assert.deepEqual(states(r), ['QUEUED', 'EXPIRED']);
     const received: string[] = [];
     const dev = new DeviceClient({ url: broker.url, deviceId: 't-exp', token: 'x' });
-    dev.on('command', (c: { id: string }) => received.push(c.id));
+    dev.on('command', (c) => received.push(c.id));
     cleanups.push(() => dev.stop());
     await dev.ready();
     // A command sent after the device announced itself travels the same path: once it is done, c-exp would have too.

@@ -218,7 +218,7 @@ describe('iotb-command in a real node-red process killed with queued and in-flig
     const offline = new DeviceClient({ url: broker.url, deviceId: 'r-offline', token: 'x' });
     devices.push(offline);
     const order: string[] = [];
-    offline.on('executed', (c: { id: string }) => order.push(c.id));
+    offline.on('executed', (c) => order.push(c.id));
     const ids = ['x-done', 'x-inflight', 'x-silent', 'x-queued-1', 'x-queued-2'];
     await eventually(
       awaiting('every command to finish'),

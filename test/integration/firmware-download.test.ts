@@ -243,7 +243,7 @@ describe('firmware artifacts over HTTP', () => {
       const reports: FirmwareReport[] = [];
       const u = updater(reports);
       const seen: { bytes: number; requests: number }[] = [];
-      u.on('downloaded', (d: { bytes: number; requests: number }) => seen.push(d));
+      u.on('downloaded', (d) => seen.push(d));
       cutAfter = 100_000;
       await u.offer(offer());
       assert.deepEqual(seen, [{ bytes: IMAGE.length, requests: 2 }], 'one drop, one resumed request');

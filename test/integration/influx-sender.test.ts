@@ -42,7 +42,7 @@ async function rig(
       if (!signal.aborted) await new Promise((r) => setImmediate(r));
     },
   });
-  sender.on('rejected', (r: Rejection) => rejected.push(r));
+  sender.on('rejected', (r) => rejected.push(r));
   return {
     spool,
     sender,

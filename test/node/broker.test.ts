@@ -6,7 +6,7 @@ import { metricsRegistry } from '../../nodes/lib/metrics';
 import type { Registry } from '../../nodes/lib/registry/registry';
 import { helper, nodeModule } from '../support/helper';
 import { closed, connectDevice, refusalCode } from '../support/mqtt-device';
-import { eventually, freePort, tempDir } from '../support/servers';
+import { freePort, tempDir, until } from '../support/servers';
 
 const nodes = [
   nodeModule('registry'),
@@ -186,8 +186,6 @@ describe('iotb-broker and iotb-device-in nodes', () => {
       t.done.catch(() => undefined);
       return t;
     };
-    const until = (what: string, cond: () => boolean): Promise<true> =>
-      eventually(what, () => Promise.resolve(cond() || undefined));
     const metric = async (name: string): Promise<number> => {
       const m = await metricsRegistry.getSingleMetric(name)?.get();
       return m?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;

@@ -13,7 +13,7 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { ackFailuresTotal, acksHeld, ackTimeoutsTotal } from '../../nodes/lib/ingest/ingest-metrics';
 import { rejectedTotal } from '../../nodes/lib/metrics';
-import { helper, nodeModule, type TestNode } from '../support/helper';
+import { helper, nodeModule, received } from '../support/helper';
 import { connectDevice, publishReadings } from '../support/mqtt-device';
 import {
   eventually,
@@ -22,6 +22,7 @@ import {
   startInfluxd,
   startMosquitto,
   tempDir,
+  until,
   type Server,
 } from '../support/servers';
 
@@ -39,18 +40,6 @@ async function counted(
       Object.entries(labels).every(([k, v]) => (x.labels as Record<string, unknown>)[k] === v),
     )?.value ?? 0
   );
-}
-
-/** Waits for a condition on what this process received. */
-function until(what: string, cond: () => boolean): Promise<true> {
-  return eventually(what, () => Promise.resolve(cond() ? true : undefined));
-}
-
-/** Collects every message a helper node receives. */
-function collect(node: TestNode): any[] {
-  const got: any[] = [];
-  node.on('input', (m) => got.push(m));
-  return got;
 }
 
 /** The latest status text (its message key) a node showed; the node repeats its status every 2 s. */
@@ -165,7 +154,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
       await helper.load(nodes, flow);
       registryOf().createDevice({ id: dev1, type: 'sensor' });
       const failuresBefore = await counted(ackFailuresTotal, { source: 'external-mqtt' });
-      const seen = collect(helper.getNode('seen'));
+      const seen = received(helper.getNode('seen')).msgs;
       await subscribed(node);
       const dev = await device(dev1);
       const t0 = Date.now() - 60_000;
@@ -214,8 +203,8 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     reg.setEnabled('r-off', false);
     reg.createDevice({ id: 'r-rev', type: 'sensor' });
     reg.revokeTokens('r-rev');
-    const ok = collect(helper.getNode('ok'));
-    const refused = collect(helper.getNode('refused'));
+    const ok = received(helper.getNode('ok')).msgs;
+    const refused = received(helper.getNode('refused')).msgs;
     const unknownBefore = await counted(rejectedTotal, { stage: 'auth', code: 'UNKNOWN_DEVICE' });
     const timeoutsBefore = await counted(ackTimeoutsTotal, { source: 'external-mqtt' });
     await subscribed('refuse');
@@ -256,7 +245,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     ]);
     registryOf().createDevice({ id: 'b-1', type: 'sensor' });
     const status = statuses('bound');
-    const ok = collect(helper.getNode('ok'));
+    const ok = received(helper.getNode('ok')).msgs;
     await subscribed('bound');
     const dev = await device('b-1');
     await publishReadings(dev, 'b-1', 50, (i) => ({ v: i }));
@@ -284,7 +273,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
   it('acknowledges in the order the publications arrived, whatever order they are stored in', async () => {
     await helper.load(nodes, [registry, mqttIn('order', {}, [['ok'], []]), { id: 'ok', type: 'helper' }]);
     registryOf().createDevice({ id: 'o-1', type: 'sensor' });
-    const ok = collect(helper.getNode('ok'));
+    const ok = received(helper.getNode('ok')).msgs;
     await subscribed('order');
     const dev = await device('o-1');
     await publishReadings(dev, 'o-1', 3, (i) => ({ v: i }));
@@ -307,7 +296,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     ]);
     registryOf().createDevice({ id: 'mb-1', type: 'sensor' });
     registryOf().createDevice({ id: 'mb-2', type: 'sensor' });
-    const ok = collect(helper.getNode('ok')) as {
+    const ok = received(helper.getNode('ok')).msgs as {
       topic: string;
       payload: string[];
       device: { id: string }[];
@@ -369,7 +358,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
         'cred-ok': { username: 'ingest', password: 'ingest-secret' },
       });
       registryOf().createDevice({ id: 'c-1', type: 'sensor' });
-      const ok = collect(helper.getNode('ok'));
+      const ok = received(helper.getNode('ok')).msgs;
       await subscribed('cred-ok');
       const dev = await connectDevice(locked.url, {
         clientId: 'dev-c-1',
@@ -397,8 +386,8 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
       { id: 'seen2', type: 'helper' },
       ...withInflux(),
     ]);
-    const seen1 = collect(helper.getNode('seen1'));
-    const seen2 = collect(helper.getNode('seen2'));
+    const seen1 = received(helper.getNode('seen1')).msgs;
+    const seen2 = received(helper.getNode('seen2')).msgs;
     const ids = ['s-1', 's-2', 's-3', 's-4'];
     for (const id of ids) registryOf().createDevice({ id, type: 'sensor' });
     // Both members must hold the subscription before the burst, or the broker gives it all to the first.

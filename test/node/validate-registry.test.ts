@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { recordingOwner } from '../support/acks';
-import { helper, nodeModule, type TestNode } from '../support/helper';
+import { helper, nodeModule, receivedUntil, type TestNode } from '../support/helper';
 import { tempDir } from '../support/servers';
 
 const registryNode = nodeModule('registry');
@@ -120,19 +120,6 @@ describe('iotb-validate with the device registry', () => {
     assert.equal((await send(n, { device: { id: 'x', type: 'toaster' }, payload: '{"a":1}' })).out, 0);
   });
 
-  /** Collects what leaves both outputs until `count` messages have arrived. */
-  function collect(n: { ok: TestNode; bad: TestNode }, count: number): Promise<{ ok: any[]; bad: any[] }> {
-    const got = { ok: [] as any[], bad: [] as any[] };
-    return new Promise((resolve) => {
-      const add = (list: any[]) => (m: any) => {
-        list.push(m);
-        if (got.ok.length + got.bad.length === count) resolve(got);
-      };
-      n.ok.on('input', add(got.ok));
-      n.bad.on('input', add(got.bad));
-    });
-  }
-
   it('validates a micro-batch of many devices and types: valid readings in one batch, each refusal alone', async () => {
     const n = await load();
     const owner = recordingOwner();
@@ -141,7 +128,7 @@ describe('iotb-validate with the device registry', () => {
     const m1 = { id: 'm1', type: 'meter' };
     const ids = [owner.hold(), owner.hold(), owner.hold(), owner.hold(), owner.hold()];
     const ts = Date.now() - 5000;
-    const out = collect(n, 4);
+    const out = receivedUntil({ ok: n.ok, bad: n.bad }, 4);
     n.v.receive({
       topic: 'batch',
       device: [t1, m1, t2, m1, t1],
@@ -203,7 +190,7 @@ describe('iotb-validate with the device registry', () => {
     const n = await load({ split: true });
     const owner = recordingOwner();
     const ids = [owner.hold(), owner.hold()];
-    const out = collect(n, 3);
+    const out = receivedUntil({ ok: n.ok, bad: n.bad }, 3);
     n.v.receive({
       topic: 'batch',
       device: [
@@ -233,7 +220,7 @@ describe('iotb-validate with the device registry', () => {
     const n = await load();
     const owner = recordingOwner();
     const id = owner.hold();
-    const out = collect(n, 2);
+    const out = receivedUntil({ ok: n.ok, bad: n.bad }, 2);
     n.v.receive({
       device: { id: 'm1', type: 'meter' },
       ackId: id,
@@ -251,7 +238,7 @@ describe('iotb-validate with the device registry', () => {
 
   it('refuses a micro-batch whose payload is not parallel to its devices, as a whole and counted', async () => {
     const n = await load();
-    const out = collect(n, 1);
+    const out = receivedUntil({ ok: n.ok, bad: n.bad }, 1);
     n.v.receive({ topic: 'batch', device: [{ id: 't1', type: 'thermo' }], payload: '{"temperature":1}' });
     const { bad } = await out;
     assert.equal(bad[0].rejection.code, 'BATCH');

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { jsonTestSuiteDir } from '../support/corpus';
-import { helper, nodeModule, type TestNode } from '../support/helper';
+import { helper, nodeModule, receivedUntil, type TestNode } from '../support/helper';
 import { tempDir } from '../support/servers';
 
 const validateNode = nodeModule('validate');
@@ -36,30 +36,12 @@ async function load(
   return { v: helper.getNode('v'), ok: helper.getNode('ok'), bad: helper.getNode('bad') };
 }
 
-/** Collects what leaves both outputs until `count` messages have arrived. */
-function collect(ok: TestNode, bad: TestNode, count: number): Promise<{ ok: any[]; bad: any[] }> {
-  const got = { ok: [] as any[], bad: [] as any[] };
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (got.ok.length + got.bad.length === count) resolve(got);
-    };
-    ok.on('input', (m: any) => {
-      got.ok.push(m);
-      check();
-    });
-    bad.on('input', (m: any) => {
-      got.bad.push(m);
-      check();
-    });
-  });
-}
-
 /** Sends one payload and resolves with the single rejection it produced. */
 async function rejectionOf(
   nodes: { v: TestNode; ok: TestNode; bad: TestNode },
   msg: Record<string, unknown>,
 ): Promise<any> {
-  const out = collect(nodes.ok, nodes.bad, 1);
+  const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 1);
   nodes.v.receive(msg);
   const { ok, bad } = await out;
   assert.equal(ok.length, 0, `accepted: ${JSON.stringify(ok[0]?.payload)}`);
@@ -73,7 +55,7 @@ describe('iotb-validate node', () => {
 
   it('passes a valid reading on out 1 in the pipeline shape, msg.device kept', async () => {
     const nodes = await load();
-    const out = collect(nodes.ok, nodes.bad, 1);
+    const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 1);
     const ts = Date.now() - 1000;
     const device = { id: 'd1', type: 'thermo' };
     nodes.v.receive({
@@ -123,7 +105,7 @@ describe('iotb-validate node', () => {
 
     // DUPLICATE_ID: one message id from the same device for two different readings.
     const device = { id: 'd1', type: 'thermo' };
-    const first = collect(nodes.ok, nodes.bad, 1);
+    const first = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 1);
     nodes.v.receive({ device, payload: '{"id":"m-1","temperature":20}' });
     assert.equal((await first).ok.length, 1);
     const dup = await rejectionOf(nodes, { device, payload: '{"id":"m-1","temperature":21}' });
@@ -136,7 +118,7 @@ describe('iotb-validate node', () => {
     const device = { id: 'd1', type: 'thermo' };
     let temperature = 20;
     const send = async (id: string): Promise<string> => {
-      const out = collect(nodes.ok, nodes.bad, 1);
+      const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 1);
       nodes.v.receive({ device, payload: `{"id":"${id}","temperature":${temperature}}` });
       const { ok, bad } = await out;
       return ok.length === 1 ? 'accepted' : (bad[0].rejection.code as string);
@@ -178,7 +160,7 @@ describe('iotb-validate node', () => {
   it('passes the good readings of a batch in one message and rejects each bad one with its index', async () => {
     const nodes = await load();
     const now = Date.now();
-    const out = collect(nodes.ok, nodes.bad, 3);
+    const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 3);
     nodes.v.receive({
       device: { id: 'd7', type: 't' },
       payload: JSON.stringify([
@@ -210,7 +192,7 @@ describe('iotb-validate node', () => {
 
   it('splits a batch into one message per reading when configured', async () => {
     const nodes = await load({ split: true });
-    const out = collect(nodes.ok, nodes.bad, 3);
+    const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 3);
     nodes.v.receive({ payload: [{ temperature: 1 }, { temperature: 2 }, { humidity: 3 }] });
     const { ok, bad } = await out;
     assert.deepEqual(
@@ -227,7 +209,7 @@ describe('iotb-validate node', () => {
       properties: { t: { type: 'number' }, unit: { type: 'string', default: 'C' } },
     });
     const nodes = await load({ schema, coerce: true, useDefaults: true, unknown: 'reject' });
-    const out = collect(nodes.ok, nodes.bad, 1);
+    const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 1);
     nodes.v.receive({ payload: '{"t":"21.5"}' });
     assert.deepEqual((await out).ok[0].payload, { t: 21.5, unit: 'C' });
     const r = await rejectionOf(nodes, { payload: '{"t":1,"x":2}' });
@@ -305,7 +287,7 @@ describe('iotb-validate node', () => {
     }
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     // Still healthy: a plain reading passes afterwards.
-    const out = collect(nodes.ok, nodes.bad, 1);
+    const out = receivedUntil({ ok: nodes.ok, bad: nodes.bad }, 1);
     nodes.v.receive({ payload: '{"temperature":1}' });
     assert.equal((await out).ok.length, 1);
   });

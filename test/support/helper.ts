@@ -97,3 +97,24 @@ export function nodeModuleWithMessages(name: string): unknown {
   return (RED: Record<string, unknown>) =>
     register(new Proxy(RED, { get: (target, prop) => (prop === '_' ? translate : target[prop as string]) }));
 }
+
+/**
+ * Records what several helper nodes receive (the outputs of the node under test, e.g. `{ ok, bad }`) and
+ * resolves once `count` messages have arrived in all; later ones are still recorded.
+ */
+export function receivedUntil<K extends string>(
+  nodes: Record<K, TestNode>,
+  count: number,
+): Promise<Record<K, any[]>> {
+  const got = {} as Record<K, any[]>;
+  let total = 0;
+  return new Promise((resolve) => {
+    for (const key of Object.keys(nodes) as K[]) {
+      const list: any[] = (got[key] = []);
+      nodes[key].on('input', (m: any) => {
+        list.push(m);
+        if (++total === count) resolve(got);
+      });
+    }
+  });
+}

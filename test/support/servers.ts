@@ -98,6 +98,11 @@ export async function eventually<T>(
   }
 }
 
+/** `eventually` for a condition on what this process has seen (messages received, a counter). */
+export function until(what: string | (() => string), cond: () => boolean, timeoutMs?: number): Promise<true> {
+  return eventually(what, () => (cond() ? true : undefined), timeoutMs);
+}
+
 export interface ManagedProcess {
   child: ChildProcess;
   /** Everything the process printed so far (stdout and stderr). */

@@ -14,7 +14,7 @@ import {
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fsyncDir, writeFileAtomicSync } from '../atomic-file';
-import { TYPE_NAME_PATTERN } from '../registry/registry';
+import { TYPE_NAME_PATTERN } from '../device-id';
 import { FirmwareError } from './errors';
 import { isSemver, compareSemver } from './semver';
 import type { FirmwareSigner } from './signing';

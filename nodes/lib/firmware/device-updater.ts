@@ -38,16 +38,23 @@ export interface FirmwareUpdaterOptions {
   installMs?: number;
 }
 
+/** What a FirmwareUpdater emits, for tests. */
+export interface FirmwareUpdaterEvents {
+  /** The whole image is in memory, after `requests` HTTP requests (more than one: resumed with Range). */
+  downloaded: [download: { bytes: number; requests: number }];
+  /** The image was not installed: size, hash or signature is wrong. */
+  refused: [reason: string];
+}
+
 /**
  * The firmware side of the reference device. Given `desired.firmware`, it downloads the image (resuming with
  * `Range` + `If-Range` after a dropped connection, waiting out 429/503), checks its size and SHA-256 and the
  * Ed25519 signature over type, version, size and the hash it computed itself, then "installs" it (simulated:
  * reports the new version) and reports each step in `reported.firmware`. An offer for the running version is
- * answered with the version; an offer it is already working on is not started twice.
- *
- * Emits 'downloaded' ({ bytes, requests }) and 'refused' (reason) for tests.
+ * answered with the version; an offer it is already working on is not started twice. Events in
+ * `FirmwareUpdaterEvents`.
  */
-export class FirmwareUpdater extends EventEmitter {
+export class FirmwareUpdater extends EventEmitter<FirmwareUpdaterEvents> {
   version: string;
   behaviour: InstallBehaviour;
   private working: string | undefined;
@@ -165,7 +172,7 @@ export class FirmwareUpdater extends EventEmitter {
       }
       etag = res.headers.get('etag') ?? undefined;
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        for await (const chunk of chunksOf(res.body)) {
           const b = Buffer.from(chunk);
           parts.push(b);
           have += b.length;
@@ -201,6 +208,21 @@ function isOffer(v: unknown): v is FirmwareOffer {
     typeof o.size === 'number' &&
     typeof o.campaign === 'string'
   );
+}
+
+/** The chunks of a fetch body; no body reads as an empty one. Leaving the loop early cancels the download. */
+async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncGenerator<Uint8Array> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined); // settled already when the body ended or failed
+  }
 }
 
 function pause(attempt: number): Promise<void> {

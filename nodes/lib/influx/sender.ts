@@ -79,11 +79,30 @@ function joinLines(lines: Buffer[]): Buffer {
   return Buffer.concat(parts);
 }
 
-/**
- * Emits 'written' (count), 'rejected' (Rejection with details { line, status }), 'retry'
- * ({ status?, error, delayMs, attempt }) and 'state' (SenderStatus).
- */
-export class InfluxSender<P> extends EventEmitter {
+/** A write attempt that failed and will be retried after `delayMs`. */
+export interface SenderRetry {
+  /** HTTP status, when InfluxDB answered. */
+  status?: number;
+  error: string;
+  delayMs: number;
+  attempt: number;
+}
+
+/** What an InfluxSender emits. */
+export interface InfluxSenderEvents {
+  /** A batch of this many points is stored in InfluxDB and acknowledged in the spool. */
+  written: [points: number];
+  /** InfluxDB refused a point (details: { line, status }); it went to the dead-letter file. */
+  rejected: [rejection: Rejection];
+  retry: [retry: SenderRetry];
+  /** The sender's state or last problem changed. */
+  state: [status: SenderStatus];
+  /** The send loop stopped on an unexpected error. */
+  error: [err: Error];
+}
+
+/** Moves batches from the spool to InfluxDB; events in `InfluxSenderEvents`. */
+export class InfluxSender<P> extends EventEmitter<InfluxSenderEvents> {
   private readonly batchRecords: number;
   private batchBytes: number;
   private readonly flushIntervalMs: number;
@@ -113,8 +132,9 @@ export class InfluxSender<P> extends EventEmitter {
 
   start(): void {
     this.loop ??= this.run().catch((err: unknown) => {
-      this.setState('stopped', `sender stopped: ${(err as Error).message}`);
-      this.emit('error', err);
+      const error = err instanceof Error ? err : new Error(String(err));
+      this.setState('stopped', `sender stopped: ${error.message}`);
+      this.emit('error', error);
     });
   }
 

@@ -1,9 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import Ajv2020 from 'ajv/dist/2020';
-import { compileRules, typeRules } from '../alarms/rules';
-import type { CommandSpec, DeviceDirectory, DeviceRecord, DeviceType } from '../device-contracts';
-import { isValidDeviceId } from '../device-id';
+import type { DeviceDirectory, DeviceRecord, DeviceType } from '../device-contracts';
+import { DEVICE_ID_MAX_LENGTH, isValidDeviceId } from '../device-id';
 import { securityEvent, type SecurityEvent } from '../security-events';
 import {
   API_KEY_PREFIX,
@@ -14,6 +12,8 @@ import {
   digestsEqual,
   generateToken,
 } from './credentials';
+import { DeviceTypes } from './device-types';
+import { RegistryError } from './errors';
 import type {
   DeviceStore,
   RegistryChange,
@@ -23,20 +23,8 @@ import type {
   StoredProvisioning,
 } from './store';
 
-/** Why a registry operation was refused; `code` maps to an HTTP status in iotb-provision. */
-export type RegistryErrorCode = 'INVALID' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN';
+export { RegistryError, type RegistryErrorCode } from './errors';
 
-export class RegistryError extends Error {
-  constructor(
-    readonly code: RegistryErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RegistryError';
-  }
-}
-
-/** Type names share the device id alphabet: they become InfluxDB tag values and file-name parts. */
 /** What the iotb-registry config node offers: `RED.nodes.getNode(config.registry).registry`. */
 export interface RegistryHolder {
   /** Undefined while the registry could not be opened (the config node logged why). */
@@ -46,7 +34,6 @@ export interface RegistryHolder {
 /** The id `verifyApiKey` answers for the operator key given in configuration. */
 export const CONFIG_API_KEY_ID = 'config';
 
-export const TYPE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 const MAX_NAME_LENGTH = 200;
 const MAX_META_BYTES = 4096;
 
@@ -124,7 +111,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
   private readonly devices = new Map<string, DeviceEntry>();
   /** Token hash -> device id, for callers that present a token without an id. */
   private readonly tokenIndex = new Map<string, string>();
-  private readonly types = new Map<string, DeviceType>();
+  private readonly types = new DeviceTypes();
   private readonly apiKeys = new Map<string, StoredApiKey>();
   private readonly apiKeyIndex = new Map<string, string>();
   private readonly provisioning = new Map<string, StoredProvisioning & { digest: Buffer }>();
@@ -132,7 +119,6 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
   private readonly now: () => number;
   readonly rotationGraceMs: number;
   private closed = false;
-  private readonly ajv = new Ajv2020({ strict: false, allErrors: false });
 
   constructor(
     private readonly store: DeviceStore,
@@ -146,7 +132,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
     if (opts.operatorKey !== undefined && opts.operatorKey.length < 20)
       throw new Error('the configured operator API key must be at least 20 characters');
     const snap = store.load(); // last: nothing may throw once the store holds its lock
-    for (const t of snap.types) this.types.set(t.name, t);
+    for (const t of snap.types) this.types.set(t);
     for (const d of snap.devices) this.index(d);
     for (const k of snap.apiKeys) {
       this.apiKeys.set(k.id, k);
@@ -273,10 +259,10 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
     if (!isValidDeviceId(id))
       throw new RegistryError(
         'INVALID',
-        `device id "${String(id)}" is not valid: use 1-128 of A-Z a-z 0-9 _ . : - (no / + # or spaces)`,
+        `device id "${String(id)}" is not valid: use 1-${DEVICE_ID_MAX_LENGTH} of A-Z a-z 0-9 _ . : - (no / + # or spaces)`,
       );
     if (this.devices.has(id)) throw new RegistryError('CONFLICT', `device ${id} already exists`);
-    this.checkType(input.type);
+    this.types.require(input.type);
     const token = generateToken(DEVICE_TOKEN_PREFIX);
     const stored: StoredDevice = {
       id,
@@ -294,7 +280,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
 
   updateDevice(id: string, update: DeviceUpdate): DeviceRecord {
     const e = this.entry(id);
-    if (update.type !== undefined) this.checkType(update.type);
+    if (update.type !== undefined) this.types.require(update.type);
     const stored: StoredDevice = { ...e.stored };
     if (update.type !== undefined) stored.type = update.type;
     if (update.name !== undefined) Object.assign(stored, checkName(update.name));
@@ -367,15 +353,15 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
   // ---- device types ----
 
   listTypes(): DeviceType[] {
-    return [...this.types.values()];
+    return this.types.list();
   }
 
   /** Creates or replaces a type; its telemetry schema and command params schemas must compile. */
   putType(type: DeviceType | Record<string, unknown>): DeviceType {
     this.assertOpen();
-    const clean = checkDeviceType(type, this.ajv);
+    const clean = this.types.check(type);
     this.commit({ op: 'putType', type: clean });
-    this.types.set(clean.name, clean);
+    this.types.set(clean);
     this.emit('types');
     return clean;
   }
@@ -433,7 +419,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
    */
   setProvisioning(type: string, allow: string[]): { key: string } {
     this.assertOpen();
-    this.checkType(type);
+    this.types.require(type);
     if (
       !Array.isArray(allow) ||
       allow.length === 0 ||
@@ -529,14 +515,6 @@ export class Registry extends EventEmitter<RegistryEvents> implements DeviceDire
     return e;
   }
 
-  private checkType(name: unknown): void {
-    if (typeof name !== 'string' || !this.types.has(name))
-      throw new RegistryError(
-        'INVALID',
-        `device type "${String(name)}" does not exist: define it in the registry first`,
-      );
-  }
-
   private put(stored: StoredDevice): void {
     this.commit({ op: 'putDevice', device: stored });
     const old = this.devices.get(stored.id);
@@ -594,84 +572,4 @@ function checkMeta(meta: unknown): { meta?: Record<string, unknown> } {
   if (Buffer.byteLength(JSON.stringify(meta)) > MAX_META_BYTES)
     throw new RegistryError('INVALID', `meta must be at most ${MAX_META_BYTES} bytes as JSON`);
   return { meta: meta as Record<string, unknown> };
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Checks a device type and returns a clean copy (only known properties). */
-export function checkDeviceType(type: unknown, ajv: Ajv2020): DeviceType {
-  if (!isPlainObject(type))
-    throw new RegistryError('INVALID', 'a device type must be an object { name, schema?, commands? }');
-  const { name, schema, commands, alarms } = type;
-  if (typeof name !== 'string' || !TYPE_NAME_PATTERN.test(name))
-    throw new RegistryError(
-      'INVALID',
-      `device type name "${String(name)}" is not valid: use 1-64 of A-Z a-z 0-9 _ . : -`,
-    );
-  const clean: DeviceType = { name };
-  if (schema !== undefined && schema !== null) {
-    if (!isPlainObject(schema))
-      throw new RegistryError('INVALID', `type ${name}: schema must be a JSON Schema object`);
-    compileOrThrow(ajv, schema, `type ${name}: telemetry schema`);
-    clean.schema = schema;
-  }
-  if (commands !== undefined && commands !== null) {
-    if (!isPlainObject(commands))
-      throw new RegistryError(
-        'INVALID',
-        `type ${name}: commands must be an object { <command>: { params?, timeoutMs? } }`,
-      );
-    clean.commands = {};
-    for (const [cmd, spec] of Object.entries(commands)) {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(cmd))
-        throw new RegistryError('INVALID', `type ${name}: command name "${cmd}" is not valid`);
-      const s = spec ?? {};
-      if (!isPlainObject(s))
-        throw new RegistryError(
-          'INVALID',
-          `type ${name}: command ${cmd} must be an object { params?, timeoutMs? }`,
-        );
-      const out: CommandSpec = {};
-      if (s.params !== undefined && s.params !== null) {
-        if (!isPlainObject(s.params))
-          throw new RegistryError(
-            'INVALID',
-            `type ${name}: command ${cmd} params must be a JSON Schema object`,
-          );
-        compileOrThrow(ajv, s.params, `type ${name}: command ${cmd} params schema`);
-        out.params = s.params;
-      }
-      if (s.timeoutMs !== undefined && s.timeoutMs !== null && s.timeoutMs !== '') {
-        const t = Number(s.timeoutMs);
-        if (!Number.isInteger(t) || t <= 0)
-          throw new RegistryError(
-            'INVALID',
-            `type ${name}: command ${cmd} timeoutMs must be a positive integer`,
-          );
-        out.timeoutMs = t;
-      }
-      clean.commands[cmd] = out;
-    }
-  }
-  if (alarms !== undefined && alarms !== null) {
-    try {
-      clean.alarms = typeRules(name, alarms);
-      compileRules(clean.alarms);
-    } catch (err) {
-      throw new RegistryError('INVALID', `type ${name}: alarms: ${(err as Error).message}`);
-    }
-  }
-  return clean;
-}
-
-function compileOrThrow(ajv: Ajv2020, schema: Record<string, unknown>, what: string): void {
-  try {
-    ajv.compile(schema);
-    // compiled schemas are cached by ajv per object; drop it, validate compiles its own
-    ajv.removeSchema(schema);
-  } catch (err) {
-    throw new RegistryError('INVALID', `${what} does not compile: ${(err as Error).message}`);
-  }
 }
