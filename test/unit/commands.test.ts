@@ -134,6 +134,8 @@ describe('command request validation', () => {
     assert.equal(code({ deviceId: 'a/b' }), 'INVALID_DEVICE_ID');
     assert.equal(code({ name: 'format' }), 'COMMAND_NOT_ALLOWED');
     assert.equal(code({ name: '../x' }), 'INVALID_NAME');
+    // The registry's name alphabet includes ':', so such a name is judged by the type's command list, not refused.
+    assert.equal(code({ name: 'ota:apply' }), 'COMMAND_NOT_ALLOWED');
     assert.equal(code({ name: 'set-interval', params: { intervalMs: -1 } }), 'INVALID_PARAMS');
     assert.equal(code({ name: 'set-interval', params: { intervalMs: 1, extra: 1 } }), 'INVALID_PARAMS');
     assert.equal(code({ params: [] }), 'INVALID_PARAMS');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import type { DeviceDirectory } from '../device-contracts';
-import { DEVICE_ID_PATTERN, isValidDeviceId } from '../device-id';
+import { DEVICE_ID_PATTERN, TYPE_NAME_PATTERN, isValidDeviceId } from '../device-id';
 import { RejectionError } from '../rejection';
 
 /** What a flow asks for (`msg.deviceId | msg.device.id`, `msg.payload: { name, params }`, `msg.timeoutMs`, ...). */
@@ -42,7 +42,8 @@ export const LIMITS = {
 
 /** Idempotency ids travel in topics' payloads, logs and file lines: the same plain, bounded token as a device id. */
 const COMMAND_ID_PATTERN = DEVICE_ID_PATTERN;
-const COMMAND_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** Command names are declared by device types: the same alphabet the registry accepts for them. */
+const COMMAND_NAME_PATTERN = TYPE_NAME_PATTERN;
 
 function refuse(code: string, reason: string, details?: unknown): never {
   throw new RejectionError('command', code, reason, details);
@@ -77,7 +78,7 @@ export class RequestValidator {
         got: typeof deviceId === 'string' ? deviceId.slice(0, 140) : typeof deviceId,
       });
     if (typeof name !== 'string' || !COMMAND_NAME_PATTERN.test(name))
-      refuse('INVALID_NAME', 'msg.payload.name must be a command name (letters, digits, _ . -; up to 64)');
+      refuse('INVALID_NAME', 'msg.payload.name must be a command name (letters, digits, _ . : -; up to 64)');
     let id: string;
     if (req.id === undefined || req.id === null || req.id === '') id = randomUUID();
     else if (typeof req.id === 'string' && COMMAND_ID_PATTERN.test(req.id)) id = req.id;
