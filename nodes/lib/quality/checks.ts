@@ -227,20 +227,23 @@ export class FieldChecks {
         const i = head - 1 - j;
         carried[j] = f[ring + (i < 0 ? i + W : i)] + slope * (j * interval + dt);
       }
-      const median = medianOf(carried, 0, W, this.sortBuffer);
-      const thr = Math.max(r.spikeK * robustScale(carried, 0, W, median, this.sortBuffer), floor);
       // While a run of outliers (a possible new level) is the newest in the window, the weights would let it pull
       // the level towards itself, and the run would no longer look like one: the median ignores it.
-      const level =
-        (n[ib + I_SHIFT] & SHIFT_RUN_MASK) === 0
-          ? trimmedWeightedMean(carried, W, this.levelWeights)
-          : median;
-      found.level = level;
-      if (Math.abs(v - level) > thr) {
-        mask |= SPIKE;
-        found.threshold = thr;
-        found.windowSize = W;
+      const inRun = (n[ib + I_SHIFT] & SHIFT_RUN_MASK) !== 0;
+      let level = inRun ? NaN : trimmedWeightedMean(carried, W, this.levelWeights);
+      // The limit is never below the floor: a value within it is no spike, and the window's median and scale (two
+      // sorts, most of the check's time) are needed only for a value beyond it.
+      if (inRun || !(Math.abs(v - level) <= floor)) {
+        const median = medianOf(carried, 0, W, this.sortBuffer);
+        const thr = Math.max(r.spikeK * robustScale(carried, 0, W, median, this.sortBuffer), floor);
+        if (inRun) level = median;
+        if (Math.abs(v - level) > thr) {
+          mask |= SPIKE;
+          found.threshold = thr;
+          found.windowSize = W;
+        }
       }
+      found.level = level;
     }
     // Rate of change against what was accepted, never against a value that was itself doubted.
     const refTs = f[b + F_OUT_TS];
