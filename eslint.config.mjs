@@ -21,7 +21,6 @@ const NOT_YET_STRICT = [
   'nodes/lib/broker/**',
   'nodes/lib/spool/**',
   'nodes/lib/validate/**',
-  'nodes/lib/quality/**',
   'nodes/lib/alarms/**',
   'nodes/lib/influx/**',
   'nodes/lib/ingest/**',
@@ -29,8 +28,6 @@ const NOT_YET_STRICT = [
   'nodes/lib/metrics.ts',
   'nodes/{auth,broker,device-in,health,influx,influx-query,influx-write,metrics,presence,provision,quality,registry,simulator,validate}/*.ts',
   'test/node/validate.test.ts',
-  'test/node/quality.test.ts',
-  'test/unit/quality*.ts',
   'test/unit/spool*.ts',
   'test/integration/broker.test.ts',
 ];

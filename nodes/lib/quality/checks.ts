@@ -259,12 +259,12 @@ export class FieldChecks {
     }
 
     let run = n[ib + I_SHIFT] & SHIFT_RUN_MASK;
-    let written = false;
+    let shifted = false;
     if (mask & OUTLIER) {
       if (r.shiftCount > 0) {
         run = this.shiftRun(b, ib, r, ts, v, run, head, count, floor, lastTs);
-        if (found.shifted) {
-          written = true;
+        shifted = run === 0;
+        if (shifted) {
           head = 0;
           count = W;
         }
@@ -288,13 +288,12 @@ export class FieldChecks {
       }
       run = 0;
     }
-    if (!found.shifted) {
-      const word = n[ib + I_SHIFT];
-      n[ib + I_SHIFT] = run === 0 ? word & NOISE_SAMPLES_MASK : (word & ~SHIFT_RUN_MASK) | run;
-    }
+    const word = n[ib + I_SHIFT];
+    n[ib + I_SHIFT] = run === 0 ? word & NOISE_SAMPLES_MASK : (word & ~SHIFT_RUN_MASK) | run;
 
-    // Outliers enter the window too: the median ignores isolated ones, and a run of them is a new level.
-    if (!written) {
+    // Outliers enter the window too: the median ignores isolated ones, and a run of them is a new level (whose
+    // values are the window already).
+    if (!shifted) {
       f[ring + head] = v;
       head = head + 1 === W ? 0 : head + 1;
       if (count < W) count++;
@@ -310,8 +309,8 @@ export class FieldChecks {
   }
 
   /**
-   * One more outlier in a row (`run` before it). Returns the new run length; when the run's values agree
-   * with each other and it reaches `shiftCount`, the window is re-based on them (`details.shifted`).
+   * One more outlier in a row (`run` before it). Returns the new run length, or 0 when the run's values agree
+   * with each other and it reached `shiftCount`: a new level, the window re-based on them (`scratch.shifted`).
    */
   private shiftRun(
     b: number,

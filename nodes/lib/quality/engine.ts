@@ -12,7 +12,7 @@ import { type FieldRuleInput, type ResolvedRule, resolveRule } from './rules';
 import { scorecards, type DeviceScorecard } from './scorecard';
 import * as layout from './state';
 import { MemoryStateStore, type QualityStateStore } from './state';
-import { fillGap, flagMissing, flagValue, type FilledReading, type ReadingOutcome } from './verdicts';
+import { clearOutcome, fillGap, flagMissing, flagValue, type ReadingOutcome } from './verdicts';
 
 export type { DeviceScorecard } from './scorecard';
 export type { FilledReading, ReadingOutcome } from './verdicts';
@@ -190,12 +190,7 @@ export class QualityEngine {
     upstream?: Record<string, unknown>,
     now = Date.now(),
   ): ReadingOutcome {
-    const out = this.outcome;
-    out.quality = undefined;
-    out.rejected = undefined;
-    out.gapSlots = 0;
-    out.fills = undefined;
-    out.restored = undefined;
+    const out = clearOutcome(this.outcome);
     const store = this.store;
     const dev = store.device(deviceId, true);
     const db = dev * DEVICE_DOUBLES;
@@ -245,11 +240,7 @@ export class QualityEngine {
         if (filling) fillGap(out, rule, ts, v, fromTs, from, deviceId, gapFrom, this.expectedIntervalMs);
         continue;
       }
-      const action = flagValue(this.checks, out, slot, rule, ts, v, mask, payload, cb);
-      if (action === 'reject' && !out.rejected) {
-        const q = out.quality![name];
-        out.rejected = { field: name, check: q.check, reason: q.reason };
-      }
+      flagValue(this.checks, out, slot, rule, ts, v, mask, payload, cb);
     }
 
     const expected = this.explicitNames;
@@ -263,10 +254,9 @@ export class QualityEngine {
       }
     }
     if (out.rejected) c[cb + C_REJECTED]++;
-    const fills = out.fills as FilledReading[] | undefined; // set by fill(), which TypeScript cannot see
-    if (fills) {
-      fills.sort((a, b) => a.timestamp - b.timestamp);
-      c[cb + C_FILLED] += fills.length;
+    if (out.fills) {
+      out.fills.sort((a, b) => a.timestamp - b.timestamp);
+      c[cb + C_FILLED] += out.fills.length;
     }
     return out;
   }
@@ -281,9 +271,10 @@ export class QualityEngine {
   ): void {
     // Only a field this device has sent before can be missing: devices of other kinds share the rules.
     const fi = this.fieldIndex.get(name);
-    const slot = fi === undefined ? -1 : this.store.field(dev, fi, false);
+    if (fi === undefined) return;
+    const slot = this.store.field(dev, fi, false);
     if (slot < 0) return;
-    const rule = this.ruleFor(type, fi!);
+    const rule = this.ruleFor(type, fi);
     if (rule !== null) flagMissing(this.checks, this.outcome, slot, rule, ts, payload, cb);
   }
 

@@ -36,11 +36,22 @@ export interface ReadingOutcome {
   restored: FilledReading[] | undefined;
 }
 
+/** Empties the reused outcome for the next reading (a function, so that the compiler does not take its fields for undefined in the rest of `process`). */
+export function clearOutcome(out: ReadingOutcome): ReadingOutcome {
+  out.quality = undefined;
+  out.rejected = undefined;
+  out.gapSlots = 0;
+  out.fills = undefined;
+  out.restored = undefined;
+  return out;
+}
+
 const ACTION_RANK: Record<Action, number> = { flag: 0, replace: 1, reject: 2 };
 
 /**
  * Builds the flag of value `v` of field record `slot` (device counters at `cb`), on which the checks in `mask`
- * fired, applies the rule's action and returns that action.
+ * fired, and applies the rule's action: `replace` writes the estimate into `payload`, `reject` sets `out.rejected`
+ * (the first field that rejects names the reason).
  */
 export function flagValue(
   checker: FieldChecks,
@@ -52,7 +63,7 @@ export function flagValue(
   mask: number,
   payload: Record<string, unknown>,
   cb: number,
-): Action {
+): void {
   const c = checker.store.deviceU32;
   const found = checker.scratch;
   const checks: CheckName[] = [];
@@ -133,7 +144,7 @@ export function flagValue(
   }
   if (!Number.isNaN(found.restoreTs)) restore(out, r, ts, found.restoreTs, found.restoreValue);
   (out.quality ??= {})[name] = q;
-  return action;
+  if (action === 'reject') out.rejected ??= { field: name, check: q.check, reason: q.reason };
 }
 
 /** Sends the first reading of a confirmed new level again, with its raw value instead of the replacement. */
@@ -182,7 +193,7 @@ export function flagMissing(
           ? `${name} is missing; imputation is off`
           : `${name} is missing and no good value within ${r.maxGapMs / 1000} s to impute from`,
     };
-    if (raw === undefined) delete payload[name];
+    if (raw === undefined) Reflect.deleteProperty(payload, name);
     else payload[name] = null;
   } else {
     q = {
