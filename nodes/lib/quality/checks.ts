@@ -52,7 +52,9 @@ export const OUTLIER = SPIKE | RATE;
  * difference into a noise σ.
  */
 const ABS_DIFF_TO_SIGMA = Math.sqrt(Math.PI) / 2;
-/** The noise estimate is the mean of the first NOISE_MEMORY accepted first differences, then follows about that many. */
+/**
+ * The noise estimate is the mean of the first NOISE_MEMORY errors of accepted values, then follows about that many.
+ */
 const NOISE_MEMORY = 64;
 /** A first difference counts at most this many times the current estimate: one jump cannot inflate it. */
 const NOISE_CLIP = 4;
@@ -424,7 +426,10 @@ export class FieldChecks {
     }
   }
 
-  /** The value just checked was replaced: if it was the first outlier of a run that becomes a new level, it is sent again. */
+  /**
+   * The value just checked was replaced: if it was the first outlier of a run that becomes a new level, it is sent
+   * again with its raw value.
+   */
   markReplaced(slot: number): void {
     this.store.fieldI32[slot * FIELD_INTS + I_SHIFT] |= SHIFT_FIRST_REPLACED;
   }

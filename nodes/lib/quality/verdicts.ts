@@ -36,7 +36,10 @@ export interface ReadingOutcome {
   restored: FilledReading[] | undefined;
 }
 
-/** Empties the reused outcome for the next reading (a function, so that the compiler does not take its fields for undefined in the rest of `process`). */
+/**
+ * Empties the reused outcome for the next reading. A function, so that the compiler does not take its fields for
+ * undefined in the rest of `process`.
+ */
 export function clearOutcome(out: ReadingOutcome): ReadingOutcome {
   out.quality = undefined;
   out.rejected = undefined;
