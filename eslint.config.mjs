@@ -19,11 +19,8 @@ const strictOnlyRules = Object.keys(rulesOf(tseslint.configs.strictTypeChecked))
  */
 const NOT_YET_STRICT = [
   'nodes/lib/broker/**',
-  'nodes/lib/quality/**',
   'nodes/lib/ingest/**',
   'nodes/{auth,broker,device-in,health,influx,influx-query,influx-write,metrics,presence,provision,quality,registry,simulator,validate}/*.ts',
-  'test/node/quality.test.ts',
-  'test/unit/quality*.ts',
   'test/integration/broker.test.ts',
 ];
 

@@ -383,6 +383,14 @@ describe('rules', () => {
     assert.throws(() => new QualityEngine({ rules: [{ field: 'a' }, { field: 'a' }] }), /two rules/);
   });
 
+  it('knows only its own presets, not the names every object inherits', () => {
+    for (const preset of ['toString', '__proto__', 'constructor', 'hasOwnProperty'])
+      assert.throws(
+        () => resolveRule('t', { field: 't', preset }),
+        new RegExp(`field "t": unknown preset "${preset}"`),
+      );
+  });
+
   it('maps flags to OPC UA status codes', () => {
     assert.equal(opcUaStatus(undefined).code, 0);
     assert.equal(

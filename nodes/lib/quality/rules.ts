@@ -215,7 +215,8 @@ export function resolveRule(
 ): ResolvedRule {
   let merged: Omit<FieldRuleInput, 'field'> = {};
   if (input?.preset) {
-    const preset = PRESETS[input.preset];
+    // Own keys only: a preset named "toString" or "__proto__" is unknown, not an object's inherited member.
+    const preset = Object.hasOwn(PRESETS, input.preset) ? PRESETS[input.preset] : undefined;
     if (!preset) throw new RuleError(`field "${field}": unknown preset "${input.preset}"`);
     merged = { ...preset.rule };
   }

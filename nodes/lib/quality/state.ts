@@ -249,6 +249,7 @@ export class MemoryStateStore implements QualityStateStore {
    */
   serialize(fieldNames: readonly string[]): Uint8Array {
     const devices: [string, number[]][] = [];
+    const records: number[] = []; // device record of each entry of `devices`
     let fieldRecords = 0;
     for (const [id, dev] of this.ids) {
       const fields: number[] = [];
@@ -256,13 +257,15 @@ export class MemoryStateStore implements QualityStateStore {
         if (this.deviceFields[dev * this.maxFields + f] >= 0) fields.push(f);
       fieldRecords += fields.length;
       devices.push([id, fields]);
+      records.push(dev);
     }
     const fieldLen = this.fieldStride + FIELD_INTS;
     const deviceLen = DEVICE_DOUBLES + DEVICE_COUNTERS;
     const body = new Float64Array(devices.length * deviceLen + fieldRecords * fieldLen);
     let o = 0;
-    for (const [id, fields] of devices) {
-      const dev = this.ids.get(id)!;
+    for (let k = 0; k < devices.length; k++) {
+      const dev = records[k];
+      const fields = devices[k][1];
       body.set(this.deviceF64.subarray(dev * DEVICE_DOUBLES, (dev + 1) * DEVICE_DOUBLES), o);
       o += DEVICE_DOUBLES;
       for (let i = 0; i < DEVICE_COUNTERS; i++) body[o++] = this.deviceU32[dev * DEVICE_COUNTERS + i];
