@@ -50,8 +50,8 @@ describe('iotb-quality node', () => {
     const out = await all;
     const msg = out[7];
     assert.ok(out.slice(0, 7).every((m) => m.quality === undefined));
-    // The level of 20, 21, 20, 22, 20, 21, 20: the 22 and the oldest 20 dropped, the newest weighing most.
-    assert.deepEqual([msg.payload.label, msg.payload.t.toFixed(3)], ['x', '20.334']);
+    // The level of 20, 21, 20, 22, 20, 21, 20: none beyond the noise floor from it, the newest weighing most.
+    assert.deepEqual([msg.payload.label, msg.payload.t.toFixed(3)], ['x', '20.508']);
     assert.deepEqual(
       [msg.quality.t.flag, msg.quality.t.code, msg.quality.t.method, msg.quality.t.raw],
       ['imputed', 3, 'median', 95],
@@ -64,7 +64,7 @@ describe('iotb-quality node', () => {
     const q = helper.getNode('q');
     [20, 21, 20, 22, 20, 21, 20, 30, 30.1].forEach((t, i) => q.receive(reading('d1', i, { t })));
     const out = await all;
-    assert.deepEqual([out[7].payload.t.toFixed(3), out[7].quality.t.flag], ['20.334', 'imputed']);
+    assert.deepEqual([out[7].payload.t.toFixed(3), out[7].quality.t.flag], ['20.508', 'imputed']);
     const [restored, next] = out.slice(8);
     assert.deepEqual(
       [restored.restored, restored.timestamp, restored.payload, restored.quality.t.flag, restored.messageId],
@@ -258,7 +258,7 @@ describe('iotb-quality node', () => {
     const spike = d1[7];
     assert.deepEqual(
       [ok.payload[spike].t.toFixed(3), ok.quality[spike].t.flag, ok.quality[spike].t.raw],
-      ['20.334', 'imputed', 95],
+      ['20.508', 'imputed', 95],
     );
     assert.equal(ok.ackId[spike], 114, 'a cleaned reading keeps its ack id');
     const d4 = of('d4');

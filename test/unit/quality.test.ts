@@ -133,11 +133,11 @@ describe('spike (Hampel identifier)', () => {
   it('MAD = 0: the window scale falls back to the mean absolute deviation, the learned noise is the floor', () => {
     // Window limit 3·1.2533·4/7 = 2.1485; no trend (the differences sum to 0). The first differences 1 1 2 2 1 1
     // have a mean of 1.3333, σ̂ = 1.3333·√π/2 = 1.1816 and the floor (3 + 2.5)·σ̂ = 6.499 decides. The level:
-    // newest first 10 11 10 12 10 11 10, the 12 and the oldest 10 dropped, the rest weighted 1, 0.7, 0.49, 0.24,
-    // 0.168: 10 + (0.7 + 0.168) / 2.598 = 10.334.
+    // newest first 10 11 10 12 10 11 10 weighted 1, 0.7, 0.49, … 0.118 (none beyond the floor from it):
+    // 10 + (0.7 + 2·0.343 + 0.168) / 3.0588 = 10.508; the limit is reached at 17.007.
     const w = [10, 11, 10, 12, 10, 11, 10];
-    assert.equal(feed(spikeOnly, [...w, 16.8]).out[7].q, undefined);
-    const above = feed(spikeOnly, [...w, 16.9]).out[7].q;
+    assert.equal(feed(spikeOnly, [...w, 16.95]).out[7].q, undefined);
+    const above = feed(spikeOnly, [...w, 17.05]).out[7].q;
     assert.equal(above?.check, 'spike');
     assert.match(above.reason, /\(limit 6\.5\)/);
   });
@@ -228,25 +228,29 @@ describe('missing values', () => {
     const mean = feed({ rules: [{ field: 'x', impute: 'mean', ...noChecks }] }, [1, 2, 3, 10, null]).out[4];
     assert.deepEqual([mean.value, mean.q?.method], [4, 'mean']);
     const imputeMedian = { rules: [{ field: 'x', impute: 'median' as const, ...noChecks }] };
-    // Differences sum to 0: no trend. Newest first 2, 10, 2, 4, 2: the 10 and the oldest 2 dropped, the rest
-    // weighted 1, 0.49, 0.343: 2 + 0.343 · 2 / 1.833 = 2.374.
-    const flat = feed(imputeMedian, [2, 4, 2, 10, 2, undefined]).out[5];
+    // Differences sum to 0: no trend. The noise learned from the first differences 0.1 0.1 8 8, each clipped at 4×
+    // the estimate (0.1, 0.1, 0.4, 0.8): 0.35, σ̂ 0.31, floor (3 + 2.5)·σ̂ = 1.71. Newest first 2, 10, 2, 2.1, 2
+    // weighted 1, 0.7, 0.49, 0.343, 0.2401: the 10 is beyond the floor from their mean and dropped, the rest give
+    // 2 + 0.343 · 0.1 / 2.0731 = 2.0165.
+    const flat = feed(imputeMedian, [2, 2.1, 2, 10, 2, undefined]).out[5];
     assert.equal(flat.q?.method, 'median');
-    assert.ok(Math.abs((flat.value as number) - (2 + (0.343 * 2) / 1.833)) < 1e-9, String(flat.value));
+    assert.ok(Math.abs((flat.value as number) - (2 + (0.343 * 0.1) / 2.0731)) < 1e-9, String(flat.value));
     // Trend 1/s: 1..4 at 1..4 s, each carried to 5 s, are all 5.
     const rising = feed(imputeMedian, [1, 2, 3, 4, undefined]).out[4];
     assert.deepEqual([rising.value, rising.q?.method], [5, 'median']);
   });
 
   it('the level drops a spike in the window and weighs the newest values most', () => {
-    // Alternating 20/21: no trend. 40 is a spike, replaced by the level: newest first 20 21 20 21 20 21 20, the
-    // oldest 20 and 21 dropped, weights 1, 0.7, 0.49, 0.343, 0.2401: 20 + (0.7 + 0.343) / 2.7731.
+    // Alternating 20/21: no trend, noise floor 4.87. 40 is a spike, replaced by the level: newest first
+    // 20 21 20 21 20 21 20, weights 1, 0.7, 0.49, … 0.7⁶ (none beyond the floor): 20 + (0.7 + 0.7³ + 0.7⁵) / 3.0588.
     const { out } = feed({ rules: [{ field: 'x' }] }, [20, 21, 20, 21, 20, 21, 20, 40, null]);
     assert.equal(out[7].q?.check, 'spike');
-    assert.ok(Math.abs((out[7].value as number) - (20 + 1.043 / 2.7731)) < 1e-9, String(out[7].value));
-    // The spike is in the window now (newest first 40 20 21 20 21 20 21): dropped as the highest, with the oldest
-    // 20; weights 0.7, 0.7², 0.7³, 0.7⁴, 0.7⁶ on 20 21 20 21 21: 20.448, where the median says 21.
-    const imputed = 20 + (0.7 ** 2 + 0.7 ** 4 + 0.7 ** 6) / (0.7 + 0.7 ** 2 + 0.7 ** 3 + 0.7 ** 4 + 0.7 ** 6);
+    const all = 1 + 0.7 + 0.7 ** 2 + 0.7 ** 3 + 0.7 ** 4 + 0.7 ** 5 + 0.7 ** 6;
+    const level = 20 + (0.7 + 0.7 ** 3 + 0.7 ** 5) / all;
+    assert.ok(Math.abs((out[7].value as number) - level) < 1e-9, String(out[7].value));
+    // The spike is in the window now (newest first 40 20 21 20 21 20 21): beyond the floor from the mean, dropped;
+    // weights 0.7 … 0.7⁶ on 20 21 20 21 20 21: 20.412, where the median says 21.
+    const imputed = 20 + (0.7 ** 2 + 0.7 ** 4 + 0.7 ** 6) / (all - 1);
     assert.ok(Math.abs((out[8].value as number) - imputed) < 1e-9, String(out[8].value));
     assert.deepEqual([out[8].q?.flag, out[8].q?.method], ['imputed', 'median']);
   });

@@ -37,30 +37,53 @@ export function medianOf(ring: Float64Array, base: number, n: number, scratch: F
 }
 
 /**
- * Weighted mean of values[0..n) without its lowest and its highest value (n >= 3; all of them below that),
- * value j weighing weights[j]. With weights that fall with age this is a level that follows a wandering signal
- * sooner than the median, while one outlier among the values still counts for nothing.
+ * Weighted mean of values[0..n), value j weighing weights[j], without outliers: up to two times, the value farthest
+ * from the mean of those still in it is dropped when it lies more than `limit` from that mean. With weights that
+ * fall with age this is a level that follows a wandering signal sooner than the median; a spike (or one high and
+ * one low) among the values counts for nothing, and when there is none every value counts (always dropping the
+ * lowest and the highest throws away a third of the window's weight, and the level carries more noise).
  */
-export function trimmedWeightedMean(values: Float64Array, n: number, weights: Float64Array): number {
-  let lo = -1;
-  let hi = -1;
-  if (n >= 3) {
-    // Of equal values the oldest goes: it weighs least.
-    lo = hi = 0;
-    for (let j = 1; j < n; j++) {
-      if (values[j] <= values[lo]) lo = j;
-      if (values[j] >= values[hi]) hi = j;
-    }
-    if (lo === hi) hi = lo - 1; // every value equal
-  }
+export function weightedMeanWithoutOutliers(
+  values: Float64Array,
+  n: number,
+  weights: Float64Array,
+  limit: number,
+): number {
   // Deviations from the newest value: equal values give exactly that value back, with no rounding.
   const ref = values[0];
   let sw = 0;
   let sx = 0;
+  let lo = 0;
+  let hi = 0;
   for (let j = 0; j < n; j++) {
-    if (j === lo || j === hi) continue;
+    const x = values[j];
     sw += weights[j];
-    sx += weights[j] * (values[j] - ref);
+    sx += weights[j] * (x - ref);
+    if (x < values[lo]) lo = j;
+    if (x > values[hi]) hi = j;
+  }
+  if (n < 3) return ref + sx / sw;
+  // The value farthest from the mean is the lowest or the highest; mostly it is within the limit: one pass.
+  let mean = ref + sx / sw;
+  let far = mean - values[lo] > values[hi] - mean ? lo : hi;
+  if (!(Math.abs(values[far] - mean) > limit)) return mean;
+  sw -= weights[far];
+  sx -= weights[far] * (values[far] - ref);
+  if (n < 4) return ref + sx / sw;
+  mean = ref + sx / sw;
+  const dropped = far;
+  far = -1;
+  let farthest = limit;
+  for (let j = 0; j < n; j++) {
+    const d = Math.abs(values[j] - mean);
+    if (d > farthest && j !== dropped) {
+      far = j;
+      farthest = d;
+    }
+  }
+  if (far >= 0) {
+    sw -= weights[far];
+    sx -= weights[far] * (values[far] - ref);
   }
   return ref + sx / sw;
 }
