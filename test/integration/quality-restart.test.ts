@@ -80,7 +80,7 @@ describe('iotb-quality state in a real node-red process', () => {
     const spike = await post(nr, 'a', 7, 95);
     assert.equal(spike.quality?.t?.check, 'spike', 'the window came back from disk');
     // Replaced by the restored window's level (20, 21, 20, 22, 20, 21, 20: the newest weighing most).
-    assert.deepEqual([spike.payload.t.toFixed(3), spike.quality.t.raw], ['20.334', 95]);
+    assert.deepEqual([spike.payload.t.toFixed(3), spike.quality.t.raw], ['20.508', 95]);
 
     for (const [i, t] of WINDOW.entries()) await post(nr, 'b', i, t);
     const file = join(nr.userDir, 'iotb-quality', 'q.state');
