@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { QualityEngine, type QualityOptions } from '../../nodes/lib/quality/engine';
 import { opcUaStatus } from '../../nodes/lib/quality/flags';
-import { meanOf, medianOf, robustScale } from '../../nodes/lib/quality/robust';
+import { meanOf, medianOf, robustScale, weightedMeanWithoutOutliers } from '../../nodes/lib/quality/robust';
 import { PRESETS, resolveRule, RuleError } from '../../nodes/lib/quality/rules';
 import { MemoryStateStore } from '../../nodes/lib/quality/state';
 
@@ -45,6 +45,21 @@ describe('robust statistics', () => {
     const m = Float64Array.from([10, 11, 10, 12, 10, 11, 10]); // deviations 0 1 0 2 0 1 0 -> MAD 0, mean 4/7
     assert.equal(robustScale(m, 0, 7, 10, s), (1.2533 * 4) / 7);
     assert.equal(robustScale(new Float64Array(7).fill(5), 0, 7, 5, s), 0);
+  });
+
+  it('weighted mean without outliers: every value counts within the limit, at most two beyond it are dropped', () => {
+    const ones = new Float64Array(7).fill(1);
+    const level = (xs: number[], limit: number, w = ones): number =>
+      weightedMeanWithoutOutliers(Float64Array.from(xs), xs.length, w, limit);
+    // No value beyond the limit from the mean: all count, by their weights.
+    assert.equal(level([10, 11, 10, 12, 10, 11, 10], 5), 74 / 7);
+    assert.equal(level([12, 10], 5, Float64Array.from([3, 1])), 11.5);
+    // One high and one low: both dropped (the second judged against the mean of the rest).
+    assert.equal(level([10, 10, 40, 10, -20, 10, 10], 5), 10);
+    // Three beyond the limit: two dropped, the farthest first; the third stays.
+    assert.equal(level([10, 10, 40, 10, 30, 10, 25], 5), (4 * 10 + 25) / 5);
+    // Equal values give exactly that value, whatever the limit.
+    assert.equal(level([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], 0), 0.1);
   });
 });
 
