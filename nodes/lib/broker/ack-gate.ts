@@ -67,7 +67,8 @@ export class AckGate implements AckOwner {
   private readonly held = new Map<number, Held>();
   /** Per connection, its held publications in arrival order. */
   private readonly order = new Map<object, number[]>();
-  private waiting: GatedPublication[] = [];
+  /** Publications waiting at the bound, from `waitingHead` on (admitted ones are cleared to undefined). */
+  private waiting: (GatedPublication | undefined)[] = [];
   private waitingHead = 0;
   private timeouts = 0;
   private failures = 0;
@@ -137,7 +138,7 @@ export class AckGate implements AckOwner {
     this.waiting = [];
     this.waitingHead = 0;
     for (const h of held) if (h.outcome !== 'failed') h.p.release(refused);
-    for (const p of waiting) p.release(refused);
+    for (const p of waiting) p?.release(refused);
   }
 
   private pass(p: GatedPublication): void {
@@ -155,9 +156,9 @@ export class AckGate implements AckOwner {
   private pump(): void {
     while (this.waitingHead < this.waiting.length && this.held.size < this.opts.maxHeld) {
       const p = this.waiting[this.waitingHead];
-      this.waiting[this.waitingHead++] = undefined as unknown as GatedPublication;
+      this.waiting[this.waitingHead++] = undefined;
       waitingGauge.dec();
-      this.pass(p);
+      if (p) this.pass(p);
     }
     if (this.waitingHead === this.waiting.length) {
       this.waiting = [];
