@@ -23,6 +23,7 @@ import {
   hasSubscription,
   type AuthorizePublishHook,
   type AuthorizeSubscribeHook,
+  takeClientPublications,
 } from './aedes';
 import { Authenticator, RotationWatch } from './authentication';
 import { DeviceLinkOut } from './device-link';
@@ -296,9 +297,10 @@ export class DeviceBroker extends EventEmitter<BrokerEvents> implements DeviceLi
       if (s.desiredTopic !== undefined && granted(s.desiredTopic)) this.twinLink?.sendDesired(s.device.id);
     });
     aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
-    aedes.on('publish', (packet, client) => {
-      const s = client && this.clients.session(client);
+    takeClientPublications(aedes, (packet, client) => {
+      const s = this.clients.session(client);
       if (s) this.publications.published(s, packet);
+      return s !== undefined;
     });
     aedes.on('ping', (_packet, client) => {
       const s = this.clients.session(client);

@@ -6,10 +6,12 @@
 import type { Client, PublishPacket } from 'aedes';
 import type { DeviceMessage } from '../device-contracts';
 import type { DeviceRef } from '../device-id';
-import type { AckGate } from './ack-gate';
+import type { AckGate, GatedPublication } from './ack-gate';
 import type { AuthorizePublishHook } from './aedes';
 import { messagesTotal } from './metrics';
 import type { Session } from './session';
+
+type Release = Parameters<AuthorizePublishHook>[2];
 
 export interface PublicationHooks {
   /** The registered device for `msg.device` (its current record), or the session's. */
@@ -24,8 +26,10 @@ export interface PublicationHooks {
 export class DevicePublications {
   /** Kinds whose QoS 1 PUBACK waits until the flow stored them, with how many nodes take them. */
   private readonly storedKinds = new Map<string, number>();
-  /** Payloads of publications already handed to the flow with a held ack: aedes' 'publish' skips them. */
-  private readonly handedOver = new WeakSet<Buffer>();
+  /** Publications already handed to the flow with a held ack: `published` skips them. */
+  private readonly handedOver = new WeakSet<PublishPacket>();
+  /** The message counter of each kind (prom-client hashes the labels on every `labels()` call). */
+  private readonly counted = new Map<string, { inc(): void }>();
 
   constructor(
     readonly acks: AckGate,
@@ -36,27 +40,20 @@ export class DevicePublications {
    * The part of aedes' `authorizePublish` after the ACL: a stored kind waits at the gate (the callback is
    * aedes' go-ahead, the PUBACK for QoS 1); anything else goes on at once.
    */
-  admit(client: Client, s: Session, packet: PublishPacket, cb: Parameters<AuthorizePublishHook>[2]): void {
+  admit(client: Client, s: Session, packet: PublishPacket, cb: Release): void {
     if (!this.storedKinds.has(packet.topic.slice(s.prefixLength))) return cb(null);
-    const payload = packet.payload as Buffer;
-    this.acks.admit({
-      connection: client,
-      hold: packet.qos > 0, // QoS 2: the PUBREC waits the same way
-      deliver: (ackId) => {
-        this.handedOver.add(payload);
-        this.deliver(s, packet.topic, payload, ackId);
-      },
-      // A closed connection gets no answer (aedes would only report the write to it as an error).
-      release: (err) => {
-        if (!client.closed) cb(err);
-      },
-    });
+    this.acks.admit(new Publication(this, client, s, packet, cb));
   }
 
-  /** aedes' 'publish' event for a device's publication: handed over unless the gate did it already. */
+  /** A device's publication past aedes (after its PUBACK): handed over unless the gate did it already. */
   published(s: Session, packet: PublishPacket): void {
-    const payload = packet.payload as Buffer;
-    if (!this.handedOver.delete(payload)) this.deliver(s, packet.topic, payload, undefined);
+    if (!this.handedOver.delete(packet)) this.deliver(s, packet.topic, packet.payload as Buffer, undefined);
+  }
+
+  /** Hands a held publication to the flow with its ack id. */
+  handOver(s: Session, packet: PublishPacket, ackId: number): void {
+    this.handedOver.add(packet);
+    this.deliver(s, packet.topic, packet.payload as Buffer, ackId);
   }
 
   /** See DeviceBroker.takeAcks. */
@@ -79,10 +76,36 @@ export class DevicePublications {
   private deliver(s: Session, topic: string, payload: Buffer, ackId: number | undefined): void {
     this.hooks.seen(s.device.id);
     const kind = topic.slice(s.prefixLength);
-    messagesTotal.labels(kind).inc();
+    let count = this.counted.get(kind);
+    if (!count) this.counted.set(kind, (count = messagesTotal.labels(kind)));
+    count.inc();
     if (kind === 'twin/reported') return this.hooks.reported(s, payload);
     const msg: DeviceMessage = { device: this.hooks.deviceRef(s), topic, kind, payload };
     if (ackId !== undefined) msg.ackId = ackId;
     this.hooks.message(msg);
+  }
+}
+
+/** One publication at the ack gate (a class, not closures: one object per reading on the hot path). */
+class Publication implements GatedPublication {
+  readonly hold: boolean;
+
+  constructor(
+    private readonly owner: DevicePublications,
+    readonly connection: Client,
+    private readonly session: Session,
+    private readonly packet: PublishPacket,
+    private readonly cb: Release,
+  ) {
+    this.hold = packet.qos > 0; // QoS 2: the PUBREC waits the same way
+  }
+
+  deliver(ackId: number): void {
+    this.owner.handOver(this.session, this.packet, ackId);
+  }
+
+  release(err?: Error | null): void {
+    // A closed connection gets no answer (aedes would only report the write to it as an error).
+    if (!this.connection.closed) this.cb(err);
   }
 }
