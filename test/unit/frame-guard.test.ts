@@ -3,13 +3,17 @@ import { Duplex } from 'node:stream';
 import { describe, it } from 'node:test';
 import { FrameGuard, PacketTooLargeError } from '../../nodes/lib/broker/frame-guard';
 
-/** A connection that records every write it gets. */
+/** A connection that records every write it gets (a writev, as a socket does one, as one write). */
 function connection(): { inner: Duplex; writes: Buffer[] } {
   const writes: Buffer[] = [];
   const inner = new Duplex({
     read() {},
     write(chunk: Buffer, _enc, cb) {
       writes.push(chunk);
+      cb();
+    },
+    writev(chunks: { chunk: Buffer }[], cb) {
+      writes.push(Buffer.concat(chunks.map((c) => c.chunk)));
       cb();
     },
   });

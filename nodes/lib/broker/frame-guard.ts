@@ -40,6 +40,7 @@ export class FrameGuard extends Duplex {
     inner.on('end', () => this.push(null));
     inner.on('error', (err) => this.destroy(err));
     inner.on('close', () => this.destroy());
+    inner.on('drain', () => this.emit('drain'));
   }
 
   private onData(chunk: Buffer): void {
@@ -97,23 +98,32 @@ export class FrameGuard extends Duplex {
     this.inner.resume();
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.inner.write(chunk)) cb();
-    else this.inner.once('drain', () => cb());
+  /**
+   * Writes go straight to the connection, corks included: mqtt-packet writes a packet as several small chunks
+   * under cork (a PUBACK is three), and the socket sends every chunk corked in one tick (e.g. the PUBACKs of a
+   * stored batch) with one writev. A second Writable in between would only queue and copy each chunk again.
+   */
+  override write(
+    chunk: unknown,
+    encoding?: BufferEncoding | ((err?: Error | null) => void),
+    cb?: (err?: Error | null) => void,
+  ): boolean {
+    if (typeof encoding === 'function') return this.inner.write(chunk, encoding);
+    if (encoding === undefined) return this.inner.write(chunk, cb);
+    return this.inner.write(chunk, encoding, cb);
   }
 
-  /**
-   * mqtt-packet writes a packet as several small chunks under cork (a PUBACK is three); without this each
-   * chunk would be a socket write (a syscall) of its own. Corked chunks — every packet to this connection in
-   * one tick, e.g. the PUBACKs of a stored batch — go to the socket as one write.
-   */
-  override _writev(
-    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
-    cb: (err?: Error | null) => void,
-  ): void {
-    const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    if (this.inner.write(data)) cb();
-    else this.inner.once('drain', () => cb());
+  override cork(): void {
+    this.inner.cork();
+  }
+
+  override uncork(): void {
+    this.inner.uncork();
+  }
+
+  /** Only reached through `end(chunk)`: every other write goes straight to the connection. */
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.inner.write(chunk, cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
