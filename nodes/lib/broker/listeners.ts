@@ -10,13 +10,13 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { securityEvent, type SecurityEvent } from '../security-events';
-import { FrameGuard } from './frame-guard';
+import { guardFrames } from './frame-guard';
 import { RateLimiter } from './limits';
 import { connectionsGauge, refusedTotal } from './metrics';
 import type { BrokerLimits, ListenOptions } from './options';
 
 export interface ListenerHooks {
-  /** An admitted connection (framed by FrameGuard), from `ip`. */
+  /** An admitted connection (its packet sizes checked by guardFrames), from `ip`. */
   handle(conn: Duplex, ip: string): void;
   security(ev: SecurityEvent): void;
   /** A listener failed after it started. */
@@ -134,14 +134,14 @@ export class Listeners {
   private admit(stream: Duplex, ip: string): void {
     if (this.closing) return void stream.destroy();
     if ('setNoDelay' in stream) (stream as Socket).setNoDelay(true);
-    const conn = new FrameGuard(stream, this.limits.maxPacketBytes);
-    this.connections.add(conn);
+    guardFrames(stream, this.limits.maxPacketBytes);
+    this.connections.add(stream);
     connectionsGauge.set(this.connections.size);
-    conn.once('close', () => {
-      this.connections.delete(conn);
+    stream.once('close', () => {
+      this.connections.delete(stream);
       connectionsGauge.set(this.connections.size);
     });
-    this.hooks.handle(conn, ip);
+    this.hooks.handle(stream, ip);
   }
 
   /** One security event per second at most for rate-limited connects, with the count: a flood stays a trickle. */
