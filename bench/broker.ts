@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { DeviceBroker } from '../nodes/lib/broker/broker';
+import type { PresenceBook } from '../nodes/lib/broker/presence';
 import { FileDeviceStore } from '../nodes/lib/registry/file-store';
 import { Registry } from '../nodes/lib/registry/registry';
 import { freePort, tempDir } from '../test/support/servers';
@@ -73,10 +74,11 @@ async function main(): Promise<void> {
       reconnectPeriod: 0,
     });
     await online;
-    const aedesClient = (broker as unknown as { live: Map<string, unknown> }).live.get('dev-0');
+    const aedesClient = (broker as unknown as { presence: PresenceBook }).presence.client('dev-0');
+    // The broker's aedes hook (an arrow-function field), called as aedes calls it.
     const authorize = (
-      broker as unknown as { authorizePublish(c: unknown, p: unknown, cb: (e?: unknown) => void): void }
-    ).authorizePublish.bind(broker);
+      broker as unknown as { authorizePublish: (c: unknown, p: unknown, cb: (e?: unknown) => void) => void }
+    ).authorizePublish;
     const allowed = {
       cmd: 'publish',
       topic: 'devices/dev-0/telemetry',

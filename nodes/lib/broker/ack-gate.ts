@@ -59,6 +59,26 @@ interface Held {
 const SOURCE = 'embedded-broker';
 const heldGauge = acksHeld.labels(SOURCE);
 const waitingGauge = acksWaiting.labels(SOURCE);
+
+/**
+ * The held and waiting gauges (shared by every gate) move once per round of admissions and settlements, a
+ * microtask, by the sum of that round's changes: prom-client hashes the labels on each update.
+ */
+const pending = { held: 0, waiting: 0, due: false };
+function flushGauges(): void {
+  if (pending.held !== 0) heldGauge.inc(pending.held);
+  if (pending.waiting !== 0) waitingGauge.inc(pending.waiting);
+  pending.held = 0;
+  pending.waiting = 0;
+  pending.due = false;
+}
+function moveGauges(held: number, waiting: number): void {
+  pending.held += held;
+  pending.waiting += waiting;
+  if (pending.due) return;
+  pending.due = true;
+  queueMicrotask(flushGauges);
+}
 const timeoutsTotal = ackTimeoutsTotal.labels(SOURCE);
 const failuresTotal = ackFailuresTotal.labels(SOURCE);
 
@@ -67,7 +87,8 @@ export class AckGate implements AckOwner {
   private readonly held = new Map<number, Held>();
   /** Per connection, its held publications in arrival order. */
   private readonly order = new Map<object, number[]>();
-  private waiting: GatedPublication[] = [];
+  /** Publications waiting at the bound, from `waitingHead` on (admitted ones are cleared to undefined). */
+  private waiting: (GatedPublication | undefined)[] = [];
   private waitingHead = 0;
   private timeouts = 0;
   private failures = 0;
@@ -96,7 +117,7 @@ export class AckGate implements AckOwner {
   admit(p: GatedPublication): void {
     if (this.held.size >= this.opts.maxHeld || this.waitingHead < this.waiting.length) {
       this.waiting.push(p);
-      waitingGauge.inc();
+      moveGauges(0, 1);
       return;
     }
     this.pass(p);
@@ -129,22 +150,22 @@ export class AckGate implements AckOwner {
     this.ledger.forget(this);
     const refused = new Error('the flow that stores these readings stopped: the device must send them again');
     const held = [...this.held.values()];
-    heldGauge.dec(held.length);
+    moveGauges(-held.length, 0);
     this.held.clear();
     this.order.clear();
     const waiting = this.waiting.slice(this.waitingHead);
-    waitingGauge.dec(waiting.length);
+    moveGauges(0, -waiting.length);
     this.waiting = [];
     this.waitingHead = 0;
     for (const h of held) if (h.outcome !== 'failed') h.p.release(refused);
-    for (const p of waiting) p.release(refused);
+    for (const p of waiting) p?.release(refused);
   }
 
   private pass(p: GatedPublication): void {
     if (!p.hold) return p.release(null);
     const id = this.ledger.hold(this, this.opts.timeoutMs);
     this.held.set(id, { p, outcome: undefined });
-    heldGauge.inc();
+    moveGauges(1, 0);
     const queue = this.order.get(p.connection);
     if (queue) queue.push(id);
     else this.order.set(p.connection, [id]);
@@ -155,9 +176,9 @@ export class AckGate implements AckOwner {
   private pump(): void {
     while (this.waitingHead < this.waiting.length && this.held.size < this.opts.maxHeld) {
       const p = this.waiting[this.waitingHead];
-      this.waiting[this.waitingHead++] = undefined as unknown as GatedPublication;
-      waitingGauge.dec();
-      this.pass(p);
+      this.waiting[this.waitingHead++] = undefined;
+      moveGauges(0, -1);
+      if (p) this.pass(p);
     }
     if (this.waitingHead === this.waiting.length) {
       this.waiting = [];
@@ -178,6 +199,7 @@ export class AckGate implements AckOwner {
       if (h && !h.outcome) break;
       n++;
     }
+    if (n === 0) return; // the oldest is still unsettled: the common case while a batch is on its way
     const ready = queue.splice(0, n);
     if (queue.length === 0) this.order.delete(connection);
     for (const id of ready) {
@@ -202,6 +224,6 @@ export class AckGate implements AckOwner {
   }
 
   private drop(id: number): void {
-    if (this.held.delete(id)) heldGauge.dec();
+    if (this.held.delete(id)) moveGauges(-1, 0);
   }
 }

@@ -1,4 +1,4 @@
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 
 /** Raised (as the stream's error) when a peer declares an MQTT packet larger than allowed. */
 export class PacketTooLargeError extends Error {
@@ -18,42 +18,22 @@ const enum State {
 }
 
 /**
- * Sits between a connection and the MQTT parser and follows the packet framing: it reads each fixed
- * header's "remaining length" as it arrives and destroys the connection as soon as a packet declares more
- * than `maxPacketBytes`, before any of its body is buffered. (The parser would otherwise collect a 100 MB
- * declared packet in memory before looking at it.) Bodies are skipped by counting, so the cost per chunk
- * is one small loop per packet, not per byte.
+ * Follows the MQTT packet framing of a connection's bytes: it reads each fixed header's "remaining length" as
+ * it arrives and reports a packet that declares more than `maxPacketBytes` before any of its body reaches the
+ * parser. (The parser would otherwise collect a 100 MB declared packet in memory before looking at it.)
+ * Bodies are skipped by counting, so the cost per chunk is one small loop per packet, not per byte.
  */
-export class FrameGuard extends Duplex {
+export class FrameScanner {
   private state = State.Header;
   private length = 0;
   private multiplier = 1;
   private lengthBytes = 0;
   private bodyLeft = 0;
 
-  constructor(
-    private readonly inner: Duplex,
-    private readonly maxPacketBytes: number,
-  ) {
-    super({ allowHalfOpen: false });
-    inner.on('data', (chunk: Buffer) => this.onData(chunk));
-    inner.on('end', () => this.push(null));
-    inner.on('error', (err) => this.destroy(err));
-    inner.on('close', () => this.destroy());
-  }
-
-  private onData(chunk: Buffer): void {
-    const err = this.scan(chunk);
-    if (err) {
-      this.inner.destroy();
-      this.destroy(err);
-      return;
-    }
-    if (!this.push(chunk)) this.inner.pause();
-  }
+  constructor(private readonly maxPacketBytes: number) {}
 
   /** Advances the framing state over `chunk`; returns an error when a packet is too large or malformed. */
-  private scan(chunk: Buffer): Error | undefined {
+  scan(chunk: Uint8Array): Error | undefined {
     let i = 0;
     const n = chunk.length;
     while (i < n) {
@@ -92,36 +72,23 @@ export class FrameGuard extends Duplex {
     }
     return undefined;
   }
+}
 
-  override _read(): void {
-    this.inner.resume();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.inner.write(chunk)) cb();
-    else this.inner.once('drain', () => cb());
-  }
-
-  /**
-   * mqtt-packet writes a packet as several small chunks under cork (a PUBACK is three); without this each
-   * chunk would be a socket write (a syscall) of its own. Corked chunks — every packet to this connection in
-   * one tick, e.g. the PUBACKs of a stored batch — go to the socket as one write.
-   */
-  override _writev(
-    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
-    cb: (err?: Error | null) => void,
-  ): void {
-    const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    if (this.inner.write(data)) cb();
-    else this.inner.once('drain', () => cb());
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.inner.end(cb);
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.inner.destroy();
-    cb(err);
-  }
+/**
+ * Puts the frame check on a connection that aedes reads (aedes calls `read()` on each 'readable'): every chunk
+ * read is scanned before the parser gets it, and a packet declaring more than `maxPacketBytes` destroys the
+ * connection with a PacketTooLargeError instead. The socket itself stays aedes' connection, with no stream in
+ * between: what is read waits in the socket's own bounded buffer, as before, and writes go straight out.
+ */
+export function guardFrames(conn: Duplex, maxPacketBytes: number): void {
+  const scanner = new FrameScanner(maxPacketBytes);
+  const read = conn.read.bind(conn);
+  conn.read = (size?: number): Buffer | string | null => {
+    const chunk = read(size) as Buffer | string | null;
+    if (chunk === null || typeof chunk === 'string') return chunk;
+    const err = scanner.scan(chunk);
+    if (!err) return chunk;
+    conn.destroy(err);
+    return null;
+  };
 }
