@@ -24,7 +24,6 @@ const NOT_YET_STRICT = [
   'nodes/lib/quality/**',
   'nodes/lib/alarms/**',
   'nodes/lib/influx/**',
-  'nodes/lib/ingest/**',
   'nodes/lib/health.ts',
   'nodes/lib/metrics.ts',
   'nodes/{auth,broker,device-in,health,influx,influx-query,influx-write,metrics,presence,provision,quality,registry,simulator,validate}/*.ts',
