@@ -278,6 +278,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
       Array.from({ length: 50 }, (_, i) => i),
       'in the order published',
     );
+    await new Promise(setImmediate); // the gauge takes the changes of a tick at its end
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
   });
 
@@ -289,7 +290,11 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     const dev = await device('o-1');
     await publishReadings(dev, 'o-1', 3, (i) => ({ v: i }));
     await until('three readings', () => ok.length === 3);
-    const held = (): Promise<number> => counted(acksHeld, { source: 'external-mqtt' });
+    // The gauge takes the changes of a tick at its end.
+    const held = async (): Promise<number> => {
+      await new Promise(setImmediate);
+      return counted(acksHeld, { source: 'external-mqtt' });
+    };
     const [first, second, third] = ok.map((m) => m.ackId as number);
     ackLedger.settle(second, 'stored');
     assert.equal(await held(), 3, 'the second waits for the first');
@@ -334,6 +339,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     );
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 12);
     for (const m of ok) ackLedger.settle(m.ackId, 'stored');
+    await new Promise(setImmediate); // the gauge takes the changes of a tick at its end
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
   });
 
@@ -415,5 +421,34 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     assert.ok(seen1.length > 0 && seen2.length > 0, `split ${seen1.length}/${seen2.length}`);
     const keys = new Set([...seen1, ...seen2].map((m) => `${m.topic} ${m.payload}`));
     assert.equal(keys.size, 400);
+  });
+
+  it('splits the readings over several sessions of one node: every reading stored once, also after it had one session', async () => {
+    const ids = ['m-1', 'm-2', 'm-3', 'm-4'];
+    // First one session: its persistent session at the broker holds the plain subscription.
+    await helper.load(nodes, [registry, mqttIn('multi', {}, [[], []])]);
+    for (const id of ids) registryOf().createDevice({ id, type: 'sensor' });
+    await subscribed('multi');
+    await helper.unload();
+    // Then three: session 0 resumes that session and must not get readings through the old subscription too.
+    await helper.load(nodes, [
+      registry,
+      mqttIn('multi', { sessions: 3 }, [['v', 'seen'], []]),
+      { id: 'seen', type: 'helper' },
+      ...withInflux(),
+    ]);
+    const seen = collect(helper.getNode('seen'));
+    await subscribed('multi'); // connected: every session's subscription is granted
+    const t0 = Date.now() - 60_000;
+    await Promise.all(
+      ids.map(async (id) => publishReadings(await device(id), id, 100, (i) => ({ ts: t0 + i, v: i }))),
+    );
+    for (const id of ids)
+      await eventually(`100 readings of ${id} stored`, async () =>
+        (await storedCount(id)) === 100 ? true : undefined,
+      );
+    await until('acknowledgements released', () => ackLedger.size === 0);
+    assert.equal(seen.length, 400, 'each publication reached the node once');
+    assert.equal(new Set(seen.map((m) => `${m.topic} ${m.payload}`)).size, 400);
   });
 });

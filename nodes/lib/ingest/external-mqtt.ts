@@ -56,6 +56,7 @@ export const MAX_SESSIONS = 16;
 const ACK_HELD = new Error('acknowledgement held until the reading is durable');
 
 const MAX_RECONNECT_MS = 30_000;
+const noLog = (): void => undefined;
 /** PUBACK fixed header (type 4, flags 0) and remaining length 2: the packet identifier follows. */
 const PUBACK_HEADER = 0x40;
 const PUBACK_BYTES = 4;
@@ -272,6 +273,15 @@ export class ExternalMqttIngest {
   private readonly auth: Authenticator;
   private readonly batcher: MicroBatcher | undefined;
   private readonly heldGauge = acksHeld.labels(EXTERNAL_MQTT_SOURCE);
+  /** Change of held acknowledgements not yet in the gauge: applied once per tick, not once per reading. */
+  private heldDelta = 0;
+  private heldDeltaScheduled = false;
+  private readonly applyHeldDelta = (): void => {
+    const delta = this.heldDelta;
+    this.heldDelta = 0;
+    this.heldDeltaScheduled = false;
+    if (delta !== 0) this.heldGauge.inc(delta);
+  };
   private readonly baseReconnectMs: number;
   private closed = false;
   private lastError: string | undefined;
@@ -305,6 +315,7 @@ export class ExternalMqttIngest {
         clean: false,
         protocolVersion: opts.protocolVersion,
         reconnectPeriod: this.baseReconnectMs,
+        log: noLog, // mqtt.js formats a debug line per packet otherwise, even with debugging off
         connectTimeout: 10_000,
         keepalive: 60,
         resubscribe: false, // subscribed on every connect (below): also when the broker lost the session
@@ -404,7 +415,7 @@ export class ExternalMqttIngest {
     let ackId: number | null = null;
     if (packet.qos === 1 && packet.messageId !== undefined) {
       ackId = conn.hold(packet.messageId, this.opts.ackTimeoutMs);
-      this.heldGauge.inc();
+      this.countHeld(1);
     }
     const topic = packet.topic;
     const payload = this.opts.payloadFormat === 'buffer' ? packet.payload : packet.payload.toString();
@@ -435,7 +446,7 @@ export class ExternalMqttIngest {
     }
     const released = conn.release();
     if (released === 0) return;
-    this.heldGauge.dec(released);
+    this.countHeld(-released);
     if (session.resume && conn.size < this.opts.maxHeld) {
       const resume = session.resume;
       session.resume = undefined;
@@ -464,13 +475,20 @@ export class ExternalMqttIngest {
     const conn = session.conn;
     if (!conn) return;
     session.conn = undefined;
-    this.heldGauge.dec(conn.size);
+    this.countHeld(-conn.size);
     ackLedger.forget(conn);
     // The pending batch goes on: other sessions' readings are in it too. This connection's readings in it may
     // be stored besides the broker's redelivery (at least once); their forgotten ids settle nothing.
     const resume = session.resume;
     session.resume = undefined;
     resume?.();
+  }
+
+  private countHeld(delta: number): void {
+    this.heldDelta += delta;
+    if (this.heldDeltaScheduled) return;
+    this.heldDeltaScheduled = true;
+    process.nextTick(this.applyHeldDelta);
   }
 
   private setState(session: Session, state: ConnectionState): void {
