@@ -270,10 +270,10 @@ export async function runCase(
     if (embedded) await waitForPort(mqttPort, nr.proc.child);
     else if (which === 'stock' || w.externalIngress === 'auth') await nr.waitForOutput(/Connected to broker/);
     else {
-      // Every session of the node: session k > 0 is `{clientId}-{k}`.
+      // Every session of the node: session k > 0 is `{clientId}-s{k}`.
       const sessions = Number(mqttInNode(flows)?.sessions ?? 1);
       for (let k = 0; k < sessions; k++)
-        await subscribed(mosquitto, `iotb-bench-${database}${k === 0 ? '' : `-${k}`}`);
+        await subscribed(mosquitto, `iotb-bench-${database}${k === 0 ? '' : `-s${k}`}`);
     }
     const pid = nr.proc.child.pid!;
     load = startLoad(w.devices, w.generators);

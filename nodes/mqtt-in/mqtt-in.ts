@@ -105,10 +105,14 @@ export = function register(RED: NodeAPI): void {
             : {
                 fill: 'green',
                 shape: 'dot',
-                text: RED._(s.timeouts ? 'iotb-mqtt-in.status.timeouts' : 'iotb-mqtt-in.status.connected', {
-                  held: fmt(s.held),
-                  timeouts: fmt(s.timeouts),
-                }),
+                text: RED._(
+                  s.retiring > 0
+                    ? 'iotb-mqtt-in.status.retiring'
+                    : s.timeouts
+                      ? 'iotb-mqtt-in.status.timeouts'
+                      : 'iotb-mqtt-in.status.connected',
+                  { held: fmt(s.held), timeouts: fmt(s.timeouts), retiring: fmt(s.retiring) },
+                ),
               },
         );
       else if (s.state === 'disconnected')

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { ackFailuresTotal, acksHeld, ackTimeoutsTotal } from '../../nodes/lib/ingest/ingest-metrics';
@@ -450,5 +450,52 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     await until('acknowledgements released', () => ackLedger.size === 0);
     assert.equal(seen.length, 400, 'each publication reached the node once');
     assert.equal(new Set(seen.map((m) => `${m.topic} ${m.payload}`)).size, 400);
+  });
+
+  it('drains and ends the sessions above a lowered count: what they held is stored, nothing more goes to them', async () => {
+    const id = 'retire-1';
+    await helper.load(nodes, [registry, mqttIn('retire', { sessions: 3 }, [[], []])]);
+    registryOf().createDevice({ id, type: 'sensor' });
+    await subscribed('retire');
+    await helper.unload();
+    // Nobody connected: the broker queues the readings in the three sessions of the shared subscription.
+    const dev = await device(id);
+    const t0 = Date.now() - 60_000;
+    await publishReadings(dev, id, 60, (i) => ({ ts: t0 + i, v: i }));
+    await helper.load(nodes, [
+      registry,
+      mqttIn('retire', { sessions: 1 }, [['v', 'seen'], []]),
+      { id: 'seen', type: 'helper' },
+      ...withInflux(),
+    ]);
+    const seen = collect(helper.getNode('seen'));
+    await eventually('the 60 queued readings stored', async () =>
+      (await storedCount(id)) === 60 ? true : undefined,
+    );
+    /** Whether the broker still keeps a session under this client id (the probe leaves none behind). */
+    const kept = (clientId: string): Promise<boolean> =>
+      new Promise((resolve, reject) => {
+        const probe = mqtt.connect(mosquitto.url, {
+          clientId,
+          clean: false,
+          protocolVersion: 5,
+          properties: { sessionExpiryInterval: 0 },
+          reconnectPeriod: 0,
+        });
+        probe.once('connect', (connack) => {
+          probe.end(true);
+          resolve(connack.sessionPresent);
+        });
+        probe.once('error', reject);
+      });
+    // Ended once the status no longer mentions them (probing earlier would take a session over from the node).
+    await subscribed('retire');
+    for (const k of [1, 2]) assert.equal(await kept(`iotb-test-retire-s${k}`), false, `session s${k} ended`);
+    // Nothing goes to the ended sessions any more: every new reading reaches the node.
+    await publishReadings(dev, id, 30, (i) => ({ ts: t0 + 60 + i, v: 60 + i }));
+    await eventually('all 90 readings stored', async () =>
+      (await storedCount(id)) === 90 ? true : undefined,
+    );
+    assert.equal(new Set(seen.map((m) => m.payload as string)).size, 90);
   });
 });

@@ -50,7 +50,7 @@ import { MicroBatcher, type MicroBatch } from './micro-batch';
 export const EXTERNAL_MQTT_SOURCE = 'external-mqtt';
 
 /** Sessions one node may open. */
-export const MAX_SESSIONS = 16;
+export const MAX_SESSIONS = 8;
 
 /** Passed to `handleMessage`'s callback: mqtt.js then writes no PUBACK; we write it once the reading is durable. */
 const ACK_HELD = new Error('acknowledgement held until the reading is durable');
@@ -74,8 +74,8 @@ export interface ExternalMqttOptions {
   /** Non-empty: subscribe as `$share/{sharedGroup}/...` so several instances split the load. */
   sharedGroup: string;
   /**
-   * Connections to the broker, 1-16, splitting the readings through a shared subscription (the group is
-   * `sharedGroup`, or one derived from the client id). Session k > 0 uses the client id `{clientId}-{k}`.
+   * Connections to the broker, 1-8, splitting the readings through a shared subscription (the group is
+   * `sharedGroup`, or one derived from the client id). Session k > 0 uses the client id `{clientId}-s{k}`.
    */
   sessions: number;
   /** MQTT 5: how long the broker keeps the session (and queues for it) while we are away. */
@@ -131,6 +131,8 @@ export interface ExternalMqttSnapshot {
   /** The least advanced session's state (all `connected` means every subscription is granted). */
   state: ConnectionState;
   sessions: number;
+  /** Sessions above the configured count still being looked at or drained (see `sessions`). */
+  retiring: number;
   held: number;
   /** Reading from the broker is paused on some session: `maxHeld` acknowledgements are held there. */
   paused: boolean;
@@ -259,17 +261,31 @@ class Session {
   resume: (() => void) | undefined;
   state: ConnectionState = 'connecting';
   failuresInRow = 0;
+  /** Publications received: a retiring session is idle once this stops changing with nothing held. */
+  received = 0;
 
-  constructor(url: string, options: IClientOptions) {
+  constructor(
+    url: string,
+    readonly options: IClientOptions,
+    /** A session above the configured count, left by an earlier configuration: drained, then ended. */
+    readonly retiring = false,
+  ) {
     this.client = mqtt.connect(url, options);
   }
 }
+
+/** How often a retiring session is checked for being drained. */
+const RETIRE_IDLE_MS = 2000;
 
 export class ExternalMqttIngest {
   readonly subscription: string;
   /** Subscriptions this node makes in other configurations, removed from a resumed session (see subscribe). */
   private readonly otherForms: string[];
   private readonly sessions: Session[];
+  /** Sessions of ids above the configured count that the broker still kept (see retire). */
+  private readonly retiring: Session[] = [];
+  /** MQTT 3.1.1: clean connections that end a retired session. */
+  private readonly cleaners = new Set<MqttClient>();
   private readonly auth: Authenticator;
   private readonly batcher: MicroBatcher | undefined;
   private readonly heldGauge = acksHeld.labels(EXTERNAL_MQTT_SOURCE);
@@ -308,29 +324,37 @@ export class ExternalMqttIngest {
         { maxCount: opts.batchSize, maxWaitMs: opts.batchWaitMs, maxAdaptiveWaitMs: opts.batchWaitMaxMs },
         (b) => sink.reading(b),
       );
+    const sessionOptions = (clientId: string): IClientOptions => ({
+      clientId,
+      clean: false,
+      protocolVersion: opts.protocolVersion,
+      reconnectPeriod: this.baseReconnectMs,
+      log: noLog, // mqtt.js formats a debug line per packet otherwise, even with debugging off
+      connectTimeout: 10_000,
+      keepalive: 60,
+      resubscribe: false, // subscribed on every connect (below): also when the broker lost the session
+      queueQoSZero: false,
+      username: opts.username || undefined,
+      password: opts.password || undefined,
+      ca: opts.ca || undefined,
+      properties:
+        opts.protocolVersion === 5
+          ? { sessionExpiryInterval: opts.sessionExpiryS, receiveMaximum: opts.receiveMaximum }
+          : undefined,
+    });
+    const idOf = (k: number): string => (k === 0 ? opts.clientId : `${opts.clientId}-s${k}`);
     this.sessions = Array.from({ length: opts.sessions }, (_, k) => {
-      const clientId = k === 0 ? opts.clientId : `${opts.clientId}-${k}`;
-      const session = new Session(opts.url, {
-        clientId,
-        clean: false,
-        protocolVersion: opts.protocolVersion,
-        reconnectPeriod: this.baseReconnectMs,
-        log: noLog, // mqtt.js formats a debug line per packet otherwise, even with debugging off
-        connectTimeout: 10_000,
-        keepalive: 60,
-        resubscribe: false, // subscribed on every connect (below): also when the broker lost the session
-        queueQoSZero: false,
-        username: opts.username || undefined,
-        password: opts.password || undefined,
-        ca: opts.ca || undefined,
-        properties:
-          opts.protocolVersion === 5
-            ? { sessionExpiryInterval: opts.sessionExpiryS, receiveMaximum: opts.receiveMaximum }
-            : undefined,
-      });
+      const session = new Session(opts.url, sessionOptions(idOf(k)));
       this.attach(session);
       return session;
     });
+    // Sessions an earlier configuration with more of them left at the broker: a shared subscription keeps
+    // handing readings to an absent member's session, so each is drained and ended (see retire).
+    for (let k = opts.sessions; k < MAX_SESSIONS; k++) {
+      const session = new Session(opts.url, { ...sessionOptions(idOf(k)), reconnectPeriod: 0 }, true);
+      this.attachRetiring(session);
+      this.retiring.push(session);
+    }
   }
 
   snapshot(): ExternalMqttSnapshot {
@@ -341,6 +365,7 @@ export class ExternalMqttIngest {
     const s: ExternalMqttSnapshot = {
       state,
       sessions: this.sessions.length,
+      retiring: this.retiring.length,
       held: this.sessions.reduce((n, x) => n + (x.conn?.size ?? 0), 0),
       paused: this.sessions.some((x) => x.resume !== undefined),
       received: this.received,
@@ -355,11 +380,69 @@ export class ExternalMqttIngest {
   async close(): Promise<void> {
     this.closed = true;
     this.batcher?.discard();
-    for (const s of this.sessions) {
+    const all = [...this.sessions, ...this.retiring];
+    for (const s of all) {
       s.state = 'closed';
       this.dropConnection(s);
     }
-    await Promise.all(this.sessions.map((s) => s.client.endAsync(false)));
+    for (const c of this.cleaners) c.end(true);
+    await Promise.all(all.map((s) => s.client.endAsync(false)));
+  }
+
+  /**
+   * A session of an id above the configured count. Not kept by the broker: ended at once, leaving nothing
+   * behind. Kept: its subscriptions are removed (no new readings go to it), what it holds is received and
+   * acknowledged like any session's readings, and once nothing arrived and nothing is held for
+   * RETIRE_IDLE_MS it is ended for good. Not reconnected: a failure leaves it for the next start.
+   */
+  private attachRetiring(session: Session): void {
+    const { client } = session;
+    client.handleMessage = (packet, cb): void => {
+      session.received++;
+      this.onPublish(session, packet, cb);
+    };
+    client.on('close', () => this.dropConnection(session));
+    client.on('error', (err) => this.sink.error(err));
+    client.once('connect', (connack: IConnackPacket) => {
+      if (!connack.sessionPresent) return this.endSession(session);
+      client.unsubscribe([this.subscription, ...this.otherForms]);
+      let seen = -1;
+      const idle = setInterval(() => {
+        if (session.state === 'closed') return clearInterval(idle);
+        if (session.received !== seen || (session.conn?.size ?? 0) > 0) {
+          seen = session.received;
+          return;
+        }
+        clearInterval(idle);
+        this.endSession(session);
+      }, RETIRE_IDLE_MS);
+    });
+  }
+
+  /** Ends a retiring session at the broker: MQTT 5 by a session expiry of 0, 3.1.1 by a clean connect. */
+  private endSession(session: Session): void {
+    if (session.state === 'closed') return;
+    session.state = 'closed';
+    const done = (): void => {
+      const i = this.retiring.indexOf(session);
+      if (i >= 0) this.retiring.splice(i, 1);
+      this.sink.changed();
+    };
+    if (this.opts.protocolVersion === 5) {
+      session.client.end(false, { properties: { sessionExpiryInterval: 0 } }, done);
+      return;
+    }
+    session.client.end(false, {}, () => {
+      if (this.closed) return;
+      const clean = mqtt.connect(this.opts.url, { ...session.options, clean: true, reconnectPeriod: 0 });
+      this.cleaners.add(clean);
+      clean.on('error', () => undefined); // without a connection there is nothing to end; next start tries again
+      clean.once('connect', () => clean.end());
+      clean.once('close', () => {
+        this.cleaners.delete(clean);
+        done();
+      });
+    });
   }
 
   private attach(session: Session): void {
