@@ -263,6 +263,8 @@ class Session {
   failuresInRow = 0;
   /** Publications received: a retiring session is idle once this stops changing with nothing held. */
   received = 0;
+  /** A retiring session's check for being drained. */
+  idle: NodeJS.Timeout | undefined;
 
   constructor(
     url: string,
@@ -351,7 +353,7 @@ export class ExternalMqttIngest {
     // Sessions an earlier configuration with more of them left at the broker: a shared subscription keeps
     // handing readings to an absent member's session, so each is drained and ended (see retire).
     for (let k = opts.sessions; k < MAX_SESSIONS; k++) {
-      const session = new Session(opts.url, { ...sessionOptions(idOf(k)), reconnectPeriod: 0 }, true);
+      const session = new Session(opts.url, sessionOptions(idOf(k)), true);
       this.attachRetiring(session);
       this.retiring.push(session);
     }
@@ -382,6 +384,7 @@ export class ExternalMqttIngest {
     this.batcher?.discard();
     const all = [...this.sessions, ...this.retiring];
     for (const s of all) {
+      clearInterval(s.idle);
       s.state = 'closed';
       this.dropConnection(s);
     }
@@ -393,7 +396,7 @@ export class ExternalMqttIngest {
    * A session of an id above the configured count. Not kept by the broker: ended at once, leaving nothing
    * behind. Kept: its subscriptions are removed (no new readings go to it), what it holds is received and
    * acknowledged like any session's readings, and once nothing arrived and nothing is held for
-   * RETIRE_IDLE_MS it is ended for good. Not reconnected: a failure leaves it for the next start.
+   * RETIRE_IDLE_MS it is ended for good. Until its first CONNACK it reconnects like any session.
    */
   private attachRetiring(session: Session): void {
     const { client } = session;
@@ -407,13 +410,11 @@ export class ExternalMqttIngest {
       if (!connack.sessionPresent) return this.endSession(session);
       client.unsubscribe([this.subscription, ...this.otherForms]);
       let seen = -1;
-      const idle = setInterval(() => {
-        if (session.state === 'closed') return clearInterval(idle);
+      session.idle = setInterval(() => {
         if (session.received !== seen || (session.conn?.size ?? 0) > 0) {
           seen = session.received;
           return;
         }
-        clearInterval(idle);
         this.endSession(session);
       }, RETIRE_IDLE_MS);
     });
@@ -421,6 +422,7 @@ export class ExternalMqttIngest {
 
   /** Ends a retiring session at the broker: MQTT 5 by a session expiry of 0, 3.1.1 by a clean connect. */
   private endSession(session: Session): void {
+    clearInterval(session.idle);
     if (session.state === 'closed') return;
     session.state = 'closed';
     const done = (): void => {
