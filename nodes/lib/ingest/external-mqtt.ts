@@ -146,11 +146,10 @@ export interface ExternalMqttSnapshot {
 class ConnectionAcks implements AckOwner {
   /** messageId in the low 16 bits; READY set once settled. */
   private ring = new Int32Array(1024);
+  /** The ack id of each entry: increasing along the ring, since the ledger hands out ids in order. */
+  private ids = new Float64Array(1024);
   private head = 0;
   private count = 0;
-  /** ack id -> position in the ring (absolute, `head` counts from the first ever). */
-  private readonly byId = new Map<number, number>();
-  private base = 0;
   /** PUBACKs released in this tick, written after it. */
   private out = Buffer.allocUnsafe(4096);
   private outBytes = 0;
@@ -169,18 +168,33 @@ class ConnectionAcks implements AckOwner {
   hold(messageId: number, timeoutMs: number): number {
     const id = ackLedger.hold(this, timeoutMs);
     if (this.count === this.ring.length) this.grow();
-    this.ring[(this.head + this.count) & (this.ring.length - 1)] = messageId;
-    this.byId.set(id, this.base + this.count);
+    const slot = (this.head + this.count) & (this.ring.length - 1);
+    this.ring[slot] = messageId;
+    this.ids[slot] = id;
     this.count++;
     return id;
   }
 
   settled(id: number, outcome: AckOutcome): void {
-    const at = this.byId.get(id);
-    if (at === undefined) return;
-    this.byId.delete(id);
-    if (outcome !== 'failed') this.ring[(this.head + at - this.base) & (this.ring.length - 1)] |= READY;
+    const slot = this.slotOf(id);
+    if (slot < 0) return;
+    if (outcome !== 'failed') this.ring[slot] |= READY;
     this.onSettled(this, outcome);
+  }
+
+  /** The ring slot of ack id `id` (binary search: ids increase from the head), or -1. */
+  private slotOf(id: number): number {
+    const mask = this.ring.length - 1;
+    let lo = 0;
+    let hi = this.count - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = this.ids[(this.head + mid) & mask];
+      if (at === id) return (this.head + mid) & mask;
+      if (at < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
   }
 
   /**
@@ -203,7 +217,6 @@ class ConnectionAcks implements AckOwner {
     if (this.outBytes === 0) process.nextTick(this.writeOut);
     this.outBytes += n * PUBACK_BYTES;
     this.head = (this.head + n) & mask;
-    this.base += n;
     this.count -= n;
     return n;
   }
@@ -215,10 +228,16 @@ class ConnectionAcks implements AckOwner {
   };
 
   private grow(): void {
-    const bigger = new Int32Array(this.ring.length * 2);
+    const size = this.ring.length * 2;
+    const ring = new Int32Array(size);
+    const ids = new Float64Array(size);
     const mask = this.ring.length - 1;
-    for (let i = 0; i < this.count; i++) bigger[i] = this.ring[(this.head + i) & mask];
-    this.ring = bigger;
+    for (let i = 0; i < this.count; i++) {
+      ring[i] = this.ring[(this.head + i) & mask];
+      ids[i] = this.ids[(this.head + i) & mask];
+    }
+    this.ring = ring;
+    this.ids = ids;
     this.head = 0;
   }
 }
