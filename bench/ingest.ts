@@ -24,6 +24,9 @@ const workload: Workload = {
   // `mqtt-in` (the package's external-broker node, as shipped) or `auth` (core mqtt in + iotb-auth topic mode).
   externalIngress: process.env.IOTB_BENCH_EXTERNAL === 'auth' ? 'auth' : 'mqtt-in',
   generators: Math.max(1, env('IOTB_BENCH_GENERATORS', 2)),
+  mqttInSettings: process.env.IOTB_BENCH_MQTT_IN
+    ? (JSON.parse(process.env.IOTB_BENCH_MQTT_IN) as Record<string, unknown>)
+    : undefined,
 };
 const ROUNDS = env('IOTB_BENCH_ROUNDS', 3);
 const CASES = (process.env.IOTB_BENCH_CASES ?? 'stock,external,embedded')
@@ -68,7 +71,7 @@ function report(results: RoundResult[]): void {
       'µs CPU/msg steady, node-red + Mosquitto',
       'PUBACK p50/p99 ms',
       'stored/expected',
-      'cores in burst: node-red / generators (busiest)',
+      'cores in burst: node-red / Mosquitto / generators (busiest)',
     ]),
   );
   console.log(line(Array(10).fill('---')));
@@ -84,7 +87,7 @@ function report(results: RoundResult[]): void {
         r.steadyBackendCpuUsPerMsg.toFixed(1),
         `${r.p50Ms.toFixed(1)} / ${r.p99Ms.toFixed(1)}`,
         `${fmt(r.stored)} / ${fmt(r.expected)}${r.stored === r.expected ? '' : ' LOSS'}${r.behind > 0 ? ` (generator behind ${r.behind}×)` : ''}`,
-        `${r.burstCores.toFixed(2)} / ${r.generatorCores.toFixed(2)} (${r.generatorMaxCores.toFixed(2)})`,
+        `${r.burstCores.toFixed(2)} / ${r.brokerCores.toFixed(2)} / ${r.generatorCores.toFixed(2)} (${r.generatorMaxCores.toFixed(2)})`,
       ]),
     );
   if (!CASES.includes('stock')) return;

@@ -22,6 +22,8 @@ export interface FlowTarget {
   clientId: string;
   /** The `external` case's broker-facing nodes (default `mqtt-in`). */
   externalIngress?: ExternalIngress;
+  /** Settings of `iotb-mqtt-in` that replace the shipped flow's (IOTB_BENCH_MQTT_IN), for trying other values. */
+  mqttInSettings?: Record<string, unknown>;
 }
 
 const Z = 'be0c000000000001';
@@ -193,12 +195,18 @@ function stockFlow(t: FlowTarget): FlowNode[] {
  */
 export type ExternalIngress = 'auth' | 'mqtt-in';
 
+/** The `iotb-mqtt-in` node of the `external` case's flow, if it has one. */
+export function mqttInNode(flow: FlowNode[]): FlowNode | undefined {
+  return flow.find((n) => n.type === 'iotb-mqtt-in');
+}
+
 /** The broker-facing nodes of the `external` case, wired into the shipped pipeline. */
 function externalIngress(t: FlowTarget, how: ExternalIngress): FlowNode[] {
   if (how === 'mqtt-in')
     return [
       {
         ...shipped('iotb-mqtt-in', 'external-broker.json'),
+        ...t.mqttInSettings,
         id: 'be0c000000000031',
         z: Z,
         registry: t.registryId,

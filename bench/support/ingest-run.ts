@@ -21,7 +21,7 @@ import {
   waitForPort,
   type Server,
 } from '../../test/support/servers';
-import { ingestFlow, type ExternalIngress, type IngestCase } from './ingest-flows';
+import { ingestFlow, mqttInNode, type ExternalIngress, type IngestCase } from './ingest-flows';
 
 export interface Workload {
   devices: number;
@@ -34,6 +34,8 @@ export interface Workload {
   stallS: number;
   /** Broker-facing nodes of the `external` case. */
   externalIngress: ExternalIngress;
+  /** `iotb-mqtt-in` settings in place of the shipped flow's (the `external` case with `mqtt-in`). */
+  mqttInSettings?: Record<string, unknown>;
   /** Load generator processes sharing the devices. */
   generators: number;
 }
@@ -57,6 +59,8 @@ export interface RoundResult {
   /** CPU cores used in the burst (CPU seconds ÷ wall seconds) by node-red, by all generator processes, and by
    * the busiest generator process (near 1: that generator limited the rate). */
   burstCores: number;
+  /** Mosquitto's cores in the burst (0 on the embedded path, which does not use it). */
+  brokerCores: number;
   generatorCores: number;
   generatorMaxCores: number;
   generators: number;
@@ -127,7 +131,11 @@ async function untilStored(
 
 /** Until `clientId` holds a subscription to the telemetry topic (Mosquitto logs each SUBSCRIBE, see main). */
 async function subscribed(mosquitto: Server, clientId: string): Promise<void> {
-  await waitForOutput(mosquitto.proc, new RegExp(`${clientId} \\d devices/\\+/telemetry`), 30_000);
+  await waitForOutput(
+    mosquitto.proc,
+    new RegExp(`${clientId} \\d (\\$share/[^/]+/)?devices/\\+/telemetry`),
+    30_000,
+  );
 }
 
 /**
@@ -242,6 +250,7 @@ export async function runCase(
     mqttPort,
     registryId: REGISTRY_ID,
     externalIngress: w.externalIngress,
+    mqttInSettings: w.mqttInSettings,
     clientId: `iotb-bench-${database}`,
   });
   const hasRegistry = flows.some((n) => n.id === REGISTRY_ID);
@@ -260,7 +269,12 @@ export async function runCase(
     });
     if (embedded) await waitForPort(mqttPort, nr.proc.child);
     else if (which === 'stock' || w.externalIngress === 'auth') await nr.waitForOutput(/Connected to broker/);
-    else await subscribed(mosquitto, `iotb-bench-${database}`);
+    else {
+      // Every session of the node: session k > 0 is `{clientId}-s{k}`.
+      const sessions = Number(mqttInNode(flows)?.sessions ?? 1);
+      for (let k = 0; k < sessions; k++)
+        await subscribed(mosquitto, `iotb-bench-${database}${k === 0 ? '' : `-s${k}`}`);
+    }
     const pid = nr.proc.child.pid!;
     load = startLoad(w.devices, w.generators);
     const url = `mqtt://127.0.0.1:${mqttPort}`;
@@ -316,6 +330,7 @@ export async function runCase(
       stored,
       behind: steady.behind,
       burstCores: burstCpu / burstS,
+      brokerCores: burstBrokerCpu / burstS,
       generatorCores: burstGenCpu.reduce((a, b) => a + b, 0) / burstS,
       generatorMaxCores: Math.max(...burstGenCpu) / burstS,
       generators: load.length,

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import {
   ExternalMqttIngest,
+  MAX_SESSIONS,
   type ExternalMqttOptions,
   type ExternalMqttSnapshot,
 } from '../lib/ingest/external-mqtt';
@@ -16,12 +17,14 @@ interface MqttInNodeDef extends NodeDef {
   clientId?: string;
   topicPrefix: string;
   sharedGroup?: string;
+  sessions?: number | string;
   sessionExpiryS: number | string;
   receiveMaximum: number | string;
   maxHeld: number | string;
   ackTimeoutS: number | string;
   batchSize: number | string;
   batchWaitMs: number | string;
+  batchWaitMaxMs?: number | string;
   payloadFormat: 'string' | 'buffer';
 }
 
@@ -36,6 +39,9 @@ const positive = (v: unknown, dflt: number, max = Number.MAX_SAFE_INTEGER): numb
   const n = Math.floor(Number(v));
   return Number.isFinite(n) && n > 0 ? Math.min(n, max) : dflt;
 };
+
+/** Connections to the broker when the setting is left out. */
+const SESSIONS_DEFAULT = 1;
 
 /** The ingest's messages are plain objects built for Node-RED; only their static type lacks an index signature. */
 const asMessage = (msg: object): NodeMessage => msg as NodeMessage;
@@ -63,18 +69,21 @@ export = function register(RED: NodeAPI): void {
       return;
     }
     const creds: MqttInCredentials = this.credentials;
+    const batchWaitMs = positive(config.batchWaitMs, 20);
     const opts: ExternalMqttOptions = {
       url: config.url || 'mqtt://127.0.0.1:1883',
       clientId: config.clientId || `iotb-${this.id}`,
       protocolVersion: Number(config.protocolVersion) === 4 ? 4 : 5,
       topicPrefix: config.topicPrefix || 'devices',
       sharedGroup: config.sharedGroup ?? '',
+      sessions: positive(config.sessions, SESSIONS_DEFAULT, MAX_SESSIONS),
       sessionExpiryS: positive(config.sessionExpiryS, 86_400, 0xffffffff),
       receiveMaximum: positive(config.receiveMaximum, 1000, 65_535),
       maxHeld: positive(config.maxHeld, 1000),
       ackTimeoutMs: positive(config.ackTimeoutS, 30) * 1000,
       batchSize: positive(config.batchSize, 1),
-      batchWaitMs: positive(config.batchWaitMs, 20),
+      batchWaitMs,
+      batchWaitMaxMs: Math.max(batchWaitMs, positive(config.batchWaitMaxMs, batchWaitMs)),
       payloadFormat: config.payloadFormat === 'buffer' ? 'buffer' : 'string',
       username: creds.username,
       password: creds.password,
@@ -96,10 +105,14 @@ export = function register(RED: NodeAPI): void {
             : {
                 fill: 'green',
                 shape: 'dot',
-                text: RED._(s.timeouts ? 'iotb-mqtt-in.status.timeouts' : 'iotb-mqtt-in.status.connected', {
-                  held: fmt(s.held),
-                  timeouts: fmt(s.timeouts),
-                }),
+                text: RED._(
+                  s.retiring > 0
+                    ? 'iotb-mqtt-in.status.retiring'
+                    : s.timeouts
+                      ? 'iotb-mqtt-in.status.timeouts'
+                      : 'iotb-mqtt-in.status.connected',
+                  { held: fmt(s.held), timeouts: fmt(s.timeouts), retiring: fmt(s.retiring) },
+                ),
               },
         );
       else if (s.state === 'disconnected')

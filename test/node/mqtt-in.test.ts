@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { ackLedger } from '../../nodes/lib/ingest/ack-ledger';
 import { ackFailuresTotal, acksHeld, ackTimeoutsTotal } from '../../nodes/lib/ingest/ingest-metrics';
@@ -267,6 +267,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
       Array.from({ length: 50 }, (_, i) => i),
       'in the order published',
     );
+    await new Promise(setImmediate); // the gauge takes the changes of a tick at its end
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
   });
 
@@ -278,7 +279,11 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     const dev = await device('o-1');
     await publishReadings(dev, 'o-1', 3, (i) => ({ v: i }));
     await until('three readings', () => ok.length === 3);
-    const held = (): Promise<number> => counted(acksHeld, { source: 'external-mqtt' });
+    // The gauge takes the changes of a tick at its end.
+    const held = async (): Promise<number> => {
+      await new Promise(setImmediate);
+      return counted(acksHeld, { source: 'external-mqtt' });
+    };
     const [first, second, third] = ok.map((m) => m.ackId as number);
     ackLedger.settle(second, 'stored');
     assert.equal(await held(), 3, 'the second waits for the first');
@@ -323,6 +328,7 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     );
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 12);
     for (const m of ok) ackLedger.settle(m.ackId, 'stored');
+    await new Promise(setImmediate); // the gauge takes the changes of a tick at its end
     assert.equal(await counted(acksHeld, { source: 'external-mqtt' }), 0);
   });
 
@@ -404,5 +410,81 @@ describe('iotb-mqtt-in (external broker, PUBACK once stored)', () => {
     assert.ok(seen1.length > 0 && seen2.length > 0, `split ${seen1.length}/${seen2.length}`);
     const keys = new Set([...seen1, ...seen2].map((m) => `${m.topic} ${m.payload}`));
     assert.equal(keys.size, 400);
+  });
+
+  it('splits the readings over several sessions of one node: every reading stored once, also after it had one session', async () => {
+    const ids = ['m-1', 'm-2', 'm-3', 'm-4'];
+    // First one session: its persistent session at the broker holds the plain subscription.
+    await helper.load(nodes, [registry, mqttIn('multi', {}, [[], []])]);
+    for (const id of ids) registryOf().createDevice({ id, type: 'sensor' });
+    await subscribed('multi');
+    await helper.unload();
+    // Then three: session 0 resumes that session and must not get readings through the old subscription too.
+    await helper.load(nodes, [
+      registry,
+      mqttIn('multi', { sessions: 3 }, [['v', 'seen'], []]),
+      { id: 'seen', type: 'helper' },
+      ...withInflux(),
+    ]);
+    const seen = received(helper.getNode('seen')).msgs;
+    await subscribed('multi'); // connected: every session's subscription is granted
+    const t0 = Date.now() - 60_000;
+    await Promise.all(
+      ids.map(async (id) => publishReadings(await device(id), id, 100, (i) => ({ ts: t0 + i, v: i }))),
+    );
+    for (const id of ids)
+      await eventually(`100 readings of ${id} stored`, async () =>
+        (await storedCount(id)) === 100 ? true : undefined,
+      );
+    await until('acknowledgements released', () => ackLedger.size === 0);
+    assert.equal(seen.length, 400, 'each publication reached the node once');
+    assert.equal(new Set(seen.map((m) => `${m.topic} ${m.payload}`)).size, 400);
+  });
+
+  it('drains and ends the sessions above a lowered count: what they held is stored, nothing more goes to them', async () => {
+    const id = 'retire-1';
+    await helper.load(nodes, [registry, mqttIn('retire', { sessions: 3 }, [[], []])]);
+    registryOf().createDevice({ id, type: 'sensor' });
+    await subscribed('retire');
+    await helper.unload();
+    // Nobody connected: the broker queues the readings in the three sessions of the shared subscription.
+    const dev = await device(id);
+    const t0 = Date.now() - 60_000;
+    await publishReadings(dev, id, 60, (i) => ({ ts: t0 + i, v: i }));
+    await helper.load(nodes, [
+      registry,
+      mqttIn('retire', { sessions: 1 }, [['v', 'seen'], []]),
+      { id: 'seen', type: 'helper' },
+      ...withInflux(),
+    ]);
+    const seen = received(helper.getNode('seen')).msgs;
+    await eventually('the 60 queued readings stored', async () =>
+      (await storedCount(id)) === 60 ? true : undefined,
+    );
+    /** Whether the broker still keeps a session under this client id (the probe leaves none behind). */
+    const kept = (clientId: string): Promise<boolean> =>
+      new Promise((resolve, reject) => {
+        const probe = mqtt.connect(mosquitto.url, {
+          clientId,
+          clean: false,
+          protocolVersion: 5,
+          properties: { sessionExpiryInterval: 0 },
+          reconnectPeriod: 0,
+        });
+        probe.once('connect', (connack) => {
+          probe.end(true);
+          resolve(connack.sessionPresent);
+        });
+        probe.once('error', reject);
+      });
+    // Ended once the status no longer mentions them (probing earlier would take a session over from the node).
+    await subscribed('retire');
+    for (const k of [1, 2]) assert.equal(await kept(`iotb-test-retire-s${k}`), false, `session s${k} ended`);
+    // Nothing goes to the ended sessions any more: every new reading reaches the node.
+    await publishReadings(dev, id, 30, (i) => ({ ts: t0 + 60 + i, v: 60 + i }));
+    await eventually('all 90 readings stored', async () =>
+      (await storedCount(id)) === 90 ? true : undefined,
+    );
+    assert.equal(new Set(seen.map((m) => m.payload as string)).size, 90);
   });
 });

@@ -30,6 +30,13 @@ export interface MicroBatchOptions {
   maxCount: number;
   /** How long the first publication of a batch waits for others, in ms. */
   maxWaitMs: number;
+  /**
+   * Adaptive time bound (default `maxWaitMs`: fixed). While batches close on time with at least a tenth of
+   * `maxCount` (steady traffic that fills a batch slowly), the wait doubles up to this; a batch that closes on
+   * time with less (light traffic) sets it back to `maxWaitMs`. Fuller batches cost less CPU per reading; the
+   * price is latency, at most this bound.
+   */
+  maxAdaptiveWaitMs?: number;
 }
 
 /**
@@ -41,11 +48,25 @@ export class MicroBatcher {
   private device: DeviceRef[] = [];
   private ackId: (number | null)[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private readonly onTime = (): void => this.flush(true);
+  /** The current time bound, between `maxWaitMs` and `maxAdaptiveWaitMs`. */
+  private waitMs: number;
+  private readonly maxWaitMs: number;
+  private readonly steadyCount: number;
 
   constructor(
     private readonly opts: MicroBatchOptions,
     private readonly emit: (batch: MicroBatch) => void,
-  ) {}
+  ) {
+    this.waitMs = opts.maxWaitMs;
+    this.maxWaitMs = Math.max(opts.maxWaitMs, opts.maxAdaptiveWaitMs ?? opts.maxWaitMs);
+    this.steadyCount = Math.max(2, Math.ceil(opts.maxCount / 10));
+  }
+
+  /** The time bound the next batch gets, in ms. */
+  get currentWaitMs(): number {
+    return this.waitMs;
+  }
 
   /** Publications waiting for their batch to be sent. */
   get pending(): number {
@@ -57,13 +78,18 @@ export class MicroBatcher {
     this.device.push(device);
     this.ackId.push(ackId);
     if (this.payload.length >= this.opts.maxCount) this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.opts.maxWaitMs);
+    else if (!this.timer) this.timer = setTimeout(this.onTime, this.waitMs);
   }
 
-  /** Sends what is collected now. */
-  flush(): void {
+  /** Sends what is collected now; `onTime`: the time bound closed it (adapts the bound). */
+  flush(onTime = false): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (onTime)
+      this.waitMs =
+        this.payload.length >= this.steadyCount
+          ? Math.min(this.waitMs * 2, this.maxWaitMs)
+          : this.opts.maxWaitMs;
     if (this.payload.length === 0) return;
     const batch: MicroBatch = {
       topic: 'batch',
