@@ -46,11 +46,13 @@ function heldBy(holder: ConfigHolder, kind: ConfigKind): ConfigValues[ConfigKind
   }
 }
 
-/** A node that judges its input refuses messages on its last output, _rejected_. */
+/** A node that judges its input refuses messages on its output _rejected_. */
 export interface RejectedOutput {
   stage: RejectionStage;
-  /** The node's number of outputs; the rejected one is the last. */
+  /** The node's number of outputs. */
   outputs: number;
+  /** The rejected output (0-based); the last one when not given. */
+  index?: number;
 }
 
 /** An emitter whose listeners can be removed again (node:events, and the `EventSource` contracts). */
@@ -213,7 +215,7 @@ export class NodeGlue {
         ackLedger.settle(msg.ackId as AckIds, 'failed');
         refuseMessage(msg, rejection(rejected.stage, code, reason));
         const out = new Array<NodeMessage | null>(rejected.outputs).fill(null);
-        out[rejected.outputs - 1] = msg;
+        out[rejected.index ?? rejected.outputs - 1] = msg;
         send(out);
         done();
       },
