@@ -5,6 +5,7 @@ import {
   type BrokerHealthHolder,
   type WriterHealthHolder,
 } from '../lib/health';
+import { NodeGlue } from '../shared/glue';
 
 /**
  * iotb-health: on every input, the health of every embedded broker and InfluxDB writer deployed in this
@@ -13,6 +14,7 @@ import {
 export = function register(RED: NodeAPI): void {
   function HealthNode(this: Node, config: NodeDef): void {
     RED.nodes.createNode(this, config);
+    const status = new NodeGlue(RED, this).status();
     const instancesOf = <T>(type: string): { id: string; node: T }[] => {
       const found: { id: string; node: T }[] = [];
       RED.nodes.eachNode((n) => {
@@ -33,10 +35,10 @@ export = function register(RED: NodeAPI): void {
       const report = healthReport(brokers, writers);
       msg.payload = report;
       (msg as { statusCode?: number }).statusCode = healthHttpStatus(report);
-      this.status({
+      status.update({
         fill: report.status === 'ok' ? 'green' : report.status === 'degraded' ? 'yellow' : 'red',
         shape: 'dot',
-        text: `iotb-health.status.${report.status}`,
+        key: `status.${report.status}`,
       });
       send(msg);
       done();

@@ -1,7 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { runQuery, toChart, type QueryLanguage } from '../lib/influx/query';
 import { NodeGlue } from '../shared/glue';
-import type { StatusView } from '../shared/status';
 
 interface InfluxQueryDef extends NodeDef {
   influx: string;
@@ -20,13 +19,8 @@ export = function register(RED: NodeAPI): void {
     const glue = new NodeGlue(RED, this);
     const connection = glue.requireConfig('influx', config.influx);
     if (!connection) return;
-    // What the last query did; shown throttled, so a burst of queries does not flood the editor.
-    let last: StatusView | undefined;
-    const status = glue.status(() => last);
-    const show = (view: StatusView): void => {
-      last = view;
-      status.update();
-    };
+    // Per query, throttled: a burst of queries does not flood the editor.
+    const status = glue.status();
     let fixedParams: Record<string, unknown> = {};
     try {
       fixedParams = config.params ? (JSON.parse(config.params) as Record<string, unknown>) : {};
@@ -41,17 +35,17 @@ export = function register(RED: NodeAPI): void {
         ...fixedParams,
         ...(typeof m.params === 'object' && m.params !== null ? (m.params as Record<string, unknown>) : {}),
       };
-      show({ fill: 'blue', shape: 'dot', key: 'status.querying' });
+      status.update({ fill: 'blue', shape: 'dot', key: 'status.querying' });
       runQuery(connection, { language: config.language || 'influxql', query, params }).then(
         (rows) => {
           m.payload = rows;
           m.chart = toChart(rows);
-          show({ fill: 'green', shape: 'dot', key: 'status.rows', vars: { count: rows.length } });
+          status.update({ fill: 'green', shape: 'dot', key: 'status.rows', vars: { count: rows.length } });
           send(m);
           done();
         },
         (err: Error) => {
-          show({ fill: 'red', shape: 'ring', key: 'status.failed' });
+          status.update({ fill: 'red', shape: 'ring', key: 'status.failed' });
           done(err);
         },
       );

@@ -27,7 +27,7 @@ export type Translate = (key: string, vars?: TextVars) => string;
  * `intervalMs`, the last one always shown), so a busy node pays for one status per interval, not per message.
  */
 export class NodeStatus {
-  private readonly throttle: Throttle<[]>;
+  private readonly throttle: Throttle<[StatusView | undefined]>;
 
   constructor(
     private readonly node: Node,
@@ -35,20 +35,24 @@ export class NodeStatus {
     private readonly render: () => StatusView | undefined,
     intervalMs = 500,
   ) {
-    this.throttle = new Throttle(() => {
-      const view = this.render();
-      if (view) this.show(view);
+    this.throttle = new Throttle((given: StatusView | undefined) => {
+      const view = given ?? this.render();
+      if (view) this.paint(view);
     }, intervalMs);
   }
 
-  /** Shows the rendered status soon (throttled). */
-  update(): void {
-    this.throttle.call();
+  /** Shows `view`, or else the rendered status, soon (throttled). */
+  update(view?: StatusView): void {
+    this.throttle.call(view);
   }
 
   /** Shows `view` now (e.g. a fatal problem at start); a pending throttled update is dropped. */
   show(view: StatusView): void {
     this.throttle.cancel();
+    this.paint(view);
+  }
+
+  private paint(view: StatusView): void {
     let text = this.t(view.key, view.vars);
     for (const part of view.more ?? []) text += this.t(part.key, part.vars);
     this.node.status({ fill: view.fill, shape: view.shape, text });
