@@ -7,7 +7,7 @@ import { mountApiGuard } from './api-mount';
 
 interface AuthNodeDef extends NodeDef {
   registry: string;
-  mode: AuthMode;
+  mode?: AuthMode;
   windowS: number | string;
   topicPrefix: string;
   ratePerS?: number | string;

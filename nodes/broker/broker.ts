@@ -126,7 +126,7 @@ export = function register(RED: NodeAPI): void {
     const where = `${listen.tls ? 'mqtts' : 'mqtt'}://${listen.host}:${port}${listen.ws ? ` + ws://${listen.ws.host}:${listen.ws.port}${listen.ws.path}` : ''}`;
     broker.start(listen).then(
       () => this.log(glue.t('log.listening', { where })),
-      (err: Error) => this.error(glue.t('error.start', { where, message: err.message })),
+      (err: unknown) => this.error(glue.t('error.start', { where, message: (err as Error).message })),
     );
     // Closed after the broker, which stops the devices' twin traffic first.
     if (twins) glue.onClose(() => twins.close());

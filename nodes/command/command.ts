@@ -6,7 +6,7 @@ import { LIST_LIMIT, stateFilter } from '../lib/commands/queries';
 import type { CommandRecord } from '../lib/commands/states';
 import type { DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection, refuseMessage } from '../lib/rejection';
-import { NodeGlue } from '../shared/glue';
+import { credentialsOf, NodeGlue } from '../shared/glue';
 import { numberSetting } from '../shared/settings';
 import type { StatusView } from '../shared/status';
 
@@ -95,12 +95,11 @@ export = function register(RED: NodeAPI): void {
     if (config.transport !== 'mqtt') link = glue.requireConfig('broker', config.broker, rejected);
     else if (!config.url) glue.cannotWork(glue.t('error.noUrl'), 'NO_CONFIG', rejected);
     else {
-      // Node-RED leaves `credentials` unset when none were saved for the node; its type says otherwise.
-      const credentials = node.credentials as CommandCredentials | undefined;
+      const credentials = credentialsOf(node);
       ownLink = new MqttDeviceLink({
         url: config.url,
-        username: credentials?.username || undefined,
-        password: credentials?.password || undefined,
+        username: credentials.username || undefined,
+        password: credentials.password || undefined,
         clientId: `iotb-command-${node.id}-${randomBytes(3).toString('hex')}`,
         protocol: config.protocol === '4' ? 4 : config.protocol === '5' ? 5 : 'auto',
         prefix: config.prefix || 'devices',

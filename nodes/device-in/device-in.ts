@@ -9,11 +9,12 @@ import type { StatusView } from '../shared/status';
 
 interface DeviceInNodeDef extends NodeDef {
   broker: string;
-  telemetry: boolean;
-  status: boolean;
-  ack: boolean;
-  connectionEvents: boolean;
-  securityEvents: boolean;
+  // A flow written by hand may leave these out: each is on unless set to false.
+  telemetry?: boolean;
+  status?: boolean;
+  ack?: boolean;
+  connectionEvents?: boolean;
+  securityEvents?: boolean;
   payloadFormat: 'string' | 'buffer';
   /** 'stored' (default): a QoS 1 telemetry/status PUBACK waits until the flow stored it; 'received': at once. */
   ackWhen: 'stored' | 'received';
@@ -21,7 +22,7 @@ interface DeviceInNodeDef extends NodeDef {
   batchWaitMs: number | string;
 }
 
-const KIND_OPTION: Record<string, 'telemetry' | 'status' | 'ack'> = {
+const KIND_OPTION: Partial<Record<string, 'telemetry' | 'status' | 'ack'>> = {
   telemetry: 'telemetry',
   status: 'status',
   'commands/ack': 'ack',

@@ -4,7 +4,7 @@ import { NodeGlue } from '../shared/glue';
 
 interface InfluxQueryDef extends NodeDef {
   influx: string;
-  language: QueryLanguage;
+  language?: QueryLanguage;
   query: string;
   params: string;
 }
@@ -44,9 +44,9 @@ export = function register(RED: NodeAPI): void {
           send(m);
           done();
         },
-        (err: Error) => {
+        (err: unknown) => {
           status.update({ fill: 'red', shape: 'ring', key: 'status.failed' });
-          done(err);
+          done(err as Error);
         },
       );
     });

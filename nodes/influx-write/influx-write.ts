@@ -24,12 +24,12 @@ import type { WriterHealthHolder } from '../lib/health';
 interface InfluxWriteDef extends NodeDef {
   influx: string;
   measurement: string;
-  integerFields: string;
+  integerFields?: string;
   batchRecords: number | string;
   flushIntervalMs: number | string;
   spoolMaxMB: number | string;
-  whenFull: WhenFull;
-  fsync: FsyncPolicy;
+  whenFull?: WhenFull;
+  fsync?: FsyncPolicy;
   closeTimeoutS: number | string;
   statsIntervalS: number | string;
   confirm: boolean;
@@ -108,8 +108,8 @@ export = function register(RED: NodeAPI): void {
       const s = sender?.snapshot();
       return s && spoolNow ? { ...s, spool: spoolNow.condition() } : s;
     };
-    opened.catch((err: Error) => {
-      this.error(glue.t('error.spool', { error: err.message }));
+    opened.catch((err: unknown) => {
+      this.error(glue.t('error.spool', { error: (err as Error).message }));
       status.show({ fill: 'red', shape: 'ring', key: 'status.spoolError' });
     });
     let lastReported: string | undefined;
@@ -197,7 +197,7 @@ export = function register(RED: NodeAPI): void {
           }
           done();
         })
-        .catch((err: Error) => {
+        .catch((err: unknown) => {
           // Not durable, whatever the cause (full, disk full, a spool that did not open): no acknowledgement.
           ackLedger.settle(storedIds, 'failed');
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
@@ -213,7 +213,7 @@ export = function register(RED: NodeAPI): void {
               send([null, m, null]);
             }
           }
-          done(err);
+          done(err as Error);
         });
     });
   }

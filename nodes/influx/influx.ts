@@ -3,7 +3,7 @@ import type { InfluxConfigNode, InfluxCredentials } from './types';
 import { InfluxConnection, type InfluxConnectionOptions, type InfluxFlavour } from '../lib/influx/connection';
 import { diagnose } from '../lib/influx/diagnose';
 import { checkSetting, firstProblem, httpUrl, required } from '../lib/config-check';
-import { NodeGlue } from '../shared/glue';
+import { credentialsOf, NodeGlue } from '../shared/glue';
 import { numberSetting } from '../shared/settings';
 
 interface InfluxConfigDef extends NodeDef {
@@ -63,7 +63,7 @@ export = function register(RED: NodeAPI): void {
     let problem = settingsProblem(config);
     let connection: InfluxConnection | undefined;
     try {
-      if (!problem) connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
+      if (!problem) connection = new InfluxConnection(connectionOptions(config, credentialsOf(this)));
     } catch (err) {
       problem = (err as Error).message;
     }

@@ -5,7 +5,7 @@ import {
   type ExternalMqttSnapshot,
 } from '../lib/ingest/external-mqtt';
 import { unresolvedEnvVar } from '../lib/config-check';
-import { NodeGlue } from '../shared/glue';
+import { credentialsOf, NodeGlue } from '../shared/glue';
 import { numberSetting } from '../shared/settings';
 import type { StatusView } from '../shared/status';
 
@@ -57,7 +57,7 @@ export = function register(RED: NodeAPI): void {
       glue.cannotWork(glue.t('error.envUnset', { name: unset }), 'CONFIG_INVALID');
       return;
     }
-    const creds: MqttInCredentials = this.credentials;
+    const creds = credentialsOf(this);
     const opts: ExternalMqttOptions = {
       url: config.url || 'mqtt://127.0.0.1:1883',
       clientId: config.clientId || `iotb-${this.id}`,

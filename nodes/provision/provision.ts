@@ -7,13 +7,15 @@ import { NodeGlue } from '../shared/glue';
 interface ProvisionNodeDef extends NodeDef {
   registry: string;
   broker: string;
-  operation: Operation | 'msg';
+  operation?: Operation | 'msg';
 }
 
 type Msg = NodeMessageInFlow & {
   req?: { params?: Record<string, string>; query?: Record<string, unknown> };
   [k: string]: unknown;
 };
+
+const isOperation = (v: unknown): v is Operation => (OPERATIONS as readonly unknown[]).includes(v);
 
 /**
  * iotb-provision: registry operations driven by messages; with `http in` -> `iotb-auth` -> this ->
@@ -38,11 +40,10 @@ export = function register(RED: NodeAPI): void {
 
     this.on('input', (m, send, done) => {
       const msg = m as Msg;
-      const operation = (
-        config.operation === 'msg' || !config.operation ? msg.operation : config.operation
-      ) as Operation;
+      const operation: unknown =
+        config.operation === 'msg' || !config.operation ? msg.operation : config.operation;
       try {
-        if (!OPERATIONS.includes(operation))
+        if (!isOperation(operation))
           throw new RegistryError(
             'INVALID',
             `unknown operation "${String(operation)}"; one of ${OPERATIONS.join(', ')}`,

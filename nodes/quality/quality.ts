@@ -270,7 +270,7 @@ export = function register(RED: NodeAPI): void {
         saveState(stateFile, engine);
         dirty = false;
       } catch (err) {
-        this.error(glue.t('errors.save', { file: stateFile ?? '', error: (err as Error).message }));
+        this.error(glue.t('errors.save', { file: stateFile, error: (err as Error).message }));
       }
     };
     glue.onClose((removed) => {

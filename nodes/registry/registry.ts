@@ -4,7 +4,7 @@ import { writeFileAtomicSync } from '../lib/atomic-file';
 import { generateRegistrySecret } from '../lib/registry/credentials';
 import { FileDeviceStore } from '../lib/registry/file-store';
 import { Registry, type RegistryHolder } from '../lib/registry/registry';
-import { NodeGlue } from '../shared/glue';
+import { credentialsOf, NodeGlue } from '../shared/glue';
 import { numberSetting } from '../shared/settings';
 
 interface TypeRow {
@@ -35,7 +35,7 @@ export = function register(RED: NodeAPI): void {
   function RegistryNode(this: RegistryConfigNode, config: RegistryNodeDef): void {
     RED.nodes.createNode(this, config);
     const glue = new NodeGlue(RED, this);
-    const credentials = this.credentials ?? {};
+    const credentials = credentialsOf(this);
     const file = glue.userFile(config.file || 'iotb-registry.json');
     try {
       const secret =

@@ -232,3 +232,8 @@ export class NodeGlue {
     }
   }
 }
+
+/** The node's credentials: Node-RED leaves them unset when none were saved, although the type says otherwise. */
+export function credentialsOf<C extends object>(node: { credentials?: C }): Partial<C> {
+  return node.credentials ?? {};
+}

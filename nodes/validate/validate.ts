@@ -34,7 +34,7 @@ import type { StatusView } from '../shared/status';
 type SchemaSource = 'type' | 'inline' | 'file' | 'msg';
 
 interface ValidateNodeDef extends NodeDef {
-  schemaSource: SchemaSource;
+  schemaSource?: SchemaSource;
   schema: string;
   schemaFile: string;
   schemaProperty: string;
@@ -43,7 +43,7 @@ interface ValidateNodeDef extends NodeDef {
   useDefaults: boolean;
   unknown: UnknownProperties;
   allErrors: boolean;
-  split: boolean;
+  split?: boolean;
   maxBytes: number | string;
   maxDepth: number | string;
   maxKeys: number | string;
