@@ -108,7 +108,8 @@ export class NodeGlue {
   /**
    * Binds listeners to `emitter` until the node closes: `const on = glue.listen(broker); on('message', f)`.
    * The returned function has the emitter's own (typed) `on` signature; every listener bound through it is
-   * removed with `off` on close, so no node writes on/off pairs by hand.
+   * removed with `off` on close, so no node writes on/off pairs by hand. Call it once per event; do not chain
+   * on its result (that is the emitter itself).
    */
   listen<T extends Emitter>(emitter: T): T['on'] {
     const on = (event: string | symbol, listener: (...args: never[]) => void): T => {
