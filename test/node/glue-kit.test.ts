@@ -4,7 +4,9 @@
  * files and their migration from the old names, and the number-setting parser.
  */
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
+import { createServer, type RequestListener } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -19,9 +21,19 @@ const seen = { closed: [] as string[], ticks: 0, stateFile: '', renders: 0 };
 /** The "registry" the test config node holds: a plain emitter, so listeners can be counted. */
 const registry = new EventEmitter();
 /** Node-RED's httpNode app of the test runtime (the helper's request() goes to the admin app). */
-let httpNode: unknown;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const request = require('supertest') as (app: unknown) => any;
+let httpNode: RequestListener | undefined;
+
+/** GET `path` from the httpNode app, served on a loopback port for the one request. */
+async function get(path: string): Promise<{ status: number; text: string }> {
+  const server = createServer(httpNode).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`);
+    return { status: res.status, text: await res.text() };
+  } finally {
+    server.close();
+  }
+}
 
 /** A config node that holds `registry` unless `broken`, and a node that uses it through the kit. */
 function kitNodes(RED: any): void {
@@ -131,7 +143,7 @@ describe('node glue kit (nodes/shared)', () => {
     await helper.load(kitNodes, flow({}));
     assert.equal(registry.listenerCount('types'), 1);
     await eventually('timer ticks', () => (seen.ticks > 2 ? true : undefined));
-    const served = await request(httpNode).get('/kit-test');
+    const served = await get('/kit-test');
     assert.equal(served.text, 'served');
     await helper.unload();
     assert.deepEqual(seen.closed, ['second registered (async)', 'first registered']);
@@ -139,10 +151,10 @@ describe('node glue kit (nodes/shared)', () => {
     const ticks = seen.ticks;
     await new Promise((resolve) => setTimeout(resolve, 30));
     assert.equal(seen.ticks, ticks, 'the timer stopped');
-    assert.equal((await request(httpNode).get('/kit-test')).status, 404);
+    assert.equal((await get('/kit-test')).status, 404);
     // Deployed again: one handler again (one dispatcher per app, not one per deploy).
     await helper.load(kitNodes, flow({}));
-    assert.equal((await request(httpNode).get('/kit-test')).text, 'served');
+    assert.equal((await get('/kit-test')).text, 'served');
   });
 
   it('status updates are throttled: a burst renders once now and once at the end of the interval', async () => {
