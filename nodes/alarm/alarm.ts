@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { Alarm, Transition } from '../lib/alarms/alarm';
 import { ALARM_STATES } from '../lib/alarms/alarm';
@@ -10,7 +9,8 @@ import type { DeviceDirectory } from '../lib/device-contracts';
 import { writeFileAtomicSync } from '../lib/atomic-file';
 import { batchElement } from '../lib/batch';
 import { alarmsActive, alarmTransitionsTotal, rejectedTotal } from '../lib/metrics';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface AlarmNodeDef extends NodeDef {
   registry?: string;
@@ -34,10 +34,9 @@ type Msg = NodeMessageInFlow & {
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
-const numberOr = (v: unknown, fallback: number): number => {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'number' ? v : NaN;
-  return Number.isFinite(n) && n > 0 ? n : fallback;
-};
+/** What a node's `send` takes: a message, an array of messages or nothing per output. */
+type Send = (m: (NodeMessage | NodeMessage[] | null)[]) => void;
+
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
 
 /** Every engine in this process: the active-alarm gauge is their sum. */
@@ -76,16 +75,12 @@ function alarmPoint(t: Transition): Record<string, unknown> {
 export = function register(RED: NodeAPI): void {
   function AlarmNode(this: Node, config: AlarmNodeDef): void {
     RED.nodes.createNode(this, config);
-    const userDir = (RED.settings as { userDir?: string }).userDir;
-    const stateFile =
-      config.persist !== false && userDir
-        ? join(userDir, 'iotb-alarm', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
-        : undefined;
-    const seenFile = stateFile && `${stateFile.slice(0, -'.json'.length)}.seen.json`;
-    const directory = config.registry
-      ? (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)?.registry
-      : undefined;
-    const maxDevices = numberOr(config.maxDevices, 100_000);
+    const glue = new NodeGlue(RED, this);
+    const persist = config.persist !== false;
+    const stateFile = persist ? glue.stateFile('alarm', '.json') : undefined;
+    const seenFile = persist ? glue.stateFile('alarm', '.seen.json') : undefined;
+    const directory: DeviceDirectory | undefined = glue.optionalConfig('registry', config.registry);
+    const maxDevices = numberSetting(config.maxDevices, { fallback: 100_000, above: 0 });
     const store: AlarmStore = stateFile ? new FileAlarmStore(stateFile) : new MemoryAlarmStore();
     /** The node's rules, then each registry type's (the registry validated them, each limited to its type). */
     const allRules = (): Rule[] => [
@@ -96,20 +91,28 @@ export = function register(RED: NodeAPI): void {
     try {
       engine = new AlarmEngine(allRules(), { maxDevices, store });
     } catch (err) {
-      this.error(RED._('iotb-alarm.errors.config', { error: (err as Error).message }));
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-alarm.status.config' });
-      this.on('input', (_msg, _send, done) => done(err as Error));
+      glue.cannotWork(glue.t('errors.config', { error: (err as Error).message }), 'CONFIG_INVALID');
       return;
     }
     engines.add(engine);
     updateActiveGauge();
+    glue.onClose(() => {
+      saveSeen();
+      engines.delete(engine);
+      try {
+        engine.close();
+      } catch (err) {
+        this.warn(glue.t('errors.store', { error: (err as Error).message }));
+      }
+      updateActiveGauge();
+    });
     // Last-seen times of absence rules (not alarms, so not in the store): saved every minute and on close.
     const tracksAbsence = (): boolean => engine.rules.some((r) => r.kind === 'absence');
     if (tracksAbsence() && seenFile && existsSync(seenFile)) {
       try {
         engine.restoreLastSeen(JSON.parse(readFileSync(seenFile, 'utf8')) as Record<string, unknown>);
       } catch (err) {
-        this.warn(RED._('iotb-alarm.errors.seen', { file: seenFile, error: (err as Error).message }));
+        this.warn(glue.t('errors.seen', { file: seenFile, error: (err as Error).message }));
       }
     }
     const saveSeen = (): void => {
@@ -117,30 +120,24 @@ export = function register(RED: NodeAPI): void {
       try {
         writeFileAtomicSync(seenFile, JSON.stringify(engine.lastSeen()));
       } catch (err) {
-        this.warn(RED._('iotb-alarm.errors.store', { error: (err as Error).message }));
+        this.warn(glue.t('errors.store', { error: (err as Error).message }));
       }
     };
-    const seenSaver = setInterval(saveSeen, 60_000);
+    glue.every(60_000, saveSeen);
 
     let noDevice = 0;
-    const status = new Throttle(() => {
+    const status = glue.status(() => {
       const active = engine.list({ state: 'active' }).length;
-      this.status({
+      return {
         fill: active ? 'red' : 'green',
         shape: 'dot',
-        text: RED._(noDevice ? 'iotb-alarm.status.countsRefused' : 'iotb-alarm.status.counts', {
-          active,
-          devices: engine.deviceCount,
-          noDevice,
-        }),
-      });
-    }, 500);
-    status.call();
+        key: noDevice ? 'status.countsRefused' : 'status.counts',
+        vars: { active, devices: engine.deviceCount, noDevice },
+      };
+    });
+    status.update();
 
-    const announce = (
-      transitions: readonly Transition[],
-      send: (m: (NodeMessage | null)[]) => void,
-    ): void => {
+    const announce = (transitions: readonly Transition[], send: Send): void => {
       if (transitions.length === 0) return;
       const notes: NodeMessage[] = [];
       const points: NodeMessage[] = [];
@@ -153,8 +150,8 @@ export = function register(RED: NodeAPI): void {
         points.push({ payload: alarmPoint(t) });
       }
       updateActiveGauge();
-      status.call();
-      send([notes as unknown as NodeMessage, points as unknown as NodeMessage, null]);
+      status.update();
+      send([notes, points, null]);
     };
 
     // Device types changed in the registry: the same store under the new rules; alarms of rules that
@@ -164,7 +161,7 @@ export = function register(RED: NodeAPI): void {
       try {
         rules = allRules();
       } catch (err) {
-        this.error(RED._('iotb-alarm.errors.config', { error: (err as Error).message }));
+        this.error(glue.t('errors.config', { error: (err as Error).message }));
         return;
       }
       const seen = engine.lastSeen();
@@ -174,37 +171,28 @@ export = function register(RED: NodeAPI): void {
       engine.restoreLastSeen(seen);
       engines.add(engine);
       updateActiveGauge();
-      status.call();
+      status.update();
     };
-    directory?.on('types', onTypes);
+    if (directory) glue.listen(directory)('types', onTypes);
 
-    const tick = setInterval(
-      () => {
-        try {
-          announce(engine.tick(Date.now()), (m) => this.send(m));
-        } catch (err) {
-          this.error(RED._('iotb-alarm.errors.store', { error: (err as Error).message }));
-        }
-      },
-      numberOr(config.tickS, 5) * 1000,
-    );
-    const flusher = setInterval(() => {
+    glue.every(numberSetting(config.tickS, { fallback: 5, above: 0 }) * 1000, () => {
+      try {
+        announce(engine.tick(Date.now()), (m) => this.send(m));
+      } catch (err) {
+        this.error(glue.t('errors.store', { error: (err as Error).message }));
+      }
+    });
+    glue.every(10_000, () => {
       if (!engine.dirty) return;
       try {
         engine.flush();
       } catch (err) {
-        this.warn(RED._('iotb-alarm.errors.store', { error: (err as Error).message }));
+        this.warn(glue.t('errors.store', { error: (err as Error).message }));
       }
-    }, 10_000);
+    });
 
     /** One reading of a message; `i` is the element of a batch, or -1 for a single reading. */
-    const judge = (
-      msg: Msg,
-      fields: unknown,
-      i: number,
-      bad: boolean,
-      send: (m: (NodeMessage | null)[]) => void,
-    ) => {
+    const judge = (msg: Msg, fields: unknown, i: number, bad: boolean, send: Send) => {
       const device = i < 0 ? msg.device : batchElement(msg.device, i);
       const id = isObject(device) ? device.id : undefined;
       if (typeof id !== 'string' || id === '') {
@@ -241,7 +229,7 @@ export = function register(RED: NodeAPI): void {
           // A refused micro-batch: each element is one bad reading of its own device.
           msg.device.forEach((_d, i) => judge(msg, EMPTY, i, true, send));
         else judge(msg, rejected ? EMPTY : msg.payload, -1, rejected, send);
-        status.call();
+        status.update();
         done();
       } catch (err) {
         done(err as Error); // the store could not make a transition durable (disk full)
@@ -340,22 +328,6 @@ export = function register(RED: NodeAPI): void {
           return undefined; // an ordinary reading whose topic happens to start with alarms/
       }
     };
-
-    this.on('close', () => {
-      clearInterval(tick);
-      clearInterval(flusher);
-      clearInterval(seenSaver);
-      directory?.off('types', onTypes);
-      saveSeen();
-      status.cancel();
-      engines.delete(engine);
-      try {
-        engine.close();
-      } catch (err) {
-        this.warn(RED._('iotb-alarm.errors.store', { error: (err as Error).message }));
-      }
-      updateActiveGauge();
-    });
   }
   RED.nodes.registerType('iotb-alarm', AlarmNode);
 

@@ -38,7 +38,8 @@ const mounted = new WeakSet<object>();
  * `/api` requests therefore skip the editor app; the API's CORS is Node-RED's `httpNodeCors` alone.
  */
 export function mountApiGuard(RED: NodeAPI): void {
-  const nodeApp = RED.httpNode as unknown as ExpressApp | undefined;
+  // Unset in a runtime without HTTP (httpNodeRoot false, or a bare test runtime).
+  const nodeApp = RED.httpNode as ExpressApp | undefined;
   const settings = RED.settings as { httpNodeRoot?: string | false; apiMaxLength?: string | number };
   if (typeof nodeApp?.use !== 'function' || settings.httpNodeRoot === false || mounted.has(nodeApp)) return;
   mounted.add(nodeApp);
@@ -66,7 +67,7 @@ export function mountApiGuard(RED: NodeAPI): void {
 
   const isApi = (url: string | undefined): boolean =>
     url !== undefined && url.startsWith(apiRoot) && /^(?:[/?]|$)/.test(url.slice(apiRoot.length));
-  const editorApp = (RED.httpAdmin as unknown as ExpressApp | undefined)?.parent;
+  const editorApp = (RED.httpAdmin as ExpressApp | undefined)?.parent;
   const editorStack = editorApp?._router?.stack;
   if (editorApp && editorStack) {
     // next('router') leaves the editor app; the request goes on to the flows' routes.
@@ -102,6 +103,6 @@ export function byteSize(value: string | number | undefined): number | undefined
   if (typeof value === 'number') return value > 0 ? value : undefined;
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(value ?? '');
   if (!m) return undefined;
-  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
+  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] || 'b').toLowerCase() as 'b'];
   return Math.floor(Number(m[1]) * unit);
 }

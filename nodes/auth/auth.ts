@@ -1,12 +1,13 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { Authenticator, type AuthMode } from '../lib/auth/authenticator';
-import type { RegistryHolder } from '../lib/registry/registry';
 import { rejection } from '../lib/rejection';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 import { mountApiGuard } from './api-mount';
 
 interface AuthNodeDef extends NodeDef {
   registry: string;
-  mode: AuthMode;
+  mode?: AuthMode;
   windowS: number | string;
   topicPrefix: string;
   ratePerS?: number | string;
@@ -29,21 +30,19 @@ export = function register(RED: NodeAPI): void {
   mountApiGuard(RED);
   function AuthNode(this: Node, config: AuthNodeDef): void {
     RED.nodes.createNode(this, config);
-    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
-    if (!registry) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-auth.status.noRegistry' });
-      this.error(RED._('iotb-auth.error.noRegistry'));
-      return;
-    }
+    const glue = new NodeGlue(RED, this);
+    const registry = glue.requireConfig('registry', config.registry, { stage: 'auth', outputs: 2 });
+    if (!registry) return;
     const mode: AuthMode = config.mode || 'bearer';
-    const windowS = Number(config.windowS);
+    const windowS = numberSetting(config.windowS, { fallback: undefined, above: 0 });
     const auth = new Authenticator(registry, {
       mode,
-      windowMs: Number.isFinite(windowS) && windowS > 0 ? windowS * 1000 : undefined,
+      windowMs: windowS === undefined ? undefined : windowS * 1000,
       topicPrefix: config.topicPrefix || 'devices',
-      ratePerDeviceS: Number(config.ratePerS), // 0, empty or not a number: no limit (the authenticator decides)
+      // Empty or 0: no limit.
+      ratePerDeviceS: numberSetting(config.ratePerS, { fallback: 0, min: 0 }),
     });
-    this.status({ text: `iotb-auth.mode.${mode}` });
+    glue.status().show({ fill: 'grey', shape: 'dot', key: `mode.${mode}` });
 
     this.on('input', (m, send, done) => {
       const msg = m as Msg;

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import {
   DeviceBroker,
@@ -8,7 +7,8 @@ import {
   type BrokerLimits,
   type ListenOptions,
 } from '../lib/broker/broker';
-import type { Registry, RegistryHolder } from '../lib/registry/registry';
+import type { Registry } from '../lib/registry/registry';
+import type { SecurityEvent } from '../lib/security-events';
 import {
   checkSetting,
   firstProblem,
@@ -18,6 +18,8 @@ import {
 } from '../lib/config-check';
 import { FileTwinStore } from '../lib/twin/file-store';
 import { TwinService } from '../lib/twin/twin-service';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface BrokerNodeDef extends NodeDef {
   registry: string;
@@ -44,11 +46,8 @@ interface BrokerNodeDef extends NodeDef {
 
 type BrokerConfigNode = Node & BrokerHolder & ConfigProblemHolder;
 
-/** A number from the dialog, or the default when empty or not a number >= 0. */
-function num(v: number | string | undefined, fallback: number): number {
-  const n = Number(v);
-  return v === '' || v === undefined || !Number.isFinite(n) || n < 0 ? fallback : n;
-}
+/** Broker settings are numbers >= 0 (0 switches a limit off where the broker allows it). */
+const num = (value: unknown, fallback: number): number => numberSetting(value, { fallback, min: 0 });
 
 /**
  * iotb-broker: the embedded MQTT broker. Starts listening when deployed, closes (releasing the port and
@@ -57,9 +56,10 @@ function num(v: number | string | undefined, fallback: number): number {
 export = function register(RED: NodeAPI): void {
   function BrokerNode(this: BrokerConfigNode, config: BrokerNodeDef): void {
     RED.nodes.createNode(this, config);
-    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
+    const glue = new NodeGlue(RED, this);
+    const registry = glue.requireConfig('registry', config.registry);
     if (!registry) {
-      this.error(RED._('iotb-broker.error.noRegistry'));
+      this.configProblem = glue.t('config.noRegistry');
       return;
     }
     // Host and port usually come from ${IOTB_MQTT_HOST}/${IOTB_MQTT_PORT}: a variable that is not set would
@@ -75,7 +75,7 @@ export = function register(RED: NodeAPI): void {
     );
     if (problem) {
       this.configProblem = problem;
-      this.error(RED._('iotb-broker.error.invalid', { problem }));
+      this.error(glue.t('error.invalid', { problem }));
       return;
     }
     const limits: Partial<BrokerLimits> = {
@@ -98,7 +98,7 @@ export = function register(RED: NodeAPI): void {
         if (config.caFile) listen.tls.ca = readFileSync(config.caFile);
       }
     } catch (err) {
-      this.error(RED._('iotb-broker.error.tls', { message: (err as Error).message }));
+      this.error(glue.t('error.tls', { message: (err as Error).message }));
       return;
     }
     if (config.wsEnabled)
@@ -106,52 +106,41 @@ export = function register(RED: NodeAPI): void {
 
     const exposed = plaintextBeyondLoopback(listen);
     if (exposed.length > 0 && config.allowPlaintext)
-      this.warn(RED._('iotb-broker.warn.plaintext', { where: exposed.join(', ') }));
+      this.warn(glue.t('warn.plaintext', { where: exposed.join(', ') }));
 
     const acks = {
       maxHeld: Math.max(1, num(config.maxUnacked, 10_000)),
       timeoutMs: Math.max(0.1, num(config.ackTimeoutS, 30)) * 1000,
     };
-    const twins = openTwins(this, config, registry);
+    const twins = openTwins(this, glue, config, registry);
     this.twins = twins;
     const topicPrefix = config.topicPrefix || 'devices';
     const broker = new DeviceBroker({ registry, topicPrefix, limits, acks, twins });
     this.broker = broker;
-    broker.on('error', (err) => this.error(RED._('iotb-broker.error.listener', { message: err.message })));
-    broker.on('security', (ev) => {
+    const on = glue.listen(broker);
+    on('error', (err: Error) => this.error(glue.t('error.listener', { message: err.message })));
+    on('security', (ev: SecurityEvent) => {
       if (ev.event === 'lockout')
-        this.warn(RED._('iotb-broker.warn.lockout', { device: ev.deviceId ?? '', ip: ev.ip ?? '' }));
+        this.warn(glue.t('warn.lockout', { device: ev.deviceId ?? '', ip: ev.ip ?? '' }));
     });
     const where = `${listen.tls ? 'mqtts' : 'mqtt'}://${listen.host}:${port}${listen.ws ? ` + ws://${listen.ws.host}:${listen.ws.port}${listen.ws.path}` : ''}`;
     broker.start(listen).then(
-      () => this.log(RED._('iotb-broker.log.listening', { where })),
-      (err: Error) => this.error(RED._('iotb-broker.error.start', { where, message: err.message })),
+      () => this.log(glue.t('log.listening', { where })),
+      (err: unknown) => this.error(glue.t('error.start', { where, message: (err as Error).message })),
     );
-    this.on('close', (done: () => void) => {
-      const closeTwins = (): void => {
-        try {
-          twins?.close();
-        } catch (err) {
-          this.error(RED._('iotb-broker.error.twinClose', { message: (err as Error).message }));
-        }
-        done();
-      };
-      broker.close().then(closeTwins, (err: Error) => {
-        this.error(err);
-        closeTwins();
-      });
-    });
+    // Closed after the broker, which stops the devices' twin traffic first.
+    if (twins) glue.onClose(() => twins.close());
+    glue.onClose(() => broker.close());
   }
 
   /** The twin file (in the user dir unless absolute); undefined, with the reason logged, when it cannot be opened. */
   function openTwins(
     node: BrokerConfigNode,
+    glue: NodeGlue,
     config: BrokerNodeDef,
     registry: Registry,
   ): TwinService | undefined {
-    const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
-    const name = config.twinFile || 'iotb-twins.json';
-    const file = isAbsolute(name) ? name : join(userDir, name);
+    const file = glue.userFile(config.twinFile || 'iotb-twins.json');
     try {
       return new TwinService({
         store: new FileTwinStore(file),
@@ -159,7 +148,7 @@ export = function register(RED: NodeAPI): void {
         limits: { maxDocBytes: num(config.twinMaxKb, 16) * 1024 },
       });
     } catch (err) {
-      node.error(RED._('iotb-broker.error.twins', { file, message: (err as Error).message }));
+      node.error(glue.t('error.twins', { file, message: (err as Error).message }));
       return undefined;
     }
   }

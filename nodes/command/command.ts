@@ -1,15 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { CommandDispatcher, type DispatcherOptions } from '../lib/commands/dispatcher';
 import { MqttDeviceLink } from '../lib/commands/mqtt-link';
 import { LIST_LIMIT, stateFilter } from '../lib/commands/queries';
-import type { BrokerHolder } from '../lib/broker/broker';
-import type { ConfigProblemHolder } from '../lib/config-check';
 import type { CommandRecord } from '../lib/commands/states';
-import type { DeviceDirectory, DeviceLink } from '../lib/device-contracts';
+import type { DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection, refuseMessage } from '../lib/rejection';
-import { Throttle } from '../lib/throttle';
+import { credentialsOf, NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
+import type { StatusView } from '../shared/status';
 
 interface CommandNodeDef extends NodeDef {
   registry: string;
@@ -32,10 +31,8 @@ interface CommandCredentials {
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
 
-function positive(value: unknown, fallback: number): number {
-  const n = Number(value);
-  return Number.isFinite(n) && n > 0 ? n : fallback;
-}
+/** Timeouts, the queue bound and the rate are positive numbers. */
+const positive = (value: unknown, fallback: number): number => numberSetting(value, { fallback, above: 0 });
 
 /** The parts of a command a flow sees: what the `commands` measurement and `GET /api/commands/{id}` need. */
 function view(r: CommandRecord): Record<string, unknown> {
@@ -88,118 +85,89 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
     const node = this;
-    const directory = (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)
-      ?.registry;
-    if (!directory) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noRegistry') });
-      node.error(RED._('iotb-command.error.noRegistry'));
-      return;
-    }
+    const glue = new NodeGlue(RED, node);
+    const rejected = { stage: 'command', outputs: 3 } as const;
+    const directory = glue.requireConfig('registry', config.registry, rejected);
+    if (!directory) return;
 
     let link: DeviceLink | undefined;
     let ownLink: MqttDeviceLink | undefined;
-    if (config.transport === 'mqtt') {
-      if (!config.url) {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
-        node.error(RED._('iotb-command.error.noUrl'));
-        return;
-      }
-      // Node-RED leaves `credentials` unset when none were saved for the node; its type says otherwise.
-      const credentials = node.credentials as CommandCredentials | undefined;
+    if (config.transport !== 'mqtt') link = glue.requireConfig('broker', config.broker, rejected);
+    else if (!config.url) glue.cannotWork(glue.t('error.noUrl'), 'NO_CONFIG', rejected);
+    else {
+      const credentials = credentialsOf(node);
       ownLink = new MqttDeviceLink({
         url: config.url,
-        username: credentials?.username || undefined,
-        password: credentials?.password || undefined,
+        username: credentials.username || undefined,
+        password: credentials.password || undefined,
         clientId: `iotb-command-${node.id}-${randomBytes(3).toString('hex')}`,
         protocol: config.protocol === '4' ? 4 : config.protocol === '5' ? 5 : 'auto',
         prefix: config.prefix || 'devices',
       });
       link = ownLink;
-    } else {
-      const brokerNode = RED.nodes.getNode(config.broker ?? '') as
-        (Node & BrokerHolder & ConfigProblemHolder) | null;
-      link = brokerNode?.broker;
-      if (!link && brokerNode?.configProblem) {
-        // The broker node logged it; here it is the status.
-        const problem = brokerNode.configProblem;
-        node.status({
-          fill: 'red',
-          shape: 'ring',
-          text: RED._('iotb-command.status.configInvalid', { problem }),
-        });
-        return;
-      }
+      const closing = ownLink;
+      glue.onClose(() => closing.end());
     }
-    if (!link || typeof link.publishToDevice !== 'function') {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.noBroker') });
-      node.error(RED._('iotb-command.error.noBroker'));
-      return;
-    }
+    if (!link) return;
 
-    const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
     const options: DispatcherOptions = {
       link,
       directory,
-      logFile: join(userDir, `iotb-commands-${node.id}.jsonl`),
+      logFile: glue.stateFile('commands', '.jsonl', [glue.userFile(`iotb-commands-${node.id}.jsonl`)]),
       timeoutMs: positive(config.timeoutMs, 30_000),
       ttlMs: positive(config.ttlMs, 3_600_000),
       queueBound: positive(config.queueBound, 100),
       ratePerSecond: positive(config.ratePerSecond, 5),
     };
-    let dispatcher: CommandDispatcher;
+    let d: CommandDispatcher;
     try {
-      dispatcher = new CommandDispatcher(options);
+      d = new CommandDispatcher(options);
     } catch (err) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.storeFailed') });
-      node.error(RED._('iotb-command.error.store', { message: (err as Error).message }));
+      glue.cannotWork(glue.t('error.store', { message: (err as Error).message }), 'STORE_FAILED', rejected);
       void ownLink?.end();
       return;
     }
-    const d = dispatcher;
+    glue.onClose(() => d.close());
 
     let brokerUp = ownLink ? ownLink.connected : true;
-    const showStatus = new Throttle(() => {
+    const status = glue.status((): StatusView => {
       const s = d.stats();
       const safe = d.safeModeDevices.length;
-      if (d.killSwitch.on)
-        node.status({ fill: 'red', shape: 'dot', text: RED._('iotb-command.status.killSwitch') });
-      else if (!brokerUp)
-        node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-command.status.disconnected') });
-      else
-        node.status({
-          fill: safe > 0 ? 'yellow' : 'green',
-          shape: 'dot',
-          text: RED._(safe > 0 ? 'iotb-command.status.activeSafe' : 'iotb-command.status.active', {
-            queued: s.queued,
-            inFlight: s.inFlight,
-            safe,
-          }),
-        });
-    }, 500);
-    showStatus.call();
+      if (d.killSwitch.on) return { fill: 'red', shape: 'dot', key: 'status.killSwitch' };
+      if (!brokerUp) return { fill: 'red', shape: 'ring', key: 'status.disconnected' };
+      return {
+        fill: safe > 0 ? 'yellow' : 'green',
+        shape: 'dot',
+        key: safe > 0 ? 'status.activeSafe' : 'status.active',
+        vars: { queued: s.queued, inFlight: s.inFlight, safe },
+      };
+    });
+    status.update();
     if (ownLink) {
       // One warning per outage, not one per reconnect attempt; the status shows the rest.
       let warned = false;
-      ownLink.on('connect', () => {
+      const onLink = glue.listen(ownLink);
+      onLink('connect', () => {
         brokerUp = true;
         warned = false;
-        showStatus.call();
+        status.update();
       });
-      ownLink.on('disconnect', () => {
+      onLink('disconnect', () => {
         brokerUp = false;
-        showStatus.call();
+        status.update();
       });
-      ownLink.on('error', (err) => {
+      onLink('error', (err: Error) => {
         if (warned) return;
         warned = true;
-        node.warn(RED._('iotb-command.warn.broker', { message: err.message }));
+        node.warn(glue.t('warn.broker', { message: err.message }));
       });
     }
+    const on = glue.listen(d);
 
     /** The request message being handled: its QUEUED transition carries the caller's msg (e.g. msg.res). */
     let submitting: Msg | undefined;
 
-    d.on('transition', (r, step) => {
+    on('transition', (r, step) => {
       const payload = { id: r.id, deviceId: r.deviceId, name: r.name, ...step };
       if (submitting && step.state === 'QUEUED' && r.history.length === 1) {
         const msg = submitting;
@@ -214,20 +182,20 @@ export = function register(RED: NodeAPI): void {
           null,
         ]);
       }
-      showStatus.call();
+      status.update();
     });
     /** The cancel request being handled: the command's final result then carries the caller's msg. */
     let canceling: Msg | undefined;
 
-    d.on('final', (r) => {
+    on('final', (r) => {
       const msg: Msg = canceling && commandIdOf(canceling) === r.id ? canceling : ({} as Msg);
       msg.topic = `devices/${r.deviceId}/commands/result`;
       msg.payload = view(r);
       node.send([msg, null, null]);
     });
-    d.on('audit', (a) => {
+    on('audit', (a) => {
       node.warn(
-        RED._(a.event === 'kill-switch' ? 'iotb-command.audit.killSwitch' : 'iotb-command.audit.safeMode', {
+        glue.t(a.event === 'kill-switch' ? 'audit.killSwitch' : 'audit.safeMode', {
           on: a.on ? 'ON' : 'OFF',
           deviceId: a.deviceId ?? '',
           by: a.by ?? '?',
@@ -236,13 +204,13 @@ export = function register(RED: NodeAPI): void {
         }),
       );
       node.send([null, { topic: 'commands/audit', payload: a }, null]);
-      showStatus.call();
+      status.update();
     });
-    d.on('ignoredAck', (e) => {
+    on('ignoredAck', (e) => {
       if (e.reason === 'wrong_device')
-        node.warn(RED._('iotb-command.warn.wrongDevice', { id: e.id ?? '', deviceId: e.deviceId }));
+        node.warn(glue.t('warn.wrongDevice', { id: e.id ?? '', deviceId: e.deviceId }));
     });
-    d.on('error', (err) => node.error(err));
+    on('error', (err) => node.error(err));
 
     const refuse = (msg: Msg, code: string, reason: string): void => {
       refuseMessage(msg, rejection('command', code, reason));
@@ -344,14 +312,7 @@ export = function register(RED: NodeAPI): void {
           done();
         } else done(err as Error);
       }
-      showStatus.call();
-    });
-
-    node.on('close', (_removed: boolean, closeDone: () => void) => {
-      showStatus.cancel();
-      d.close();
-      if (ownLink) ownLink.end().then(closeDone, closeDone);
-      else closeDone();
+      status.update();
     });
   }
   RED.nodes.registerType<Node<CommandCredentials>, CommandNodeDef, unknown, CommandCredentials>(

@@ -1,18 +1,20 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { BrokerHolder, BrokerState, ConnectionEvent } from '../lib/broker/broker';
-import type { ConfigProblemHolder } from '../lib/config-check';
+import type { BrokerState, ConnectionEvent } from '../lib/broker/broker';
 import type { DeviceMessage } from '../lib/device-contracts';
 import { MicroBatcher, type MicroBatch } from '../lib/ingest/micro-batch';
 import type { SecurityEvent } from '../lib/security-events';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
+import type { StatusView } from '../shared/status';
 
 interface DeviceInNodeDef extends NodeDef {
   broker: string;
-  telemetry: boolean;
-  status: boolean;
-  ack: boolean;
-  connectionEvents: boolean;
-  securityEvents: boolean;
+  // A flow written by hand may leave these out: each is on unless set to false.
+  telemetry?: boolean;
+  status?: boolean;
+  ack?: boolean;
+  connectionEvents?: boolean;
+  securityEvents?: boolean;
   payloadFormat: 'string' | 'buffer';
   /** 'stored' (default): a QoS 1 telemetry/status PUBACK waits until the flow stored it; 'received': at once. */
   ackWhen: 'stored' | 'received';
@@ -20,13 +22,7 @@ interface DeviceInNodeDef extends NodeDef {
   batchWaitMs: number | string;
 }
 
-/** A whole number from the dialog within [min, max], or the default. */
-function setting(v: number | string | undefined, fallback: number, min: number, max: number): number {
-  const n = Number(v);
-  return v === '' || v === undefined || !Number.isInteger(n) || n < min || n > max ? fallback : n;
-}
-
-const KIND_OPTION: Record<string, 'telemetry' | 'status' | 'ack'> = {
+const KIND_OPTION: Partial<Record<string, 'telemetry' | 'status' | 'ack'>> = {
   telemetry: 'telemetry',
   status: 'status',
   'commands/ack': 'ack',
@@ -40,23 +36,9 @@ const KIND_OPTION: Record<string, 'telemetry' | 'status' | 'ack'> = {
 export = function register(RED: NodeAPI): void {
   function DeviceInNode(this: Node, config: DeviceInNodeDef): void {
     RED.nodes.createNode(this, config);
-    const brokerNode = RED.nodes.getNode(config.broker) as (Node & BrokerHolder & ConfigProblemHolder) | null;
-    const broker = brokerNode?.broker;
-    if (!broker && brokerNode?.configProblem) {
-      // The broker node logged it; here it is the status.
-      const problem = brokerNode.configProblem;
-      this.status({
-        fill: 'red',
-        shape: 'ring',
-        text: RED._('iotb-device-in.status.configInvalid', { problem }),
-      });
-      return;
-    }
-    if (!broker) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-device-in.status.noBroker' });
-      this.error(RED._('iotb-device-in.error.noBroker'));
-      return;
-    }
+    const glue = new NodeGlue(RED, this);
+    const broker = glue.requireConfig('broker', config.broker);
+    if (!broker) return;
     const wanted = {
       telemetry: config.telemetry !== false,
       status: config.status !== false,
@@ -64,68 +46,58 @@ export = function register(RED: NodeAPI): void {
     };
     const asBuffer = config.payloadFormat === 'buffer';
     const heldKinds = (['telemetry', 'status'] as const).filter((k) => wanted[k]);
-    const giveBackAcks = config.ackWhen === 'received' ? undefined : broker.takeAcks(heldKinds);
-    const batchSize = setting(config.batchSize, 1, 1, 10_000);
+    // Nothing collected or held here is acknowledged on close: the devices send it again (see takeAcks).
+    if (config.ackWhen !== 'received') glue.onClose(broker.takeAcks(heldKinds));
+    const batchSize = numberSetting(config.batchSize, { fallback: 1, min: 1, max: 10_000, integer: true });
     const batcher =
       batchSize > 1
         ? new MicroBatcher(
-            { maxCount: batchSize, maxWaitMs: setting(config.batchWaitMs, 5, 0, 10_000) },
+            {
+              maxCount: batchSize,
+              maxWaitMs: numberSetting(config.batchWaitMs, {
+                fallback: 5,
+                min: 0,
+                max: 10_000,
+                integer: true,
+              }),
+            },
             (batch: MicroBatch) => this.send([{ ...batch, kind: 'telemetry' }, null]),
           )
         : undefined;
+    if (batcher) glue.onClose(() => batcher.discard());
 
-    const status = new Throttle(() => {
+    const status = glue.status((): StatusView => {
       const state: BrokerState = broker.state;
-      if (state === 'listening') {
-        const { online, acks } = broker.stats();
-        let text = RED._('iotb-device-in.status.online', { online });
-        if (acks.held > 0 || acks.waiting > 0)
-          text += RED._('iotb-device-in.status.held', { held: acks.held, waiting: acks.waiting });
-        if (acks.timeouts > 0) text += RED._('iotb-device-in.status.timeouts', { timeouts: acks.timeouts });
-        const fill = acks.timeouts > 0 || acks.waiting > 0 ? 'yellow' : 'green';
-        this.status({ fill, shape: 'dot', text });
-      } else if (state === 'failed')
-        this.status({ fill: 'red', shape: 'ring', text: 'iotb-device-in.status.failed' });
-      else this.status({ fill: 'grey', shape: 'ring', text: `iotb-device-in.status.${state}` });
-    }, 500);
+      if (state !== 'listening')
+        return { fill: state === 'failed' ? 'red' : 'grey', shape: 'ring', key: `status.${state}` };
+      const { online, acks } = broker.stats();
+      const more = [];
+      if (acks.held > 0 || acks.waiting > 0)
+        more.push({ key: 'status.held', vars: { held: acks.held, waiting: acks.waiting } });
+      if (acks.timeouts > 0) more.push({ key: 'status.timeouts', vars: { timeouts: acks.timeouts } });
+      const fill = acks.timeouts > 0 || acks.waiting > 0 ? 'yellow' : 'green';
+      return { fill, shape: 'dot', key: 'status.online', vars: { online }, more };
+    });
 
-    const onMessage = (m: DeviceMessage): void => {
+    const on = glue.listen(broker);
+    on('message', (m: DeviceMessage) => {
       const option = KIND_OPTION[m.kind];
       if (!option || !wanted[option]) return;
       const payload = asBuffer ? m.payload : m.payload.toString('utf8');
       if (batcher && option === 'telemetry') return batcher.push(m.device, payload, m.ackId ?? null);
       this.send([{ topic: m.topic, payload, device: m.device, kind: m.kind, ackId: m.ackId ?? null }, null]);
-    };
-    const onConnection = (ev: ConnectionEvent): void => {
-      this.send([null, { topic: 'connection', payload: ev, device: broker.deviceRefOf(ev.deviceId) }]);
-    };
-    // No msg.device on security events: it marks an authenticated sender, and most of these are not.
-    const onSecurity = (ev: SecurityEvent): void => this.send([null, { topic: 'security', payload: ev }]);
-    const onChange = (): void => status.call();
-
-    broker.on('message', onMessage);
-    if (config.connectionEvents !== false) broker.on('connection', onConnection);
-    if (config.securityEvents !== false) broker.on('security', onSecurity);
-    broker.on('state', onChange);
-    broker.on('online', onChange);
-    broker.on('offline', onChange);
-    status.call();
-    // Held acks and timeouts change without broker events.
-    const ticker = setInterval(() => status.call(), 2000);
-
-    this.on('close', () => {
-      clearInterval(ticker);
-      // Nothing collected or held here is acknowledged: the devices send it again (see takeAcks).
-      batcher?.discard();
-      giveBackAcks?.();
-      broker.off('message', onMessage);
-      broker.off('connection', onConnection);
-      broker.off('security', onSecurity);
-      broker.off('state', onChange);
-      broker.off('online', onChange);
-      broker.off('offline', onChange);
-      status.cancel();
     });
+    if (config.connectionEvents !== false)
+      on('connection', (ev: ConnectionEvent) => {
+        this.send([null, { topic: 'connection', payload: ev, device: broker.deviceRefOf(ev.deviceId) }]);
+      });
+    // No msg.device on security events: it marks an authenticated sender, and most of these are not.
+    if (config.securityEvents !== false)
+      on('security', (ev: SecurityEvent) => this.send([null, { topic: 'security', payload: ev }]));
+    for (const event of ['state', 'online', 'offline'] as const) on(event, () => status.update());
+    status.update();
+    // Held acks and timeouts change without broker events.
+    glue.every(2000, () => status.update());
   }
   RED.nodes.registerType('iotb-device-in', DeviceInNode);
 };

@@ -1,7 +1,5 @@
 import { join } from 'node:path';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import type { BrokerHolder } from '../lib/broker/broker';
 import { systemClock } from '../lib/clock';
 import { ArtifactStore } from '../lib/firmware/artifact-store';
 import { CampaignEngine } from '../lib/firmware/campaign';
@@ -10,8 +8,9 @@ import { DownloadServer } from '../lib/firmware/download';
 import { FirmwareError } from '../lib/firmware/errors';
 import { FirmwareHttpApi } from '../lib/firmware/http-api';
 import { FirmwareSigner } from '../lib/firmware/signing';
-import type { RegistryHolder } from '../lib/registry/registry';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
+import type { StatusView } from '../shared/status';
 
 interface FirmwareNodeDef extends NodeDef {
   registry: string;
@@ -29,12 +28,9 @@ interface FirmwareNodeDef extends NodeDef {
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
-type Middleware = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
 
-function num(value: unknown, fallback: number, min = 0): number {
-  const n = Number(value);
-  return value !== '' && Number.isFinite(n) && n >= min ? n : fallback;
-}
+/** A number setting >= `min`, or its default. */
+const num = (value: unknown, fallback: number, min = 0): number => numberSetting(value, { fallback, min });
 
 /**
  * iotb-firmware: signed firmware artifacts and staged campaigns (rules in nodes/lib/firmware). It serves its
@@ -47,14 +43,12 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the handlers below are arrow functions over it
     const node = this;
-    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
-    if (!registry) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-firmware.status.noRegistry') });
-      node.error(RED._('iotb-firmware.error.noRegistry'));
-      return;
-    }
-    const twins = (RED.nodes.getNode(config.broker) as (Node & BrokerHolder) | null)?.twins;
-    const dir = join(RED.settings.userDir ?? process.cwd(), 'iotb-firmware');
+    const glue = new NodeGlue(RED, node);
+    const registry = glue.requireConfig('registry', config.registry);
+    if (!registry) return;
+    // Without twins the node serves artifacts only (no campaigns).
+    const twins = glue.optionalConfig('twins', config.broker);
+    const dir = glue.userFile('iotb-firmware');
     let artifacts: ArtifactStore;
     let engine: CampaignEngine | undefined;
     try {
@@ -63,8 +57,7 @@ export = function register(RED: NodeAPI): void {
         knownType: (t) => registry.getType(t) !== undefined,
       });
     } catch (err) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-firmware.status.storeFailed') });
-      node.error(RED._('iotb-firmware.error.store', { dir, message: (err as Error).message }));
+      glue.cannotWork(glue.t('error.store', { dir, message: (err as Error).message }), 'STORE_FAILED');
       return;
     }
     const publicUrl = (config.publicUrl || '').replace(/\/+$/, '');
@@ -72,40 +65,32 @@ export = function register(RED: NodeAPI): void {
       registry,
       artifacts,
       downloads: new DownloadServer({
-        maxConcurrent: Math.floor(num(config.maxDownloads, 50, 1)),
+        maxConcurrent: numberSetting(config.maxDownloads, { fallback: 50, min: 1, integer: true }),
         ratePerDeviceS: num(config.downloadRatePerS, 1),
       }),
       campaigns: () => engine,
       basePath: config.basePath || '/api/firmware',
     });
 
-    const status = new Throttle(() => {
-      if (!engine) return;
+    const status = glue.status((): StatusView | undefined => {
+      if (!engine) return undefined;
       const active = engine.list().filter((c) => c.status !== 'COMPLETED' && c.status !== 'ABORTED');
       const paused = active.filter((c) => c.status === 'PAUSED').length;
-      node.status(
-        paused > 0
-          ? {
-              fill: 'yellow',
-              shape: 'dot',
-              text: RED._('iotb-firmware.status.paused', { active: active.length, paused }),
-            }
-          : {
-              fill: 'green',
-              shape: 'dot',
-              text: RED._('iotb-firmware.status.ready', { active: active.length }),
-            },
-      );
+      return paused > 0
+        ? { fill: 'yellow', shape: 'dot', key: 'status.paused', vars: { active: active.length, paused } }
+        : { fill: 'green', shape: 'dot', key: 'status.ready', vars: { active: active.length } };
     }, 1000);
 
     if (!twins) {
-      node.status({ fill: 'yellow', shape: 'ring', text: RED._('iotb-firmware.status.noTwins') });
-      node.warn(RED._('iotb-firmware.warn.noTwins'));
+      status.show({ fill: 'yellow', shape: 'ring', key: 'status.noTwins' });
+      node.warn(glue.t('warn.noTwins'));
     } else {
       const waves = (config.waves || '1,10,50,100').split(',').map((w) => Number(w.trim()));
       try {
         engine = new CampaignEngine({
-          store: new FileCampaignStore(join(dir, `campaigns-${node.id}.jsonl`)),
+          store: new FileCampaignStore(
+            glue.stateFile('firmware', '.campaigns.jsonl', [join(dir, `campaigns-${node.id}.jsonl`)]),
+          ),
           twins,
           devices: registry,
           artifacts,
@@ -116,37 +101,38 @@ export = function register(RED: NodeAPI): void {
             soakMs: num(config.soakS, 600) * 1000,
             timeoutMs: num(config.timeoutS, 3600, 1) * 1000,
             failureThreshold: num(config.failureThresholdPercent, 5) / 100,
-            maxConcurrent: Math.floor(num(config.maxConcurrent, 100, 1)),
+            maxConcurrent: numberSetting(config.maxConcurrent, { fallback: 100, min: 1, integer: true }),
           },
         });
         engine.on('device', (t) => {
           node.send({ topic: 'firmware/device', payload: t });
-          status.call();
+          status.update();
         });
         engine.on('status', (s) => {
           node.send({ topic: 'firmware/campaign', payload: s });
           if (s.to === 'PAUSED')
-            node.warn(RED._('iotb-firmware.warn.paused', { campaign: s.campaign, reason: s.reason ?? '' }));
-          status.call();
+            node.warn(glue.t('warn.paused', { campaign: s.campaign, reason: s.reason ?? '' }));
+          status.update();
         });
-        engine.on('error', (err) => node.warn(RED._('iotb-firmware.warn.notify', { message: err.message })));
+        engine.on('error', (err) => node.warn(glue.t('warn.notify', { message: err.message })));
         engine.start();
-        status.call();
+        const started = engine;
+        glue.onClose(() => started.close());
+        status.update();
       } catch (err) {
         engine = undefined;
-        node.status({ fill: 'red', shape: 'ring', text: RED._('iotb-firmware.status.storeFailed') });
-        node.error(RED._('iotb-firmware.error.store', { dir, message: (err as Error).message }));
+        status.show({ fill: 'red', shape: 'ring', key: 'status.storeFailed' });
+        node.error(glue.t('error.store', { dir, message: (err as Error).message }));
       }
     }
 
-    const middleware: Middleware = (req, res, next) => {
+    glue.httpMiddleware((req, res, next) => {
       if (!api.handle(req, res)) next();
-    };
-    RED.httpNode.use(middleware);
+    });
 
     node.on('input', (msg: Msg, send, done) => {
       try {
-        if (!engine) throw new FirmwareError('BUSY', RED._('iotb-firmware.error.noTwins'));
+        if (!engine) throw new FirmwareError('BUSY', glue.t('error.noTwins'));
         const id = typeof msg.campaign === 'string' ? msg.campaign : '';
         switch (msg.topic) {
           case 'campaign/create':
@@ -171,10 +157,7 @@ export = function register(RED: NodeAPI): void {
             msg.payload = artifacts.list(typeof msg.type === 'string' ? msg.type : undefined);
             break;
           default:
-            throw new FirmwareError(
-              'INVALID',
-              RED._('iotb-firmware.error.topic', { topic: String(msg.topic) }),
-            );
+            throw new FirmwareError('INVALID', glue.t('error.topic', { topic: String(msg.topic) }));
         }
         send(msg);
         done();
@@ -183,14 +166,6 @@ export = function register(RED: NodeAPI): void {
           msg.rejection = { stage: 'firmware', code: err.code, reason: err.reason };
         done(err as Error);
       }
-    });
-
-    node.on('close', (done: () => void) => {
-      // Node-RED's http in node unregisters its routes the same way: Express has no call for it.
-      const router = (RED.httpNode as unknown as { _router?: { stack: { handle: unknown }[] } })._router;
-      if (router) router.stack = router.stack.filter((layer) => layer.handle !== middleware);
-      engine?.close();
-      done();
     });
   }
   RED.nodes.registerType('iotb-firmware', FirmwareNode);

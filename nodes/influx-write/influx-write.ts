@@ -16,28 +16,27 @@ import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';
-import { Throttle } from '../lib/throttle';
-import type { InfluxConfigNode } from '../influx/types';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
+import type { StatusView } from '../shared/status';
 import type { WriterHealthHolder } from '../lib/health';
 
 interface InfluxWriteDef extends NodeDef {
   influx: string;
   measurement: string;
-  integerFields: string;
+  integerFields?: string;
   batchRecords: number | string;
   flushIntervalMs: number | string;
   spoolMaxMB: number | string;
-  whenFull: WhenFull;
-  fsync: FsyncPolicy;
+  whenFull?: WhenFull;
+  fsync?: FsyncPolicy;
   closeTimeoutS: number | string;
   statsIntervalS: number | string;
   confirm: boolean;
 }
 
-const num = (v: unknown, dflt: number): number => {
-  const n = Number(v);
-  return Number.isFinite(n) && n > 0 ? n : dflt;
-};
+/** Batch size, intervals, the spool bound and the close timeout are positive numbers. */
+const num = (value: unknown, fallback: number): number => numberSetting(value, { fallback, above: 0 });
 
 /**
  * iotb-influx-write: readings and points -> line protocol -> durable spool (accepted) -> InfluxDB.
@@ -46,24 +45,10 @@ const num = (v: unknown, dflt: number): number => {
 export = function register(RED: NodeAPI): void {
   function InfluxWriteNode(this: Node, config: InfluxWriteDef): void {
     RED.nodes.createNode(this, config);
-    const influx = RED.nodes.getNode(config.influx) as InfluxConfigNode | null;
-    const connection = influx?.connection;
-    if (!connection) {
-      // The config node logged its problem once; here it is the status, and every message is refused with
-      // it (not acknowledged: nothing was stored).
-      const reason = influx
-        ? RED._('iotb-influx-write.status.configInvalid', { problem: influx.configProblem ?? '' })
-        : RED._('iotb-influx-write.status.noConfig');
-      this.status({ fill: 'red', shape: 'ring', text: reason });
-      this.on('input', (msg, send, done) => {
-        const m = msg as NodeMessageInFlow & Record<string, unknown>;
-        ackLedger.settle(m.ackId as AckIds, 'failed');
-        refuseMessage(m, rejection('influx', influx ? 'CONFIG_INVALID' : 'NO_CONFIG', reason));
-        send([null, m, null]);
-        done();
-      });
-      return;
-    }
+    const glue = new NodeGlue(RED, this);
+    // Every message leaves stored or rejected: without a connection each is refused, not acknowledged.
+    const connection = glue.requireConfig('influx', config.influx, { stage: 'influx', outputs: 3, index: 1 });
+    if (!connection) return;
     const defaults: PointDefaults = {
       ...DEFAULT_POINT_DEFAULTS,
       measurement: config.measurement || DEFAULT_POINT_DEFAULTS.measurement,
@@ -75,14 +60,11 @@ export = function register(RED: NodeAPI): void {
         .filter(Boolean),
     );
     const fieldTypes = new FieldTypes();
-    const userDir = RED.settings.userDir ?? process.cwd();
-    const spoolRoot = join(userDir, 'iotb-spool');
 
     let sender: InfluxSender<unknown> | undefined;
-    let untrack: (() => void) | undefined;
     let spoolNow: Spool | undefined;
     const opened = Spool.open({
-      dir: join(spoolRoot, this.id),
+      dir: glue.stateFile('spool', '', [glue.userFile(join('iotb-spool', this.id))]),
       maxBytes: num(config.spoolMaxMB, 1024) * 1024 * 1024,
       fsync: config.fsync || 'interval',
       whenFull: config.whenFull || 'refuse',
@@ -90,37 +72,45 @@ export = function register(RED: NodeAPI): void {
       sender = new InfluxSender(spool, (body, signal) => connection.write(body, signal), {
         batchRecords: num(config.batchRecords, 5000),
         flushIntervalMs: num(config.flushIntervalMs, 1000),
-        deadLetterFile: join(spoolRoot, `${this.id}.rejected.jsonl`),
+        deadLetterFile: glue.stateFile('spool', '.rejected.jsonl', [
+          glue.userFile(join('iotb-spool', `${this.id}.rejected.jsonl`)),
+        ]),
       });
+      // The sender and the spool are this node's own: they stop on close, their listeners go with them.
       sender.on('rejected', (r) => {
         this.send([null, { payload: (r.details as { line: string }).line, rejection: r }, null]);
       });
       sender.on('state', (s) => {
         if ((s.state === 'held' || s.state === 'retrying') && s.lastError !== lastReported) {
           lastReported = s.lastError;
-          this.error(
-            RED._('iotb-influx-write.error.writeFailed', { error: s.lastError ?? '', queued: s.queued }),
-          );
+          this.error(glue.t('error.writeFailed', { error: s.lastError ?? '', queued: s.queued }));
         }
-        status.call();
+        status.update();
       });
-      sender.on('written', () => status.call());
+      sender.on('written', () => status.update());
       sender.on('error', (err) => this.error(err));
-      spool.on('full', () => status.call());
-      spool.on('diskFull', () => status.call());
-      untrack = trackSpool(this.id, this.name || '', spool);
+      spool.on('full', () => status.update());
+      spool.on('diskFull', () => status.update());
+      glue.onClose(trackSpool(this.id, this.name || '', spool));
       spoolNow = spool;
       sender.start();
       return spool;
     });
+    // Undone last (close steps run in reverse): the sender gets until the close timeout to send what is queued.
+    glue.onClose(() =>
+      opened.then(async (spool) => {
+        await sender?.stop(num(config.closeTimeoutS, 5) * 1000);
+        await spool.close();
+      }),
+    );
     // Read by iotb-health (GET /api/health): the database state, the spool depth and whether it takes data.
     (this as Node & WriterHealthHolder).writerSnapshot = () => {
       const s = sender?.snapshot();
       return s && spoolNow ? { ...s, spool: spoolNow.condition() } : s;
     };
-    opened.catch((err: Error) => {
-      this.error(RED._('iotb-influx-write.error.spool', { error: err.message }));
-      this.status({ fill: 'red', shape: 'ring', text: RED._('iotb-influx-write.status.spoolError') });
+    opened.catch((err: unknown) => {
+      this.error(glue.t('error.spool', { error: (err as Error).message }));
+      status.show({ fill: 'red', shape: 'ring', key: 'status.spoolError' });
     });
     let lastReported: string | undefined;
     let lastWritten = 0;
@@ -128,8 +118,8 @@ export = function register(RED: NodeAPI): void {
     let rate = 0;
 
     const fmt = (n: number): string => n.toLocaleString('en-US');
-    const status = new Throttle(() => {
-      if (!sender) return;
+    const status = glue.status((): StatusView | undefined => {
+      if (!sender) return undefined;
       const s = sender.snapshot();
       const now = Date.now();
       if (now - lastAt >= 1000) {
@@ -139,44 +129,31 @@ export = function register(RED: NodeAPI): void {
       }
       const queued = fmt(s.queued);
       const refusing = spoolNow?.stats();
-      if (refusing?.full || refusing?.diskFull)
-        this.status({
-          fill: 'red',
-          shape: 'ring',
-          text: RED._('iotb-influx-write.status.problem', {
-            problem: RED._(`iotb-influx-write.problem.${refusing.full ? 'spoolFull' : 'diskFull'}`),
-            queued,
-          }),
-        });
-      else if (s.state === 'held' || s.state === 'retrying')
-        this.status({
-          fill: s.state === 'held' ? 'red' : 'yellow',
-          shape: 'ring',
-          text: RED._('iotb-influx-write.status.problem', { problem: RED._(shortError(s)), queued }),
-        });
-      else
-        this.status({
-          fill: 'green',
-          shape: 'dot',
-          text: RED._('iotb-influx-write.status.ok', { rate: fmt(rate), queued }),
-        });
-    }, 500);
-    const ticker = setInterval(() => status.call(), 2000);
+      if (refusing?.full || refusing?.diskFull) {
+        const problem = glue.t(`problem.${refusing.full ? 'spoolFull' : 'diskFull'}`);
+        return { fill: 'red', shape: 'ring', key: 'status.problem', vars: { problem, queued } };
+      }
+      if (s.state === 'held' || s.state === 'retrying') {
+        const problem = RED._(shortError(s));
+        const fill = s.state === 'held' ? 'red' : 'yellow';
+        return { fill, shape: 'ring', key: 'status.problem', vars: { problem, queued } };
+      }
+      return { fill: 'green', shape: 'dot', key: 'status.ok', vars: { rate: fmt(rate), queued } };
+    });
+    glue.every(2000, () => status.update());
 
-    const statsEveryS = Number(config.statsIntervalS);
-    const statsTimer =
-      statsEveryS > 0
-        ? setInterval(() => {
-            void opened.then((spool) => {
-              if (sender)
-                this.send([
-                  null,
-                  null,
-                  { topic: 'stats', payload: { ...sender.snapshot(), rate, spool: spool.stats() } },
-                ]);
-            });
-          }, statsEveryS * 1000)
-        : undefined;
+    const statsEveryS = numberSetting(config.statsIntervalS, { fallback: 0, above: 0 });
+    if (statsEveryS > 0)
+      glue.every(statsEveryS * 1000, () => {
+        void opened.then((spool) => {
+          if (sender)
+            this.send([
+              null,
+              null,
+              { topic: 'stats', payload: { ...sender.snapshot(), rate, spool: spool.stats() } },
+            ]);
+        });
+      });
 
     const encode = (p: PointInput): string => encodeLine(p, { integerFields, fieldTypes });
     const clone = (msg: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(msg);
@@ -213,14 +190,14 @@ export = function register(RED: NodeAPI): void {
         .then(() => {
           ackLedger.settle(storedIds, 'stored');
           sender?.notify();
-          status.call();
+          status.update();
           if (config.confirm) {
             m.influx = { accepted: lines.length };
             send([m, null, null]);
           }
           done();
         })
-        .catch((err: Error) => {
+        .catch((err: unknown) => {
           // Not durable, whatever the cause (full, disk full, a spool that did not open): no acknowledgement.
           ackLedger.settle(storedIds, 'failed');
           if (err instanceof SpoolFullError || err instanceof SpoolDiskFullError) {
@@ -236,23 +213,8 @@ export = function register(RED: NodeAPI): void {
               send([null, m, null]);
             }
           }
-          done(err);
+          done(err as Error);
         });
-    });
-
-    this.on('close', (_removed: boolean, done: () => void) => {
-      clearInterval(ticker);
-      if (statsTimer) clearInterval(statsTimer);
-      status.cancel();
-      untrack?.();
-      const timeoutMs = num(config.closeTimeoutS, 5) * 1000;
-      opened
-        .then(async (spool) => {
-          await sender?.stop(timeoutMs);
-          await spool.close();
-        })
-        .catch((err: Error) => this.error(err))
-        .finally(done);
     });
   }
   RED.nodes.registerType('iotb-influx-write', InfluxWriteNode);

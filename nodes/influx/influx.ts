@@ -1,8 +1,10 @@
-import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { NodeAPI, NodeDef } from 'node-red';
 import type { InfluxConfigNode, InfluxCredentials } from './types';
 import { InfluxConnection, type InfluxConnectionOptions, type InfluxFlavour } from '../lib/influx/connection';
 import { diagnose } from '../lib/influx/diagnose';
 import { checkSetting, firstProblem, httpUrl, required } from '../lib/config-check';
+import { credentialsOf, NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface InfluxConfigDef extends NodeDef {
   flavour: InfluxFlavour;
@@ -19,7 +21,6 @@ interface InfluxConfigDef extends NodeDef {
 type ConfigFields = Partial<Omit<InfluxConfigDef, keyof NodeDef>>;
 
 function connectionOptions(c: ConfigFields, creds: InfluxCredentials): InfluxConnectionOptions {
-  const timeoutS = Number(c.timeoutS);
   return {
     flavour: c.flavour ?? '1',
     url: c.url ?? '',
@@ -30,7 +31,7 @@ function connectionOptions(c: ConfigFields, creds: InfluxCredentials): InfluxCon
     token: creds.token || undefined,
     username: creds.username || undefined,
     password: creds.password || undefined,
-    timeoutMs: timeoutS > 0 ? timeoutS * 1000 : 10_000,
+    timeoutMs: numberSetting(c.timeoutS, { fallback: 10, above: 0 }) * 1000,
     gzipMinBytes: c.gzip ? 1024 : 0,
     tls: {
       ca: creds.ca,
@@ -55,26 +56,26 @@ function settingsProblem(c: ConfigFields): string | undefined {
 
 /** iotb-influx: one InfluxDB server (API flavour, URL, TLS, credentials) shared by the write and query nodes. */
 export = function register(RED: NodeAPI): void {
-  function InfluxNode(this: Node<InfluxCredentials>, config: InfluxConfigDef): void {
+  function InfluxNode(this: InfluxConfigNode, config: InfluxConfigDef): void {
     RED.nodes.createNode(this, config);
-    const self = this as InfluxConfigNode;
+    const glue = new NodeGlue(RED, this);
     // A setting that cannot work is said once here; the write and query nodes show it in their status.
     let problem = settingsProblem(config);
     let connection: InfluxConnection | undefined;
     try {
-      if (!problem) connection = new InfluxConnection(connectionOptions(config, this.credentials ?? {}));
+      if (!problem) connection = new InfluxConnection(connectionOptions(config, credentialsOf(this)));
     } catch (err) {
       problem = (err as Error).message;
     }
     if (!connection) {
-      self.configProblem = problem;
-      this.error(RED._('iotb-influx.error.invalid', { problem: problem ?? '' }));
+      this.configProblem = problem;
+      this.error(glue.t('error.invalid', { problem: problem ?? '' }));
       return;
     }
-    self.connection = connection;
-    this.on('close', () => connection.close());
+    this.connection = connection;
+    glue.onClose(() => connection.close());
   }
-  RED.nodes.registerType<Node<InfluxCredentials>, InfluxConfigDef, unknown, InfluxCredentials>(
+  RED.nodes.registerType<InfluxConfigNode, InfluxConfigDef, unknown, InfluxCredentials>(
     'iotb-influx',
     InfluxNode,
     {

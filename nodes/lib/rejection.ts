@@ -74,6 +74,7 @@ const HTTP_STATUS: Readonly<Partial<Record<string, number>>> = {
   DISK_FULL: 503,
   CONFIG_INVALID: 503,
   NO_CONFIG: 503,
+  STORE_FAILED: 503,
 };
 const RETRY_AFTER_S: Readonly<Partial<Record<string, number>>> = { SPOOL_FULL: 5, DISK_FULL: 5 };
 

@@ -1,5 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { metricsRegistry } from '../lib/metrics';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface MetricsNodeDef extends NodeDef {
   intervalS: number | string;
@@ -25,17 +27,15 @@ export = function register(RED: NodeAPI): void {
       );
     });
 
-    const intervalS = Number(config.intervalS);
-    if (intervalS > 0) {
-      const timer = setInterval(() => {
+    const intervalS = numberSetting(config.intervalS, { fallback: 0, above: 0 });
+    if (intervalS > 0)
+      new NodeGlue(RED, this).every(intervalS * 1000, () => {
         const msg: Record<string, unknown> = { topic: 'metrics' };
         emit(msg).then(
           () => this.send(msg),
           (err: unknown) => this.error(err),
         );
-      }, intervalS * 1000);
-      this.on('close', () => clearInterval(timer));
-    }
+      });
   }
   RED.nodes.registerType('iotb-metrics', MetricsNode);
 };

@@ -6,8 +6,9 @@ import {
   type ExternalMqttSnapshot,
 } from '../lib/ingest/external-mqtt';
 import { unresolvedEnvVar } from '../lib/config-check';
-import type { RegistryHolder } from '../lib/registry/registry';
-import { Throttle } from '../lib/throttle';
+import { credentialsOf, NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
+import type { StatusView } from '../shared/status';
 
 interface MqttInNodeDef extends NodeDef {
   registry: string;
@@ -34,11 +35,9 @@ interface MqttInCredentials {
   ca?: string;
 }
 
-/** A positive integer setting, or its default when empty or not a positive number. */
-const positive = (v: unknown, dflt: number, max = Number.MAX_SAFE_INTEGER): number => {
-  const n = Math.floor(Number(v));
-  return Number.isFinite(n) && n > 0 ? Math.min(n, max) : dflt;
-};
+/** A whole number >= 1 up to `max`, or its default. */
+const positive = (value: unknown, fallback: number, max?: number): number =>
+  numberSetting(value, { fallback, min: 1, max, integer: true });
 
 /** Connections to the broker when the setting is left out. */
 const SESSIONS_DEFAULT = 1;
@@ -53,22 +52,18 @@ const asMessage = (msg: object): NodeMessage => msg as NodeMessage;
 export = function register(RED: NodeAPI): void {
   function MqttInNode(this: Node<MqttInCredentials>, config: MqttInNodeDef): void {
     RED.nodes.createNode(this, config);
-    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
-    if (!registry) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-mqtt-in.status.noRegistry' });
-      this.error(RED._('iotb-mqtt-in.error.noRegistry'));
-      return;
-    }
+    const glue = new NodeGlue(RED, this);
+    const registry = glue.requireConfig('registry', config.registry);
+    if (!registry) return;
     // Node-RED leaves `${NAME}` as it is when the environment variable is not set.
     const unset = [config.url, config.clientId, config.sharedGroup]
       .map(unresolvedEnvVar)
       .find((name) => name !== undefined);
     if (unset) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-mqtt-in.status.badConfig' });
-      this.error(RED._('iotb-mqtt-in.error.envUnset', { name: unset }));
+      glue.cannotWork(glue.t('error.envUnset', { name: unset }), 'CONFIG_INVALID');
       return;
     }
-    const creds: MqttInCredentials = this.credentials;
+    const creds = credentialsOf(this);
     const batchWaitMs = positive(config.batchWaitMs, 20);
     const opts: ExternalMqttOptions = {
       url: config.url || 'mqtt://127.0.0.1:1883',
@@ -92,45 +87,28 @@ export = function register(RED: NodeAPI): void {
 
     const fmt = (n: number): string => n.toLocaleString('en-US');
     let lastError: string | undefined;
-    const show = (s: ExternalMqttSnapshot): void => {
-      if (s.state === 'connected') lastError = undefined; // the next outage is reported again
-      if (s.state === 'connected')
-        this.status(
-          s.paused
-            ? {
-                fill: 'yellow',
-                shape: 'dot',
-                text: RED._('iotb-mqtt-in.status.paused', { held: fmt(s.held) }),
-              }
-            : {
-                fill: 'green',
-                shape: 'dot',
-                text: RED._(
-                  s.retiring > 0
-                    ? 'iotb-mqtt-in.status.retiring'
-                    : s.timeouts
-                      ? 'iotb-mqtt-in.status.timeouts'
-                      : 'iotb-mqtt-in.status.connected',
-                  { held: fmt(s.held), timeouts: fmt(s.timeouts), retiring: fmt(s.retiring) },
-                ),
-              },
-        );
-      else if (s.state === 'disconnected')
-        this.status({
-          fill: 'red',
-          shape: 'ring',
-          text: RED._('iotb-mqtt-in.status.disconnected', { error: s.lastError ?? '' }),
-        });
-      else this.status({ fill: 'grey', shape: 'ring', text: `iotb-mqtt-in.status.${s.state}` });
+    const show = (s: ExternalMqttSnapshot): StatusView => {
+      if (s.state === 'disconnected')
+        return { fill: 'red', shape: 'ring', key: 'status.disconnected', vars: { error: s.lastError ?? '' } };
+      if (s.state !== 'connected') return { fill: 'grey', shape: 'ring', key: `status.${s.state}` };
+      lastError = undefined; // the next outage is reported again
+      if (s.paused)
+        return { fill: 'yellow', shape: 'dot', key: 'status.paused', vars: { held: fmt(s.held) } };
+      return {
+        fill: 'green',
+        shape: 'dot',
+        key: s.retiring > 0 ? 'status.retiring' : s.timeouts ? 'status.timeouts' : 'status.connected',
+        vars: { held: fmt(s.held), timeouts: fmt(s.timeouts), retiring: fmt(s.retiring) },
+      };
     };
 
     let ingest: ExternalMqttIngest;
-    const status = new Throttle(() => show(ingest.snapshot()), 500);
+    const status = glue.status(() => show(ingest.snapshot()));
     try {
       ingest = new ExternalMqttIngest(registry, opts, {
         reading: (msg) => this.send([asMessage(msg), null]),
         refused: (msg) => this.send([null, asMessage(msg)]),
-        changed: () => status.call(),
+        changed: () => status.update(),
         error: (err) => {
           // A broker that stays away would repeat the same error every reconnect: report each one once.
           if (err.message === lastError) return;
@@ -139,21 +117,12 @@ export = function register(RED: NodeAPI): void {
         },
       });
     } catch (err) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-mqtt-in.status.badConfig' });
-      this.error(RED._('iotb-mqtt-in.error.badConfig', { error: (err as Error).message }));
+      glue.cannotWork(glue.t('error.badConfig', { error: (err as Error).message }), 'CONFIG_INVALID');
       return;
     }
-    status.call();
-    const ticker = setInterval(() => status.call(), 2000);
-
-    this.on('close', (_removed: boolean, done: () => void) => {
-      clearInterval(ticker);
-      status.cancel();
-      ingest
-        .close()
-        .catch((err: unknown) => this.error(err))
-        .finally(done);
-    });
+    glue.onClose(() => ingest.close());
+    status.update();
+    glue.every(2000, () => status.update());
   }
   RED.nodes.registerType<Node<MqttInCredentials>, MqttInNodeDef, unknown, MqttInCredentials>(
     'iotb-mqtt-in',

@@ -1,11 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { writeFileAtomicSync } from '../lib/atomic-file';
-import type { DeviceLink } from '../lib/device-contracts';
 import { gauge } from '../lib/metrics';
 import { PresenceTracker, type PresenceChange } from '../lib/presence';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface PresenceNodeDef extends NodeDef {
   broker?: string;
@@ -23,61 +22,54 @@ const onlineGauge = gauge('iotb_presence_online_devices', 'Devices online by the
 export = function register(RED: NodeAPI): void {
   function PresenceNode(this: Node, config: PresenceNodeDef): void {
     RED.nodes.createNode(this, config);
-    const timeoutS = Number(config.heartbeatTimeoutS);
-    const timeoutMs = (Number.isFinite(timeoutS) && timeoutS > 0 ? timeoutS : 120) * 1000;
+    const glue = new NodeGlue(RED, this);
+    const timeoutMs = numberSetting(config.heartbeatTimeoutS, { fallback: 120, above: 0 }) * 1000;
     const tracker = new PresenceTracker(timeoutMs);
-    const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
-    const stateFile = join(userDir, `iotb-presence-${this.id}.json`);
+    const stateFile = glue.stateFile('presence', '.json', [glue.userFile(`iotb-presence-${this.id}.json`)]);
     if (existsSync(stateFile)) {
       try {
         tracker.restore(
           JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, { lastSeen?: unknown }>,
         );
       } catch (err) {
-        this.warn(
-          RED._('iotb-presence.warn.corruptState', { file: stateFile, message: (err as Error).message }),
-        );
+        this.warn(glue.t('warn.corruptState', { file: stateFile, message: (err as Error).message }));
       }
     }
-
-    const status = new Throttle(() => {
-      onlineGauge.labels(this.id).set(tracker.online);
-      this.status({
-        fill: 'green',
-        shape: 'dot',
-        text: RED._('iotb-presence.status.online', { online: tracker.online, known: tracker.size }),
-      });
-    }, 500);
-    const emit = (change: PresenceChange | undefined): void => {
-      if (!change) return;
-      status.call();
-      this.send([null, { topic: `devices/${change.deviceId}/presence`, payload: change }]);
-    };
-
-    const link = config.broker
-      ? (RED.nodes.getNode(config.broker) as (Node & { broker?: DeviceLink }) | null)
-      : null;
-    const onOnline = (id: string): void => emit(tracker.connected(id, Date.now()));
-    const onOffline = (id: string): void => emit(tracker.disconnected(id, Date.now()));
-    link?.broker?.on('online', onOnline).on('offline', onOffline);
-
-    const sweeper = setInterval(
-      () => {
-        for (const change of tracker.sweep(Date.now())) emit(change);
-      },
-      Math.max(1000, Math.min(timeoutMs / 4, 30_000)),
-    );
     const save = (): void => {
       try {
         writeFileAtomicSync(stateFile, JSON.stringify(tracker.snapshot()));
       } catch (err) {
-        this.warn(
-          RED._('iotb-presence.warn.saveFailed', { file: stateFile, message: (err as Error).message }),
-        );
+        this.warn(glue.t('warn.saveFailed', { file: stateFile, message: (err as Error).message }));
       }
     };
-    const saver = setInterval(save, 60_000);
-    status.call();
+    glue.onClose(save);
+
+    const status = glue.status(() => {
+      onlineGauge.labels(this.id).set(tracker.online);
+      return {
+        fill: 'green',
+        shape: 'dot',
+        key: 'status.online',
+        vars: { online: tracker.online, known: tracker.size },
+      };
+    });
+    const emit = (change: PresenceChange | undefined): void => {
+      if (!change) return;
+      status.update();
+      this.send([null, { topic: `devices/${change.deviceId}/presence`, payload: change }]);
+    };
+
+    const link = glue.optionalConfig('broker', config.broker);
+    if (link) {
+      const on = glue.listen(link);
+      on('online', (id: string) => emit(tracker.connected(id, Date.now())));
+      on('offline', (id: string) => emit(tracker.disconnected(id, Date.now())));
+    }
+    glue.every(Math.max(1000, Math.min(timeoutMs / 4, 30_000)), () => {
+      for (const change of tracker.sweep(Date.now())) emit(change);
+    });
+    glue.every(60_000, save);
+    status.update();
 
     this.on('input', (msg: NodeMessageInFlow & { device?: unknown; deviceId?: unknown }, send, done) => {
       if (msg.topic === 'presence/get') {
@@ -93,14 +85,6 @@ export = function register(RED: NodeAPI): void {
       for (const change of tracker.seenIn(msg.device, Date.now())) emit(change);
       send([msg, null]);
       done();
-    });
-
-    this.on('close', () => {
-      clearInterval(sweeper);
-      clearInterval(saver);
-      status.cancel();
-      link?.broker?.off('online', onOnline).off('offline', onOffline);
-      save();
     });
   }
   RED.nodes.registerType('iotb-presence', PresenceNode);

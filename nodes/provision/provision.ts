@@ -1,20 +1,21 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import type { BrokerHolder } from '../lib/broker/broker';
 import { OPERATIONS, runOperation, statusOf, type Operation } from '../lib/provision/operations';
-import { RegistryError, type RegistryHolder } from '../lib/registry/registry';
+import { RegistryError } from '../lib/registry/registry';
 import { rejection } from '../lib/rejection';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
 
 interface ProvisionNodeDef extends NodeDef {
   registry: string;
   broker: string;
-  operation: Operation | 'msg';
+  operation?: Operation | 'msg';
 }
 
 type Msg = NodeMessageInFlow & {
   req?: { params?: Record<string, string>; query?: Record<string, unknown> };
   [k: string]: unknown;
 };
+
+const isOperation = (v: unknown): v is Operation => (OPERATIONS as readonly unknown[]).includes(v);
 
 /**
  * iotb-provision: registry operations driven by messages; with `http in` -> `iotb-auth` -> this ->
@@ -24,31 +25,25 @@ type Msg = NodeMessageInFlow & {
 export = function register(RED: NodeAPI): void {
   function ProvisionNode(this: Node, config: ProvisionNodeDef): void {
     RED.nodes.createNode(this, config);
-    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
-    const broker = config.broker
-      ? (RED.nodes.getNode(config.broker) as (Node & BrokerHolder) | null)?.broker
-      : undefined;
-    if (!registry) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-provision.status.noRegistry' });
-      this.error(RED._('iotb-provision.error.noRegistry'));
-      return;
-    }
-    const status = new Throttle(() => {
-      this.status({
-        fill: 'green',
-        shape: 'dot',
-        text: RED._('iotb-provision.status.devices', { count: registry.size }),
-      });
-    }, 500);
-    status.call();
+    const glue = new NodeGlue(RED, this);
+    const registry = glue.requireConfig('registry', config.registry, { stage: 'registry', outputs: 2 });
+    if (!registry) return;
+    // Optional: with a broker, revoking a device also disconnects it.
+    const broker = glue.optionalConfig('broker', config.broker);
+    const status = glue.status(() => ({
+      fill: 'green',
+      shape: 'dot',
+      key: 'status.devices',
+      vars: { count: registry.size },
+    }));
+    status.update();
 
     this.on('input', (m, send, done) => {
       const msg = m as Msg;
-      const operation = (
-        config.operation === 'msg' || !config.operation ? msg.operation : config.operation
-      ) as Operation;
+      const operation: unknown =
+        config.operation === 'msg' || !config.operation ? msg.operation : config.operation;
       try {
-        if (!OPERATIONS.includes(operation))
+        if (!isOperation(operation))
           throw new RegistryError(
             'INVALID',
             `unknown operation "${String(operation)}"; one of ${OPERATIONS.join(', ')}`,
@@ -62,7 +57,7 @@ export = function register(RED: NodeAPI): void {
         });
         msg.statusCode = result.statusCode;
         msg.payload = result.payload;
-        status.call();
+        status.update();
         send([msg, null]);
         done();
       } catch (err) {
@@ -79,7 +74,6 @@ export = function register(RED: NodeAPI): void {
         done();
       }
     });
-    this.on('close', () => status.cancel());
   }
   RED.nodes.registerType('iotb-provision', ProvisionNode, {
     settings: { iotbProvisionOperations: { value: OPERATIONS, exportable: true } },

@@ -1,5 +1,4 @@
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import { batchElement, elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
@@ -10,7 +9,8 @@ import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
 import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface QualityNodeDef extends NodeDef {
   registry?: string;
@@ -40,11 +40,6 @@ type QualityMap = Record<string, FieldQuality>;
 
 const NO_DEVICE = 'msg.device.id is missing: quality keeps state per device';
 
-const numberOr = (v: unknown, fallback: number): number => {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'number' ? v : NaN;
-  return Number.isFinite(n) ? n : fallback;
-};
-
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -52,62 +47,47 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
 export = function register(RED: NodeAPI): void {
   function QualityNode(this: Node, config: QualityNodeDef): void {
     RED.nodes.createNode(this, config);
-    const directory = config.registry
-      ? (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)?.registry
-      : undefined;
-    const window = numberOr(config.window, 7);
-    const maxFields = numberOr(config.maxFields, 16);
-    const userDir = (RED.settings as { userDir?: string }).userDir;
-    const stateFile =
-      config.persist !== false && userDir
-        ? join(userDir, 'iotb-quality', `${this.id.replace(/[^\w.-]/g, '_')}.state`)
-        : undefined;
+    const glue = new NodeGlue(RED, this);
+    const directory: DeviceDirectory | undefined = glue.optionalConfig('registry', config.registry);
+    const window = numberSetting(config.window, { fallback: 7, min: 1, integer: true });
+    const maxFields = numberSetting(config.maxFields, { fallback: 16, min: 1, integer: true });
+    const stateFile = config.persist !== false ? glue.stateFile('quality', '.state') : undefined;
 
     let engine: QualityEngine;
     try {
       const loaded = stateFile ? loadState(stateFile, window, maxFields) : { status: 'none' as const };
       if (loaded.status === 'corrupt')
         this.warn(
-          RED._('iotb-quality.warn.corrupt', {
-            file: stateFile ?? '',
-            error: loaded.error,
-            movedTo: loaded.movedTo,
-          }),
+          glue.t('warn.corrupt', { file: stateFile ?? '', error: loaded.error, movedTo: loaded.movedTo }),
         );
       engine = new QualityEngine({
         window,
         maxFields,
         rules: Array.isArray(config.rules) ? config.rules : [],
         checkOtherFields: config.checkOtherFields !== false,
-        expectedIntervalMs: numberOr(config.expectedIntervalS, 0) * 1000,
+        expectedIntervalMs: numberSetting(config.expectedIntervalS, { fallback: 0, min: 0 }) * 1000,
         fillGaps: config.fillGaps === true,
-        maxFill: numberOr(config.maxFill, 10),
+        maxFill: numberSetting(config.maxFill, { fallback: 10, min: 0, integer: true }),
         schemaFor: directory ? (type) => directory.getType(type)?.schema : undefined,
         ...(loaded.status === 'loaded' ? { store: loaded.store, fieldNames: loaded.fieldNames } : {}),
       });
       if (loaded.status === 'loaded')
-        this.log(
-          RED._('iotb-quality.log.restored', { devices: engine.store.deviceCount, file: stateFile ?? '' }),
-        );
+        this.log(glue.t('log.restored', { devices: engine.store.deviceCount, file: stateFile ?? '' }));
     } catch (err) {
-      this.error(RED._('iotb-quality.errors.config', { error: (err as Error).message }));
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-quality.status.config' });
-      this.on('input', (_msg, _send, done) => done(err as Error));
+      glue.cannotWork(glue.t('errors.config', { error: (err as Error).message }), 'CONFIG_INVALID');
       return;
     }
 
     let readings = 0;
     let flagged = 0;
     let dirty = false;
-    const status = new Throttle(() => {
-      this.status({
-        fill: flagged ? 'yellow' : 'green',
-        shape: 'dot',
-        text: RED._('iotb-quality.status.counts', { readings, flagged, devices: engine.store.deviceCount }),
-      });
-    }, 500);
-    const onTypes = (): void => engine.invalidateRules();
-    directory?.on('types', onTypes);
+    const status = glue.status(() => ({
+      fill: flagged ? 'yellow' : 'green',
+      shape: 'dot',
+      key: 'status.counts',
+      vars: { readings, flagged, devices: engine.store.deviceCount },
+    }));
+    if (directory) glue.listen(directory)('types', () => engine.invalidateRules());
 
     const clone = (m: Record<string, unknown>): Record<string, unknown> => RED.util.cloneMessage(m);
 
@@ -131,7 +111,7 @@ export = function register(RED: NodeAPI): void {
       const untracked = engine.takeUntrackedNotice(); // once per device type
       if (untracked)
         this.warn(
-          RED._('iotb-quality.warn.untracked', {
+          glue.t('warn.untracked', {
             max: maxFields,
             type: untracked.type || '-',
             fields: untracked.fields.join(', '),
@@ -232,7 +212,7 @@ export = function register(RED: NodeAPI): void {
       const payload = msg.payload;
       if (Array.isArray(payload)) {
         sendBatch(msg, payload, send);
-        status.call();
+        status.update();
         return done();
       }
       const device = msg.device;
@@ -272,7 +252,7 @@ export = function register(RED: NodeAPI): void {
           ];
           send([[...extras, msg], null]);
         } else send([msg, null]);
-        status.call();
+        status.update();
         return done();
       }
 
@@ -290,40 +270,24 @@ export = function register(RED: NodeAPI): void {
         saveState(stateFile, engine);
         dirty = false;
       } catch (err) {
-        this.error(
-          RED._('iotb-quality.errors.save', { file: stateFile ?? '', error: (err as Error).message }),
-        );
+        this.error(glue.t('errors.save', { file: stateFile, error: (err as Error).message }));
       }
     };
-    const timers: NodeJS.Timeout[] = [];
-    if (stateFile) timers.push(setInterval(save, Math.max(1, numberOr(config.saveIntervalS, 60)) * 1000));
-    const ttlMs = numberOr(config.ttlHours, 24) * 3_600_000;
-    if (ttlMs > 0)
-      timers.push(
-        setInterval(
-          () => {
-            if (engine.store.evictIdle(Date.now() - ttlMs) > 0) dirty = true;
-          },
-          Math.min(ttlMs / 10, 600_000),
-        ),
-      );
-    const scorecardS = numberOr(config.scorecardIntervalS, 0);
-    if (scorecardS > 0)
-      timers.push(
-        setInterval(
-          () => this.send([{ topic: 'quality/scorecard', payload: engine.scorecard() }, null]),
-          scorecardS * 1000,
-        ),
-      );
-
-    this.on('close', (removed: boolean, done: () => void) => {
-      for (const t of timers) clearInterval(t);
-      status.cancel();
-      directory?.off('types', onTypes);
+    glue.onClose((removed) => {
       if (!removed) save();
       else if (stateFile) rmSync(stateFile, { force: true }); // the node is gone: so is its filter history
-      done();
     });
+    if (stateFile) glue.every(numberSetting(config.saveIntervalS, { fallback: 60, min: 1 }) * 1000, save);
+    const ttlMs = numberSetting(config.ttlHours, { fallback: 24, min: 0 }) * 3_600_000;
+    if (ttlMs > 0)
+      glue.every(Math.min(ttlMs / 10, 600_000), () => {
+        if (engine.store.evictIdle(Date.now() - ttlMs) > 0) dirty = true;
+      });
+    const scorecardS = numberSetting(config.scorecardIntervalS, { fallback: 0, min: 0 });
+    if (scorecardS > 0)
+      glue.every(scorecardS * 1000, () =>
+        this.send([{ topic: 'quality/scorecard', payload: engine.scorecard() }, null]),
+      );
   }
 
   RED.nodes.registerType('iotb-quality', QualityNode);

@@ -1,11 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { writeFileAtomicSync } from '../lib/atomic-file';
 import { DEVICE_ID_PATTERN, TYPE_NAME_PATTERN } from '../lib/device-id';
 import { generateRegistrySecret } from '../lib/registry/credentials';
 import { FileDeviceStore } from '../lib/registry/file-store';
 import { Registry, type RegistryHolder } from '../lib/registry/registry';
+import { credentialsOf, NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface TypeRow {
   name: string;
@@ -34,20 +35,18 @@ type RegistryConfigNode = Node<RegistryCredentials> & RegistryHolder;
 export = function register(RED: NodeAPI): void {
   function RegistryNode(this: RegistryConfigNode, config: RegistryNodeDef): void {
     RED.nodes.createNode(this, config);
-    const credentials = this.credentials ?? {};
-    const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
-    const file = isAbsolute(config.file || '')
-      ? config.file
-      : join(userDir, config.file || 'iotb-registry.json');
+    const glue = new NodeGlue(RED, this);
+    const credentials = credentialsOf(this);
+    const file = glue.userFile(config.file || 'iotb-registry.json');
     try {
       const secret =
         credentials.secret ||
         fileSecret(`${file}.secret`, () =>
-          this.warn(RED._('iotb-registry.warn.generatedSecret', { file: `${file}.secret` })),
+          this.warn(glue.t('warn.generatedSecret', { file: `${file}.secret` })),
         );
-      const graceS = Number(config.rotationGraceS);
+      const graceS = numberSetting(config.rotationGraceS, { fallback: undefined, min: 0 });
       const registry = new Registry(new FileDeviceStore(file), secret, {
-        rotationGraceMs: Number.isFinite(graceS) && graceS >= 0 ? graceS * 1000 : undefined,
+        rotationGraceMs: graceS === undefined ? undefined : graceS * 1000,
         operatorKey: credentials.apiKey || undefined,
       });
       this.registry = registry;
@@ -60,14 +59,14 @@ export = function register(RED: NodeAPI): void {
             alarms: parseJson(row.alarms, 'alarms'),
           });
         } catch (err) {
-          this.error(RED._('iotb-registry.error.type', { name: row.name, message: (err as Error).message }));
+          this.error(glue.t('error.type', { name: row.name, message: (err as Error).message }));
         }
       }
-      this.log(RED._('iotb-registry.log.opened', { file, devices: registry.size }));
+      this.log(glue.t('log.opened', { file, devices: registry.size }));
     } catch (err) {
-      this.error(RED._('iotb-registry.error.open', { file, message: (err as Error).message }));
+      this.error(glue.t('error.open', { file, message: (err as Error).message }));
     }
-    this.on('close', () => {
+    glue.onClose(() => {
       this.registry?.close();
       this.registry = undefined;
     });

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { RegistryHolder } from '../lib/registry/registry';
 import { DeviceSimulator } from '../lib/simulator';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
 
 interface SimulatorNodeDef extends NodeDef {
   registry: string;
@@ -20,51 +21,49 @@ interface SimulatorNodeDef extends NodeDef {
 export = function register(RED: NodeAPI): void {
   function SimulatorNode(this: Node, config: SimulatorNodeDef): void {
     RED.nodes.createNode(this, config);
-    const registry = (RED.nodes.getNode(config.registry) as (Node & RegistryHolder) | null)?.registry;
-    if (!registry) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-simulator.status.noRegistry' });
-      this.error(RED._('iotb-simulator.error.noRegistry'));
-      return;
-    }
+    const glue = new NodeGlue(RED, this);
+    const registry = glue.requireConfig('registry', config.registry);
+    if (!registry) return;
     let sim: DeviceSimulator;
     try {
       sim = new DeviceSimulator(registry, {
-        url: `mqtt://${config.host || '127.0.0.1'}:${Number(config.port) || 1883}`,
-        count: Number(config.count),
+        url: `mqtt://${config.host || '127.0.0.1'}:${numberSetting(config.port, { fallback: 1883, min: 1, max: 65_535, integer: true })}`,
+        // Count and interval are checked by the simulator, which says what is wrong with them.
+        count: numberSetting(config.count, { fallback: NaN }),
         idPrefix: config.idPrefix || 'sim',
         type: config.deviceType || 'sensor',
-        intervalMs: Number(config.intervalS) * 1000,
-        seed: Number(config.seed) || 1,
+        intervalMs: numberSetting(config.intervalS, { fallback: NaN }) * 1000,
+        seed: numberSetting(config.seed, { fallback: 1, above: 0 }),
       });
     } catch (err) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-simulator.status.invalid' });
-      this.error(RED._('iotb-simulator.error.config', { message: (err as Error).message }));
+      glue.cannotWork(glue.t('error.config', { message: (err as Error).message }), 'CONFIG_INVALID');
       return;
     }
+    glue.onClose(() => sim.stop());
     let lastError = '';
-    const showStatus = (): void => {
+    const status = glue.status(() => {
       const s = sim.stats();
-      this.status({
+      return {
         fill: s.connected === s.devices ? 'green' : 'yellow',
         shape: s.connected > 0 ? 'dot' : 'ring',
-        text: RED._('iotb-simulator.status.running', { ...s }),
-      });
-    };
+        key: 'status.running',
+        vars: { ...s },
+      };
+    });
     sim.on('command', (c) => {
       this.send({ topic: `devices/${c.deviceId}/commands/executed`, payload: c });
     });
     sim.on('error', (err) => {
       // One line per distinct problem: a refused device retries every half second.
-      if (err.message !== lastError) this.warn(RED._('iotb-simulator.warn.device', { message: err.message }));
+      if (err.message !== lastError) this.warn(glue.t('warn.device', { message: err.message }));
       lastError = err.message;
     });
     // Devices that cannot connect keep retrying; the status and the warnings above tell.
-    sim.start().then(showStatus, () => undefined);
-    const timer = setInterval(showStatus, 1000);
-    this.on('close', (done: () => void) => {
-      clearInterval(timer);
-      sim.stop().then(done, done);
-    });
+    sim.start().then(
+      () => status.update(),
+      () => undefined,
+    );
+    glue.every(1000, () => status.update());
   }
   RED.nodes.registerType('iotb-simulator', SimulatorNode);
 };

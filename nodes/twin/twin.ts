@@ -1,7 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import type { BrokerHolder } from '../lib/broker/broker';
 import { rejection } from '../lib/rejection';
-import { Throttle } from '../lib/throttle';
+import { NodeGlue } from '../shared/glue';
 import { runTwinOperation, TWIN_OPERATIONS, type TwinOperation } from '../lib/twin/operations';
 import { TwinError, type TwinView } from '../lib/twin/twin-service';
 
@@ -57,30 +56,22 @@ function twinPoint(side: 'desired' | 'reported', view: TwinView, at: number): Re
 export = function register(RED: NodeAPI): void {
   function TwinNode(this: Node, config: TwinNodeDef): void {
     RED.nodes.createNode(this, config);
-    const twins = (RED.nodes.getNode(config.broker) as (Node & BrokerHolder) | null)?.twins;
-    if (!twins) {
-      this.status({ fill: 'red', shape: 'ring', text: 'iotb-twin.status.noTwins' });
-      this.error(RED._('iotb-twin.error.noTwins'));
-      return;
-    }
+    const glue = new NodeGlue(RED, this);
+    const twins = glue.requireConfig('twins', config.broker, { stage: 'twin', outputs: 4 });
+    if (!twins) return;
     let desiredChanges = 0;
     let reportedChanges = 0;
-    const status = new Throttle(() => {
-      this.status({
-        fill: 'green',
-        shape: 'dot',
-        text: RED._('iotb-twin.status.counts', {
-          twins: twins.size,
-          desired: desiredChanges,
-          reported: reportedChanges,
-        }),
-      });
-    }, 500);
-    status.call();
+    const status = glue.status(() => ({
+      fill: 'green',
+      shape: 'dot',
+      key: 'status.counts',
+      vars: { twins: twins.size, desired: desiredChanges, reported: reportedChanges },
+    }));
+    status.update();
 
     const onDesired = (deviceId: string, view: TwinView): void => {
       desiredChanges++;
-      status.call();
+      status.update();
       const payload = structuredClone(view);
       this.send([
         { topic: `twin/desired`, deviceId, payload, delta: payload.delta },
@@ -91,7 +82,7 @@ export = function register(RED: NodeAPI): void {
     };
     const onReported = (deviceId: string, view: TwinView, patch: Record<string, unknown>): void => {
       reportedChanges++;
-      status.call();
+      status.update();
       const payload = structuredClone(view);
       this.send([
         { topic: `twin/reported`, deviceId, payload, patch: structuredClone(patch), delta: payload.delta },
@@ -101,8 +92,9 @@ export = function register(RED: NodeAPI): void {
       ]);
     };
     if (config.changes !== false) {
-      twins.on('desired', onDesired);
-      twins.on('reported', onReported);
+      const on = glue.listen(twins);
+      on('desired', onDesired);
+      on('reported', onReported);
     }
 
     this.on('input', (m, send, done) => {
@@ -139,11 +131,6 @@ export = function register(RED: NodeAPI): void {
         send([null, null, null, msg]);
         done();
       }
-    });
-    this.on('close', () => {
-      twins.off('desired', onDesired);
-      twins.off('reported', onReported);
-      status.cancel();
     });
   }
   RED.nodes.registerType('iotb-twin', TwinNode);

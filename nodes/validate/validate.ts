@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import { elementMessage } from '../lib/batch';
 import type { DeviceDirectory } from '../lib/device-contracts';
@@ -8,7 +7,6 @@ import { ackLedger, addParts } from '../lib/ingest/ack-ledger';
 import { isMicroBatch } from '../lib/ingest/micro-batch';
 import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
-import { Throttle } from '../lib/throttle';
 import {
   compileReadingSchema,
   DEFAULT_LIMITS,
@@ -29,11 +27,14 @@ import {
   type ValidateContext,
   type ValidateLimits,
 } from '../lib/validate';
+import { NodeGlue } from '../shared/glue';
+import { numberSetting } from '../shared/settings';
+import type { StatusView } from '../shared/status';
 
 type SchemaSource = 'type' | 'inline' | 'file' | 'msg';
 
 interface ValidateNodeDef extends NodeDef {
-  schemaSource: SchemaSource;
+  schemaSource?: SchemaSource;
   schema: string;
   schemaFile: string;
   schemaProperty: string;
@@ -42,7 +43,7 @@ interface ValidateNodeDef extends NodeDef {
   useDefaults: boolean;
   unknown: UnknownProperties;
   allErrors: boolean;
-  split: boolean;
+  split?: boolean;
   maxBytes: number | string;
   maxDepth: number | string;
   maxKeys: number | string;
@@ -77,15 +78,12 @@ const NO_REGISTRY = 'no device registry configured: choose one, or another schem
 /** Devices remembered by the duplicate window when the node does not say. */
 const DEFAULT_DEDUP_DEVICES = 10_000;
 
-function positive(value: unknown, fallback: number): number {
-  const n = Number(value);
-  return value === '' || value === undefined || !Number.isFinite(n) || n < 0 ? fallback : n;
-}
+/** Limits and windows are numbers >= 0. */
+const positive = (value: unknown, fallback: number): number => numberSetting(value, { fallback, min: 0 });
 
-/** A number of entries: the editor takes any number, the duplicate window needs whole ones. */
-function count(value: unknown, fallback: number): number {
-  return Math.floor(positive(value, fallback));
-}
+/** A number of entries: the duplicate window needs whole ones. */
+const count = (value: unknown, fallback: number): number =>
+  numberSetting(value, { fallback, min: 0, integer: true });
 
 function rulesFrom(config: Partial<ValidateNodeDef>): NodeRules {
   return {
@@ -131,6 +129,7 @@ function isRefusal(choice: SchemaChoice): choice is Refusal {
 export = function register(RED: NodeAPI): void {
   function ValidateNode(this: Node, config: ValidateNodeDef): void {
     RED.nodes.createNode(this, config);
+    const glue = new NodeGlue(RED, this);
     const rules = rulesFrom(config);
     const source: SchemaSource = config.schemaSource ?? 'inline';
     const perDevice = count(config.dedupPerDevice, 100);
@@ -141,24 +140,23 @@ export = function register(RED: NodeAPI): void {
     let accepted = 0;
     let rejected = 0;
     let problem: string | undefined;
-    const status = new Throttle(() => {
-      if (problem) {
-        this.status({ fill: 'red', shape: 'ring', text: problem.slice(0, 60) });
-      } else {
-        this.status({
-          fill: rejected > 0 ? 'yellow' : 'green',
-          shape: 'dot',
-          text: RED._('iotb-validate.status.counts', { accepted, rejected }),
-        });
-      }
-    }, 500);
+    const status = glue.status((): StatusView =>
+      problem
+        ? { fill: 'red', shape: 'ring', key: 'status.problem', vars: { problem: problem.slice(0, 60) } }
+        : {
+            fill: rejected > 0 ? 'yellow' : 'green',
+            shape: 'dot',
+            key: 'status.counts',
+            vars: { accepted, rejected },
+          },
+    );
 
     /** Reports a broken or missing schema once, in the status and the log (and so to Catch/Status nodes). */
     const report = (choice: SchemaChoice): SchemaChoice => {
       if (isRefusal(choice) && problem !== choice.reason) {
         problem = choice.reason;
         this.error(`schema problem: ${choice.reason}`);
-        status.call();
+        status.update();
       }
       return choice;
     };
@@ -168,23 +166,21 @@ export = function register(RED: NodeAPI): void {
     if (source === 'inline') {
       fixed = report(compileChoice(config.schema, rules.options, 'inline schema'));
     } else if (source === 'file') {
-      fixed = report(loadSchemaFile(config.schemaFile, rules.options));
+      fixed = report(
+        loadSchemaFile(config.schemaFile ? glue.userFile(config.schemaFile) : '', rules.options),
+      );
     }
 
     // Per-type schemas come from the registry; compiled on first use per type, forgotten when types change.
     const typeSchemas = new Map<string, SchemaChoice>();
-    const registryNode = config.registry
-      ? (RED.nodes.getNode(config.registry) as (Node & { registry?: DeviceDirectory }) | null)
-      : null;
-    const directory = (): DeviceDirectory | undefined => registryNode?.registry;
-    const onTypes = (): void => {
-      typeSchemas.clear();
-      problem = undefined;
-      status.call();
-    };
-    const subscribed = source === 'type' ? directory() : undefined;
+    const dir: DeviceDirectory | undefined = glue.optionalConfig('registry', config.registry);
     if (source === 'type') {
-      if (subscribed) subscribed.on('types', onTypes);
+      if (dir)
+        glue.listen(dir)('types', () => {
+          typeSchemas.clear();
+          problem = undefined;
+          status.update();
+        });
       else report({ code: 'NO_SCHEMA', reason: NO_REGISTRY });
     }
 
@@ -203,7 +199,6 @@ export = function register(RED: NodeAPI): void {
         }
         return compileChoice(schema, rules.options, `msg.${prop}`);
       }
-      const dir = directory();
       if (!dir) return { code: 'NO_SCHEMA', reason: NO_REGISTRY };
       const typeName = device?.type;
       if (typeof typeName !== 'string') {
@@ -250,7 +245,7 @@ export = function register(RED: NodeAPI): void {
         ctx.now = Date.now();
         if (isMicroBatch(msg as { device?: unknown })) sendMicroBatch(msg as BatchMessage, send);
         else sendPublication(msg, send);
-        status.call();
+        status.update();
         done();
       } catch (err) {
         done(err instanceof Error ? err : new Error(String(err)));
@@ -314,7 +309,7 @@ export = function register(RED: NodeAPI): void {
       );
       accepted += valid.payload.length;
       rejected += refused.length;
-      const batch = msg as unknown as Record<string, unknown>;
+      const batch: Record<string, unknown> = msg;
       const bad = refused.map((r) => {
         const out = elementMessage(batch, r.publication, clone);
         out.payload = r.payload;
@@ -339,15 +334,8 @@ export = function register(RED: NodeAPI): void {
       else send([good, bad]);
     };
 
-    this.on('close', () => {
-      status.cancel();
-      subscribed?.off('types', onTypes);
-    });
-
-    function loadSchemaFile(file: string, options: SchemaOptions): SchemaChoice {
-      if (!file) return { code: 'NO_SCHEMA', reason: 'no schema file configured' };
-      const userDir = (RED.settings as { userDir?: string }).userDir ?? process.cwd();
-      const path = isAbsolute(file) ? file : join(userDir, file);
+    function loadSchemaFile(path: string, options: SchemaOptions): SchemaChoice {
+      if (!path) return { code: 'NO_SCHEMA', reason: 'no schema file configured' };
       let text: string;
       try {
         text = readFileSync(path, 'utf8');

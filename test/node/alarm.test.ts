@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { metricsRegistry } from '../../nodes/lib/metrics';
-import { helper, nextMessage, nodeModule, type TestNode } from '../support/helper';
+import { helper, nextMessage, nodeModule, nodeModuleWithMessages, type TestNode } from '../support/helper';
 import { eventually, tempDir } from '../support/servers';
 
 const alarmNode = nodeModule('alarm');
@@ -201,7 +201,7 @@ describe('iotb-alarm node', () => {
   });
 
   it('refuses invalid rules at deploy with the rule and the reason', async () => {
-    await helper.load(alarmNode, [
+    await helper.load(nodeModuleWithMessages('alarm'), [
       {
         id: 'bad',
         type: 'iotb-alarm',

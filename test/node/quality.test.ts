@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { helper, nextMessage, nodeModule } from '../support/helper';
+import { helper, nextMessage, nodeModule, nodeModuleWithMessages } from '../support/helper';
 import { tempDir } from '../support/servers';
 import { metricsRegistry } from '../../nodes/lib/metrics';
 
@@ -325,7 +325,7 @@ describe('iotb-quality node', () => {
   });
 
   it('reports an invalid rule at deploy time in the status and on every message', async () => {
-    await helper.load(qualityNode, flow({ rules: [{ field: 't', min: 5, max: 1 }] }));
+    await helper.load(nodeModuleWithMessages('quality'), flow({ rules: [{ field: 't', min: 5, max: 1 }] }));
     const q = helper.getNode('q');
     const err = new Promise<any>((resolve) =>
       q.on('call:error', (call: any) => {

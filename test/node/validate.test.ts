@@ -3,10 +3,10 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { jsonTestSuiteDir } from '../support/corpus';
-import { helper, nodeModule, receivedUntil, type TestNode } from '../support/helper';
+import { helper, nodeModuleWithMessages, receivedUntil, type TestNode } from '../support/helper';
 import { tempDir } from '../support/servers';
 
-const validateNode = nodeModule('validate');
+const validateNode = nodeModuleWithMessages('validate');
 
 const SCHEMA = {
   type: 'object',
