@@ -163,6 +163,9 @@ describe('HTTP/topic authenticator', () => {
     assert.equal(a.authenticate({ topic: 'devices/ghost/telemetry' }).ok, false);
     assert.equal(a.authenticate({ topic: 'other/dev-2/telemetry' }).ok, false);
     assert.equal(a.authenticate({ topic: 'devices/dev+2/telemetry' }).ok, false);
+    assert.equal(a.authenticate({ topic: 'devicesX/dev-2/telemetry' }).ok, false);
+    assert.equal(a.authenticate({ topic: 'devices//dev-2/telemetry' }).ok, false);
+    assert.equal(a.authenticate({ topic: 'devices/dev-2' }).ok, true, 'the id is the level after the prefix');
     const code = (topic: string): string | undefined => {
       const o = a.authenticate({ topic });
       return o.ok ? undefined : o.code;

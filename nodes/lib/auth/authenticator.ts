@@ -66,7 +66,8 @@ export class Authenticator {
   private readonly windowMs: number;
   private readonly nonces: NonceCache;
   private readonly now: () => number;
-  private readonly topicPrefix: string;
+  /** `devices/`: the topic level before the device id, with its separator (built once: checked per reading). */
+  private readonly topicHead: string;
   private readonly rate: RateLimiter | undefined;
 
   constructor(
@@ -76,7 +77,7 @@ export class Authenticator {
     this.windowMs = opts.windowMs ?? 300_000;
     this.now = opts.now ?? Date.now;
     this.nonces = new NonceCache(2 * this.windowMs, opts.maxNonces ?? 100_000, this.now);
-    this.topicPrefix = opts.topicPrefix ?? 'devices';
+    this.topicHead = `${opts.topicPrefix ?? 'devices'}/`;
     const rate = opts.ratePerDeviceS ?? 0;
     // Counted after authentication, so a stranger cannot use up a device's allowance.
     this.rate = rate > 0 ? new RateLimiter(rate, 2 * rate, 100_000, this.now) : undefined;
@@ -171,8 +172,9 @@ export class Authenticator {
 
   private topic(req: AuthRequest): AuthOutcome {
     const t = req.topic ?? '';
-    const prefix = `${this.topicPrefix}/`;
-    const id = t.startsWith(prefix) ? t.slice(prefix.length).split('/', 1)[0] : '';
+    const head = this.topicHead;
+    const end = t.indexOf('/', head.length);
+    const id = t.startsWith(head) ? t.slice(head.length, end < 0 ? t.length : end) : '';
     const device = isValidDeviceId(id) ? this.registry.getDevice(id) : undefined;
     if (!device)
       return this.fail('unknown_device', req, isValidDeviceId(id) ? id : undefined, {
