@@ -16,35 +16,15 @@ export interface OutsideReference {
   text: string;
 }
 
-const BESIDE = 'a folder beside the checkout';
-
 /** Each rule matches one line; the patterns are written so that this file's own source does not match them. */
 const LINE_RULES: { rule: string; pattern: RegExp }[] = [
   // A sibling folder of the checkout, as a path or as the segments of a join().
-  { rule: BESIDE, pattern: /\.\.\/shared\b|['"]\.\.['"]\s*,\s*['"]shared['"]/ },
+  { rule: 'a folder beside the checkout', pattern: /\.\.\/shared\b|['"]\.\.['"]\s*,\s*['"]shared['"]/ },
   { rule: 'joins ".." onto the repository root', pattern: /\brepoRoot\s*,\s*['"]\.\.['"]/ },
   { rule: 'a design document that is not in the repository', pattern: /\bDESIGN\.md\b/ },
   // Absolute paths of a workplace or a home directory (a URL's path is preceded by a host, so it never matches).
   { rule: "one machine's absolute path", pattern: /(?<![\w.~-])\/(?:work|home|root)\/[\w.-]/ },
 ];
-
-/** `from '../x'`, `import('../x')`, `require('../x')`: a module path, resolved from the importing file. */
-const MODULE_SPECIFIER = /(?:\bfrom\s+|\b(?:import|require)\()['"](\.\.\/[^'"]*)['"]/g;
-
-/** True when every `../` path on the line is a module specifier that stays inside the repository. */
-function importsInside(file: string, line: string): boolean {
-  const specifiers = [...line.matchAll(MODULE_SPECIFIER)].map((m) => m[1]);
-  const relativePaths = line.match(/\.\.\//g)?.length ?? 0;
-  const climbs = specifiers.reduce((n, spec) => n + (spec.match(/\.\.\//g)?.length ?? 0), 0);
-  return (
-    specifiers.length > 0 &&
-    climbs === relativePaths &&
-    specifiers.every((spec) => {
-      const resolved = posix.normalize(posix.join(posix.dirname(file), spec));
-      return resolved !== '..' && !resolved.startsWith('../');
-    })
-  );
-}
 
 /** `[text](target)` in Markdown; reference definitions and autolinks are not used in this repository. */
 const MARKDOWN_LINK = /\]\(([^)\s]+)\)/g;
@@ -59,8 +39,7 @@ export function findOutsideReferences(file: string, text: string): OutsideRefere
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     for (const { rule, pattern } of LINE_RULES)
-      if (pattern.test(line) && !(rule === BESIDE && importsInside(file, line)))
-        found.push({ file, line: i + 1, rule, text: line.trim() });
+      if (pattern.test(line)) found.push({ file, line: i + 1, rule, text: line.trim() });
     if (!file.endsWith('.md')) continue;
     for (const m of line.matchAll(MARKDOWN_LINK)) {
       const target = m[1];
