@@ -9,8 +9,8 @@ import type { DeviceDirectory } from '../lib/device-contracts';
 import { writeFileAtomicSync } from '../lib/atomic-file';
 import { batchElement } from '../lib/batch';
 import { alarmsActive, alarmTransitionsTotal, rejectedTotal } from '../lib/metrics';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface AlarmNodeDef extends NodeDef {
   registry?: string;

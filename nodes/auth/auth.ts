@@ -1,8 +1,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { Authenticator, type AuthMode } from '../lib/auth/authenticator';
 import { rejection } from '../lib/rejection';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 import { mountApiGuard } from './api-mount';
 
 interface AuthNodeDef extends NodeDef {

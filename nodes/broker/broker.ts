@@ -18,8 +18,8 @@ import {
 } from '../lib/config-check';
 import { FileTwinStore } from '../lib/twin/file-store';
 import { TwinService } from '../lib/twin/twin-service';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface BrokerNodeDef extends NodeDef {
   registry: string;

@@ -6,9 +6,9 @@ import { LIST_LIMIT, stateFilter } from '../lib/commands/queries';
 import type { CommandRecord } from '../lib/commands/states';
 import type { DeviceLink } from '../lib/device-contracts';
 import { RejectionError, rejection, refuseMessage } from '../lib/rejection';
-import { credentialsOf, NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
-import type { StatusView } from '../shared/status';
+import { credentialsOf, NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
+import type { StatusView } from '../glue/status';
 
 interface CommandNodeDef extends NodeDef {
   registry: string;

@@ -3,9 +3,9 @@ import type { BrokerState, ConnectionEvent } from '../lib/broker/broker';
 import type { DeviceMessage } from '../lib/device-contracts';
 import { MicroBatcher, type MicroBatch } from '../lib/ingest/micro-batch';
 import type { SecurityEvent } from '../lib/security-events';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
-import type { StatusView } from '../shared/status';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
+import type { StatusView } from '../glue/status';
 
 interface DeviceInNodeDef extends NodeDef {
   broker: string;

@@ -8,9 +8,9 @@ import { DownloadServer } from '../lib/firmware/download';
 import { FirmwareError } from '../lib/firmware/errors';
 import { FirmwareHttpApi } from '../lib/firmware/http-api';
 import { FirmwareSigner } from '../lib/firmware/signing';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
-import type { StatusView } from '../shared/status';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
+import type { StatusView } from '../glue/status';
 
 interface FirmwareNodeDef extends NodeDef {
   registry: string;

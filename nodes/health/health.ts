@@ -5,7 +5,7 @@ import {
   type BrokerHealthHolder,
   type WriterHealthHolder,
 } from '../lib/health';
-import { NodeGlue } from '../shared/glue';
+import { NodeGlue } from '../glue/glue';
 
 /**
  * iotb-health: on every input, the health of every embedded broker and InfluxDB writer deployed in this

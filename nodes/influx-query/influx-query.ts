@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { runQuery, toChart, type QueryLanguage } from '../lib/influx/query';
-import { NodeGlue } from '../shared/glue';
+import { NodeGlue } from '../glue/glue';
 
 interface InfluxQueryDef extends NodeDef {
   influx: string;

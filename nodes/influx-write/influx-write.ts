@@ -16,9 +16,9 @@ import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
 import { Spool, SpoolDiskFullError, SpoolFullError, type FsyncPolicy, type WhenFull } from '../lib/spool';
 import { trackSpool } from '../lib/spool/gauges';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
-import type { StatusView } from '../shared/status';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
+import type { StatusView } from '../glue/status';
 import type { WriterHealthHolder } from '../lib/health';
 
 interface InfluxWriteDef extends NodeDef {

@@ -3,8 +3,8 @@ import type { InfluxConfigNode, InfluxCredentials } from './types';
 import { InfluxConnection, type InfluxConnectionOptions, type InfluxFlavour } from '../lib/influx/connection';
 import { diagnose } from '../lib/influx/diagnose';
 import { checkSetting, firstProblem, httpUrl, required } from '../lib/config-check';
-import { credentialsOf, NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { credentialsOf, NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface InfluxConfigDef extends NodeDef {
   flavour: InfluxFlavour;

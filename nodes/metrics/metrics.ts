@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { metricsRegistry } from '../lib/metrics';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface MetricsNodeDef extends NodeDef {
   intervalS: number | string;

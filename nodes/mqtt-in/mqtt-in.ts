@@ -6,9 +6,9 @@ import {
   type ExternalMqttSnapshot,
 } from '../lib/ingest/external-mqtt';
 import { unresolvedEnvVar } from '../lib/config-check';
-import { credentialsOf, NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
-import type { StatusView } from '../shared/status';
+import { credentialsOf, NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
+import type { StatusView } from '../glue/status';
 
 interface MqttInNodeDef extends NodeDef {
   registry: string;

@@ -3,8 +3,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { writeFileAtomicSync } from '../lib/atomic-file';
 import { gauge } from '../lib/metrics';
 import { PresenceTracker, type PresenceChange } from '../lib/presence';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface PresenceNodeDef extends NodeDef {
   broker?: string;

@@ -2,7 +2,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { OPERATIONS, runOperation, statusOf, type Operation } from '../lib/provision/operations';
 import { RegistryError } from '../lib/registry/registry';
 import { rejection } from '../lib/rejection';
-import { NodeGlue } from '../shared/glue';
+import { NodeGlue } from '../glue/glue';
 
 interface ProvisionNodeDef extends NodeDef {
   registry: string;

@@ -9,8 +9,8 @@ import { loadState, saveState } from '../lib/quality/persist';
 import { PRESETS, type FieldRuleInput } from '../lib/quality/rules';
 import { answerOnce } from '../lib/http/one-answer';
 import { rejection, refuseMessage } from '../lib/rejection';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface QualityNodeDef extends NodeDef {
   registry?: string;

@@ -5,8 +5,8 @@ import { DEVICE_ID_PATTERN, TYPE_NAME_PATTERN } from '../lib/device-id';
 import { generateRegistrySecret } from '../lib/registry/credentials';
 import { FileDeviceStore } from '../lib/registry/file-store';
 import { Registry, type RegistryHolder } from '../lib/registry/registry';
-import { credentialsOf, NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { credentialsOf, NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface TypeRow {
   name: string;

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { DeviceSimulator } from '../lib/simulator';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
 
 interface SimulatorNodeDef extends NodeDef {
   registry: string;

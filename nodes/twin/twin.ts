@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { rejection } from '../lib/rejection';
-import { NodeGlue } from '../shared/glue';
+import { NodeGlue } from '../glue/glue';
 import { runTwinOperation, TWIN_OPERATIONS, type TwinOperation } from '../lib/twin/operations';
 import { TwinError, type TwinView } from '../lib/twin/twin-service';
 

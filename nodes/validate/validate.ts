@@ -27,9 +27,9 @@ import {
   type ValidateContext,
   type ValidateLimits,
 } from '../lib/validate';
-import { NodeGlue } from '../shared/glue';
-import { numberSetting } from '../shared/settings';
-import type { StatusView } from '../shared/status';
+import { NodeGlue } from '../glue/glue';
+import { numberSetting } from '../glue/settings';
+import type { StatusView } from '../glue/status';
 
 type SchemaSource = 'type' | 'inline' | 'file' | 'msg';
 

@@ -1,5 +1,5 @@
 /**
- * The node glue kit (nodes/shared) in a real Node-RED runtime: the missing-config policy, listeners, timers
+ * The node glue kit (nodes/glue) in a real Node-RED runtime: the missing-config policy, listeners, timers
  * and HTTP handlers undone on close (in reverse order, async steps awaited), the throttled status, state
  * files and their migration from the old names, and the number-setting parser.
  */
@@ -10,8 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { NodeGlue } from '../../nodes/shared/glue';
-import { numberSetting } from '../../nodes/shared/settings';
+import { NodeGlue } from '../../nodes/glue/glue';
+import { numberSetting } from '../../nodes/glue/settings';
 import { recordingOwner } from '../support/acks';
 import { helper, nextMessage } from '../support/helper';
 import { eventually, tempDir } from '../support/servers';
@@ -85,7 +85,7 @@ function errorLines(): string[] {
   return calls.filter((a) => a[0].level === helper.log().ERROR).map((a) => String(a[0].msg));
 }
 
-describe('node glue kit (nodes/shared)', () => {
+describe('node glue kit (nodes/glue)', () => {
   const userDir = tempDir('glue-kit');
   before(async () => {
     helper.settings({ userDir: userDir.path });

@@ -20,9 +20,9 @@ function tsFilesUnder(dir: string): string[] {
   });
 }
 
-/** The glue files: nodes/<node>/*.ts, not nodes/lib (the rules) or nodes/shared (the kit itself). */
+/** The glue files: nodes/<node>/*.ts, not nodes/lib (the rules) or nodes/glue (the kit itself). */
 const glueFiles = readdirSync(nodesDir)
-  .filter((name) => name !== 'lib' && name !== 'shared' && statSync(join(nodesDir, name)).isDirectory())
+  .filter((name) => name !== 'lib' && name !== 'glue' && statSync(join(nodesDir, name)).isDirectory())
   .flatMap((name) =>
     readdirSync(join(nodesDir, name))
       .filter((f) => f.endsWith('.ts'))
